@@ -1,0 +1,264 @@
+// Typed wrapper over the native TUN/TAP addon (native-bindings/tuntap.cc).
+//
+// This is the only module that loads the addon. The addon does the syscalls and
+// the batching; this module owns defaults, validation and error types.
+//
+// Receive: frames are read by the addon straight into `rx.buffer`, frame i of a
+// batch at `frameOffset(i)`, its length in `rx.lengths[i]`. The bytes before
+// `frameOffset(i)` (the headroom) are the caller's: a router can prepend headers
+// in place. A batch is valid only during the `onBatch` call; the next batch
+// reuses the same slots.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type DeviceMode = 'tap' | 'tun';
+
+export interface OpenOptions {
+  /** Ring slots (default 64). */
+  slots?: number;
+  /** Bytes per slot, headroom included (default 2048). */
+  slotSize?: number;
+  /** Bytes left free before each frame (default 128). */
+  headroom?: number;
+  /** Most frames per `onBatch` call (default: `slots`; at most `slots`). */
+  batch?: number;
+}
+
+export interface RxRing {
+  readonly buffer: Buffer;
+  readonly lengths: Int32Array;
+  readonly slots: number;
+  readonly slotSize: number;
+  readonly headroom: number;
+}
+
+export interface DeviceStats {
+  rxFrames: number;
+  rxBatches: number;
+  rxErrors: number;
+  txFrames: number;
+  txDropped: number;
+  txErrors: number;
+}
+
+/** A failed system call on a TUN/TAP device. `errno` is the positive Linux errno. */
+export class TunTapError extends Error {
+  override readonly name = 'TunTapError';
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  readonly device: string;
+
+  constructor(message: string, code: string, errno: number, syscall: string, device: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+    this.device = device;
+  }
+}
+
+export const DEFAULT_SLOTS = 64;
+export const DEFAULT_SLOT_SIZE = 2048;
+export const DEFAULT_HEADROOM = 128;
+
+const MAX_SLOTS = 65536;
+const MAX_SLOT_SIZE = 1 << 20; // room for a 64 KiB GSO super-packet and more
+const MIN_FRAME_CAPACITY = 64; // slotSize - headroom: a minimum Ethernet frame fits
+const MAX_RING_BYTES = 1 << 30;
+
+// ---- the addon's surface ------------------------------------------------------
+
+interface NativeDevice {
+  open(name: string, mode: DeviceMode, flags: Record<string, never>): { name: string; fd: number };
+  setRing(ring: Buffer, lengths: Int32Array, slots: number, slotSize: number, headroom: number, batch: number): void;
+  start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
+  stop(): void;
+  write(buf: Buffer, off: number, len: number): boolean;
+  writeBatch(bufs: readonly Buffer[], offs: Uint32Array, lens: Uint32Array, count: number): number;
+  stats(): DeviceStats;
+  close(): void;
+}
+
+interface NativeAddon {
+  Device: new () => NativeDevice;
+}
+
+const ADDON_FILE = join('build', 'Release', 'podnet_tuntap.node');
+
+let addon: NativeAddon | undefined;
+
+/** Finds build/Release/podnet_tuntap.node from src/io (ts) or dist/src/io (compiled). */
+function loadAddon(): NativeAddon {
+  if (addon !== undefined) return addon;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, '..', '..', ADDON_FILE), join(here, '..', '..', '..', ADDON_FILE)];
+  const path = candidates.find((p) => existsSync(p));
+  if (path === undefined) {
+    throw new Error(`podnet_tuntap addon not found (looked at ${candidates.join(', ')}); run \`npm run build:native\``);
+  }
+  addon = createRequire(import.meta.url)(path) as NativeAddon;
+  return addon;
+}
+
+function isNativeSystemError(e: unknown): e is Error & { code: string; errno: number; syscall: string; device: string } {
+  if (!(e instanceof Error)) return false;
+  const r = e as unknown as Record<string, unknown>;
+  return (
+    typeof r['code'] === 'string' &&
+    typeof r['errno'] === 'number' &&
+    typeof r['syscall'] === 'string' &&
+    typeof r['device'] === 'string'
+  );
+}
+
+function wrapError(e: unknown): unknown {
+  if (!isNativeSystemError(e)) return e;
+  return new TunTapError(e.message, e.code, e.errno, e.syscall, e.device, { cause: e });
+}
+
+function checkInt(device: string, field: string, value: number, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`TunTap.open(${device}): ${field} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+  return value;
+}
+
+interface Geometry {
+  slots: number;
+  slotSize: number;
+  headroom: number;
+  batch: number;
+}
+
+function geometry(device: string, opts: OpenOptions): Geometry {
+  const slots = checkInt(device, 'slots', opts.slots ?? DEFAULT_SLOTS, 1, MAX_SLOTS);
+  const slotSize = checkInt(device, 'slotSize', opts.slotSize ?? DEFAULT_SLOT_SIZE, MIN_FRAME_CAPACITY, MAX_SLOT_SIZE);
+  const headroom = checkInt(device, 'headroom', opts.headroom ?? DEFAULT_HEADROOM, 0, MAX_SLOT_SIZE);
+  const batch = checkInt(device, 'batch', opts.batch ?? slots, 1, slots);
+  if (slotSize - headroom < MIN_FRAME_CAPACITY) {
+    throw new RangeError(
+      `TunTap.open(${device}): headroom ${headroom} leaves ${slotSize - headroom} bytes of a ${slotSize}-byte slot; ` +
+        `headroom must be below slotSize by at least ${MIN_FRAME_CAPACITY}`,
+    );
+  }
+  if (slots * slotSize > MAX_RING_BYTES) {
+    throw new RangeError(`TunTap.open(${device}): slots * slotSize = ${slots * slotSize} exceeds ${MAX_RING_BYTES} bytes`);
+  }
+  return { slots, slotSize, headroom, batch };
+}
+
+// ---- the device -----------------------------------------------------------------
+
+export class TunTap {
+  /** Interface name the kernel gave (differs from the requested one when that was empty or a `%d` pattern). */
+  readonly name: string;
+  readonly mode: DeviceMode;
+  readonly rx: RxRing;
+
+  readonly #dev: NativeDevice;
+  readonly #slotSize: number;
+  readonly #headroom: number;
+  #fd: number;
+
+  private constructor(dev: NativeDevice, name: string, mode: DeviceMode, fd: number, rx: RxRing) {
+    this.#dev = dev;
+    this.name = name;
+    this.mode = mode;
+    this.#fd = fd;
+    this.rx = rx;
+    this.#slotSize = rx.slotSize;
+    this.#headroom = rx.headroom;
+  }
+
+  /**
+   * Opens `/dev/net/tun` and attaches it to interface `name` (created if absent;
+   * `''` lets the kernel pick). Throws TunTapError (code EBUSY, EPERM, EINVAL, ...)
+   * when the kernel refuses, RangeError/TypeError for bad arguments.
+   */
+  static open(name: string, mode: DeviceMode, opts: OpenOptions = {}): TunTap {
+    if (typeof name !== 'string') throw new TypeError(`TunTap.open: name must be a string, got ${typeof name}`);
+    if (mode !== 'tap' && mode !== 'tun') {
+      throw new TypeError(`TunTap.open(${name}): mode must be 'tap' or 'tun', got ${String(mode)}`);
+    }
+    const g = geometry(name, opts);
+    const { Device } = loadAddon();
+    const dev = new Device();
+    let opened: { name: string; fd: number };
+    try {
+      opened = dev.open(name, mode, {});
+    } catch (e) {
+      throw wrapError(e);
+    }
+    try {
+      const buffer = Buffer.alloc(g.slots * g.slotSize);
+      const lengths = new Int32Array(g.slots);
+      dev.setRing(buffer, lengths, g.slots, g.slotSize, g.headroom, g.batch);
+      const rx: RxRing = Object.freeze({ buffer, lengths, slots: g.slots, slotSize: g.slotSize, headroom: g.headroom });
+      return new TunTap(dev, opened.name, mode, opened.fd, rx);
+    } catch (e) {
+      dev.close();
+      throw wrapError(e);
+    }
+  }
+
+  /** The file descriptor, or -1 once closed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Offset in `rx.buffer` where the frame of `slot` starts: slot*slotSize + headroom. */
+  frameOffset(slot: number): number {
+    return slot * this.#slotSize + this.#headroom;
+  }
+
+  /**
+   * Starts reading. `onBatch(count)` is called once per batch; frames 0..count-1
+   * are in `rx` and valid only during the call. If the device fails (it was
+   * deleted, its namespace destroyed) reading stops and `onError` gets a
+   * TunTapError; without `onError` that error is thrown as an uncaught exception,
+   * as is anything `onBatch` throws. Throws if closed or already started.
+   */
+  start(onBatch: (count: number) => void, onError?: (err: TunTapError) => void): void {
+    this.#dev.start(onBatch, (e: unknown) => {
+      const err = wrapError(e);
+      if (onError !== undefined && err instanceof TunTapError) onError(err);
+      else throw err;
+    });
+  }
+
+  /** Stops reading; frames queue in the kernel (up to the device's txqueuelen). Idempotent. */
+  stop(): void {
+    this.#dev.stop();
+  }
+
+  /** Writes one frame (TAP: Ethernet; TUN: IP). false if it was dropped or failed (see stats()). */
+  write(buf: Buffer, off: number, len: number): boolean {
+    return this.#dev.write(buf, off, len);
+  }
+
+  /**
+   * Writes frames `bufs[i].subarray(offs[i], offs[i] + lens[i])` for i < count in
+   * one native call. Returns how many the kernel took; the others are counted in
+   * stats() as txDropped (EAGAIN/ENOBUFS) or txErrors.
+   */
+  writeBatch(bufs: readonly Buffer[], offs: Uint32Array, lens: Uint32Array, count: number): number {
+    return this.#dev.writeBatch(bufs, offs, lens, count);
+  }
+
+  stats(): DeviceStats {
+    return this.#dev.stats();
+  }
+
+  /**
+   * Stops reading and closes the fd (the kernel deletes a non-persistent
+   * interface). Idempotent. Later writes return false and count as txErrors.
+   */
+  close(): void {
+    this.#dev.close();
+    this.#fd = -1;
+  }
+}
