@@ -1,0 +1,54 @@
+/**
+ * Every frame the data plane does not deliver is dropped with one of these reasons and counted, per port
+ * and per node. Numeric values index Float64Array counters (no allocation per drop).
+ */
+export const DropReason = {
+  MalformedEthernet: 0,
+  MalformedArp: 1,
+  MalformedIpv4: 2,
+  BadIpChecksum: 3,
+  MalformedL4: 4,
+  SpoofedSourceMac: 5,
+  SpoofedSourceIp: 6,
+  SpoofedArp: 7,
+  MulticastSource: 8,
+  UnsupportedEtherType: 9,
+  SameSegment: 10,
+  NotForRouter: 11,
+  TtlExceeded: 12,
+  NoRoute: 13,
+  HostUnreachable: 14,
+  FragmentationNeeded: 15,
+  TxFailed: 16,
+  PortDown: 17,
+  MacTableFull: 18,
+  VxlanMalformed: 19,
+  VxlanUnknownSender: 20,
+  VxlanBadVni: 21,
+  Oversize: 22,
+  IcmpRateLimited: 23,
+  LocalDeliveryUnsupported: 24,
+} as const;
+export type DropReason = (typeof DropReason)[keyof typeof DropReason];
+
+const NAMES: string[] = [];
+for (const [k, v] of Object.entries(DropReason)) NAMES[v] = k.replace(/[A-Z]/g, (c, i) => (i ? '_' : '') + c.toLowerCase());
+export const DROP_REASON_COUNT = NAMES.length;
+
+export function dropReasonName(r: number): string {
+  return NAMES[r] ?? `reason_${r}`;
+}
+
+export class DropCounters {
+  readonly counts = new Float64Array(DROP_REASON_COUNT);
+  total = 0;
+  add(reason: DropReason): void {
+    this.counts[reason]! += 1;
+    this.total++;
+  }
+  toJSON(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let i = 0; i < this.counts.length; i++) if (this.counts[i]! > 0) out[dropReasonName(i)] = this.counts[i]!;
+    return out;
+  }
+}

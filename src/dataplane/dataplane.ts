@@ -1,0 +1,121 @@
+import { FramePool } from './pool.js';
+import type { FlushScheduler, Port, TxQueue } from './port.js';
+import { Switch } from './switch.js';
+import { Neighbors } from './neighbors.js';
+
+/** A receive ring as the device layer fills it: frame i at `i*slotSize + headroom`, `lengths[i]` bytes. */
+export interface RxRingLike {
+  readonly buffer: Buffer;
+  readonly lengths: Int32Array;
+  readonly slotSize: number;
+  readonly headroom: number;
+}
+
+/** A port that receives frames from a device (or a benchmark) and feeds them into the data plane. */
+export interface IngressPort {
+  receive(buf: Buffer, off: number, len: number): void;
+}
+
+/**
+ * Owns one batch at a time: frames received from a device are processed to completion, frames the data
+ * plane generates (ARP replies, ICMP, routed packets) are injected through a queue rather than by
+ * re-entering the switch, and at the end of the batch every port with queued frames is flushed once.
+ */
+export class Dataplane implements FlushScheduler {
+  readonly pool = new FramePool();
+  readonly switch: Switch;
+  readonly neighbors = new Neighbors();
+  /** Coarse clock in seconds, refreshed once per batch. */
+  now = 0;
+
+  private readonly dirty: TxQueue[] = [];
+  private dirtyCount = 0;
+  private readonly injPort: Array<Port | undefined>;
+  private readonly injBuf: Array<Buffer | undefined>;
+  private readonly injOff: Uint32Array;
+  private readonly injLen: Uint32Array;
+  private injHead = 0;
+  private injTail = 0;
+  injectOverflow = 0;
+
+  constructor(opts: { macCapacity?: number; agingSeconds?: number; injectCapacity?: number } = {}) {
+    this.switch = new Switch(opts);
+    const cap = opts.injectCapacity ?? 256;
+    this.injPort = new Array<Port | undefined>(cap);
+    this.injBuf = new Array<Buffer | undefined>(cap);
+    this.injOff = new Uint32Array(cap);
+    this.injLen = new Uint32Array(cap);
+    this.tick();
+  }
+
+  tick(): void {
+    this.now = performance.now() / 1000;
+    this.switch.now = this.now;
+  }
+
+  markDirty(q: TxQueue): void {
+    if (this.dirtyCount === this.dirty.length) this.dirty.push(q);
+    else this.dirty[this.dirtyCount] = q;
+    this.dirtyCount++;
+  }
+
+  /** Queues a generated frame to enter the switch from `port` once the current frame is done. */
+  inject(port: Port, buf: Buffer, off: number, len: number): boolean {
+    const cap = this.injOff.length;
+    if (this.injTail - this.injHead >= cap) {
+      this.injectOverflow++;
+      return false;
+    }
+    const i = this.injTail++ % cap;
+    this.injPort[i] = port;
+    this.injBuf[i] = buf;
+    this.injOff[i] = off;
+    this.injLen[i] = len;
+    return true;
+  }
+
+  /** Runs the injected frames (which may inject more) until none is left. */
+  drainInjected(): void {
+    const cap = this.injOff.length;
+    while (this.injHead < this.injTail) {
+      const i = this.injHead++ % cap;
+      const port = this.injPort[i]!;
+      const buf = this.injBuf[i]!;
+      this.injPort[i] = undefined;
+      this.injBuf[i] = undefined;
+      this.switch.input(port, buf, this.injOff[i]!, this.injLen[i]!);
+    }
+    this.injHead = this.injTail = 0;
+  }
+
+  /** Allocates a scratch frame; -1 when the pool is exhausted for this batch. */
+  allocFrame(): number {
+    return this.pool.alloc();
+  }
+
+  /** Processes one received frame to completion (used by rings and by tests/benchmarks). */
+  receive(port: IngressPort, buf: Buffer, off: number, len: number): void {
+    port.receive(buf, off, len);
+    if (this.injTail !== this.injHead) this.drainInjected();
+  }
+
+  /** Processes `count` frames of a device's receive ring as one batch, then flushes. */
+  receiveRing(port: IngressPort, ring: RxRingLike, count: number): void {
+    this.tick();
+    const buf = ring.buffer;
+    const lens = ring.lengths;
+    let off = ring.headroom;
+    const step = ring.slotSize;
+    for (let i = 0; i < count; i++, off += step) this.receive(port, buf, off, lens[i]!);
+    this.flush();
+  }
+
+  /** Writes every queued frame and recycles the scratch pool. */
+  flush(): void {
+    for (let i = 0; i < this.dirtyCount; i++) {
+      this.dirty[i]!.flush();
+    }
+    this.dirtyCount = 0;
+    this.pool.reset();
+  }
+}

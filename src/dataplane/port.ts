@@ -1,0 +1,109 @@
+import { DropCounters, type DropReason } from './counters.js';
+
+/** Where a port's frames go when flushed: a TUN/TAP device (batched writes) or a test sink. */
+export interface FrameSink {
+  writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, count: number): number;
+}
+
+/** Marks queues with pending frames so the batch owner flushes each exactly once. */
+export interface FlushScheduler {
+  markDirty(q: TxQueue): void;
+}
+
+/**
+ * A port's transmit queue: frames are queued by reference (buffer, offset, length) during a batch and
+ * written in one native call at its end. Frames that do not fit are written early (never lost silently).
+ */
+export class TxQueue {
+  readonly bufs: Buffer[];
+  readonly offs: Uint32Array;
+  readonly lens: Uint32Array;
+  count = 0;
+  failed = 0;
+
+  constructor(
+    private readonly sink: FrameSink,
+    private readonly scheduler: FlushScheduler,
+    readonly capacity = 256,
+  ) {
+    this.bufs = new Array<Buffer>(capacity);
+    this.offs = new Uint32Array(capacity);
+    this.lens = new Uint32Array(capacity);
+  }
+
+  push(buf: Buffer, off: number, len: number): void {
+    if (this.count === this.capacity) this.flush();
+    const i = this.count++;
+    this.bufs[i] = buf;
+    this.offs[i] = off;
+    this.lens[i] = len;
+    if (i === 0) this.scheduler.markDirty(this);
+  }
+
+  /** Writes what is queued; returns how many frames the sink refused. */
+  flush(): number {
+    const n = this.count;
+    if (n === 0) return 0;
+    const written = this.sink.writeBatch(this.bufs, this.offs, this.lens, n);
+    this.count = 0;
+    const lost = n - written;
+    this.failed += lost;
+    return lost;
+  }
+}
+
+export const PortKind = { Tap: 'tap', Tun: 'tun', Router: 'router', Host: 'host' } as const;
+export type PortKind = (typeof PortKind)[keyof typeof PortKind];
+
+export interface PortStats {
+  name: string;
+  kind: PortKind;
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  drops: Record<string, number>;
+}
+
+/**
+ * A switch port. A port with a MAC (`macHi >= 0`) has a static forwarding entry for it; a restricted
+ * (pod) port is also held to it: the switch accepts from it only frames whose source MAC is
+ * (macHi, macLo) and whose IPv4/ARP source address is `ip`.
+ */
+export abstract class Port {
+  index = -1;
+  rxFrames = 0;
+  rxBytes = 0;
+  txFrames = 0;
+  txBytes = 0;
+  readonly drops = new DropCounters();
+  macHi = -1;
+  macLo = 0;
+  ip = 0;
+
+  constructor(
+    readonly name: string,
+    readonly kind: PortKind,
+  ) {}
+
+  restricted = false;
+
+  drop(reason: DropReason): void {
+    this.drops.add(reason);
+  }
+
+  /** The switch hands this port a frame to send out (or, for internal ports, to process). */
+  abstract output(buf: Buffer, off: number, len: number): void;
+
+  stats(): PortStats {
+    return {
+      name: this.name,
+      kind: this.kind,
+      rxFrames: this.rxFrames,
+      rxBytes: this.rxBytes,
+      txFrames: this.txFrames,
+      txBytes: this.txBytes,
+      drops: this.drops.toJSON(),
+    };
+  }
+}

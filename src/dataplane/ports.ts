@@ -1,0 +1,157 @@
+import { ArpOp, ArpView, ArpViewMut, ETH_HLEN, EthernetView, EthernetViewMut, EtherType, Ipv4View, ParseError, ARP_LEN } from '../packet/index.js';
+import { DropReason } from './counters.js';
+import type { Dataplane, IngressPort } from './dataplane.js';
+import { Port, PortKind, TxQueue, type FrameSink } from './port.js';
+
+const BROADCAST_HI = 0xffff;
+const BROADCAST_LO = 0xffffffff;
+
+/** A pod whose eth0 is a TAP device: Ethernet frames in and out unchanged. */
+export class TapPort extends Port implements IngressPort {
+  readonly tx: TxQueue;
+  constructor(
+    name: string,
+    private readonly dp: Dataplane,
+    sink: FrameSink,
+    identity?: { macHi: number; macLo: number; ip: number },
+  ) {
+    super(name, PortKind.Tap);
+    this.tx = new TxQueue(sink, dp);
+    if (identity) {
+      this.macHi = identity.macHi;
+      this.macLo = identity.macLo;
+      this.ip = identity.ip;
+      this.restricted = true;
+    }
+  }
+  receive(buf: Buffer, off: number, len: number): void {
+    this.dp.switch.input(this, buf, off, len);
+  }
+  output(buf: Buffer, off: number, len: number): void {
+    this.tx.push(buf, off, len);
+  }
+}
+
+/**
+ * A pod whose eth0 is a TUN device (L3 only). The port stands in for the pod on the switch: it has a MAC,
+ * answers ARP for the pod's IP, prepends an Ethernet header to the pod's packets (into the receive ring's
+ * headroom, no copy) and strips it from frames addressed to the pod.
+ */
+export class TunPort extends Port implements IngressPort {
+  readonly tx: TxQueue;
+  private readonly eth = new EthernetView();
+  private readonly ethw = new EthernetViewMut();
+  private readonly ipv = new Ipv4View();
+  private readonly arp = new ArpView();
+  private readonly arpw = new ArpViewMut();
+
+  constructor(
+    name: string,
+    private readonly dp: Dataplane,
+    sink: FrameSink,
+    identity: { macHi: number; macLo: number; ip: number },
+    /** Gateway MAC and the pod subnet: packets to other subnets are framed to the gateway. */
+    private readonly gw: { macHi: number; macLo: number; network: number; mask: number; broadcast: number },
+  ) {
+    super(name, PortKind.Tun);
+    this.tx = new TxQueue(sink, dp);
+    this.macHi = identity.macHi;
+    this.macLo = identity.macLo;
+    this.ip = identity.ip;
+    this.restricted = true;
+  }
+
+  /** An IP packet from the pod at `off` (the ring leaves headroom before it). */
+  receive(buf: Buffer, off: number, len: number): void {
+    if (off < ETH_HLEN) {
+      this.rxFrames++;
+      return this.drop(DropReason.MalformedEthernet);
+    }
+    if (this.ipv.reset(buf, off, len) !== ParseError.Ok) {
+      this.rxFrames++;
+      return this.drop(DropReason.MalformedIpv4);
+    }
+    const dst = this.ipv.dst;
+    const e = this.ethw;
+    e.reset(buf, off - ETH_HLEN, len + ETH_HLEN);
+    if (dst === 0xffffffff || dst === this.gw.broadcast) {
+      e.setDst(BROADCAST_HI, BROADCAST_LO);
+    } else if (((dst & this.gw.mask) >>> 0) === this.gw.network) {
+      const slot = this.dp.neighbors.lookup(dst);
+      if (slot >= 0) e.setDst(this.dp.neighbors.hi(slot), this.dp.neighbors.lo(slot));
+      else e.setDst(this.gw.macHi, this.gw.macLo);
+    } else {
+      e.setDst(this.gw.macHi, this.gw.macLo);
+    }
+    e.setSrc(this.macHi, this.macLo);
+    e.setEtherType(EtherType.IPv4);
+    this.dp.switch.input(this, buf, off - ETH_HLEN, len + ETH_HLEN);
+  }
+
+  output(buf: Buffer, off: number, len: number): void {
+    const eth = this.eth;
+    if (eth.reset(buf, off, len) !== ParseError.Ok) return;
+    if (!(eth.isBroadcast || (eth.dstHi === this.macHi && eth.dstLo === this.macLo))) return; // flood copy, not ours
+    const type = eth.etherType;
+    if (type === EtherType.IPv4) {
+      this.tx.push(buf, eth.payloadOffset, eth.payloadLength);
+      return;
+    }
+    if (type !== EtherType.ARP) return;
+    const arp = this.arp;
+    if (arp.reset(buf, eth.payloadOffset, eth.payloadLength) !== ParseError.Ok) return;
+    if (arp.operation !== ArpOp.Request || arp.targetIp !== this.ip) return;
+    this.replyArp(buf, off, arp);
+  }
+
+  private replyArp(req: Buffer, reqOff: number, arp: ArpView): void {
+    const slot = this.dp.allocFrame();
+    if (slot < 0) return;
+    const out = this.dp.pool.buffer;
+    const e = this.ethw;
+    e.reset(out, slot, ETH_HLEN + ARP_LEN);
+    e.setDst(this.eth.srcHi, this.eth.srcLo);
+    e.setSrc(this.macHi, this.macLo);
+    e.setEtherType(EtherType.ARP);
+    // Copy the request's ARP body, then turn it into a reply.
+    req.copy(out, slot + ETH_HLEN, reqOff + ETH_HLEN, reqOff + ETH_HLEN + ARP_LEN);
+    const w = this.arpw;
+    w.reset(out, slot + ETH_HLEN, ARP_LEN);
+    w.setOperation(ArpOp.Reply);
+    w.setTargetMac(arp.senderMacHi, arp.senderMacLo);
+    w.setTargetIp(arp.senderIp);
+    w.setSenderMac(this.macHi, this.macLo);
+    w.setSenderIp(this.ip);
+    this.dp.inject(this, out, slot, ETH_HLEN + ARP_LEN);
+  }
+}
+
+/**
+ * The node's own side: a TUN device in the node's namespace carrying IP packets between the host kernel
+ * and the router. Not a switch port.
+ */
+export class HostPort implements IngressPort {
+  readonly tx: TxQueue;
+  rxFrames = 0;
+  txFrames = 0;
+  rxBytes = 0;
+  txBytes = 0;
+  onPacket: (buf: Buffer, off: number, len: number) => void = () => {};
+  constructor(
+    readonly name: string,
+    dp: Dataplane,
+    sink: FrameSink,
+  ) {
+    this.tx = new TxQueue(sink, dp);
+  }
+  receive(buf: Buffer, off: number, len: number): void {
+    this.rxFrames++;
+    this.rxBytes += len;
+    this.onPacket(buf, off, len);
+  }
+  send(buf: Buffer, off: number, len: number): void {
+    this.txFrames++;
+    this.txBytes += len;
+    this.tx.push(buf, off, len);
+  }
+}

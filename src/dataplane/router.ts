@@ -1,0 +1,312 @@
+import {
+  ArpOp,
+  ArpView,
+  ArpViewMut,
+  ARP_LEN,
+  ETH_HLEN,
+  EthernetView,
+  EthernetViewMut,
+  EtherType,
+  ICMP_HLEN,
+  IcmpType,
+  IcmpUnreachCode,
+  IcmpView,
+  IcmpViewMut,
+  IpProtocol,
+  IPV4_MIN_HLEN,
+  Ipv4View,
+  Ipv4ViewMut,
+  ParseError,
+  writeIpv4Header,
+} from '../packet/index.js';
+import { DropCounters, DropReason } from './counters.js';
+import type { Dataplane } from './dataplane.js';
+import { Port, PortKind } from './port.js';
+import type { HostPort } from './ports.js';
+
+/** Where a routed packet came from: decides what "no route" means and avoids loops. */
+export const Ingress = { Switch: 0, Host: 1, Overlay: 2 } as const;
+export type Ingress = (typeof Ingress)[keyof typeof Ingress];
+
+/** Result codes an overlay returns for a packet it was handed. */
+export const OverlayResult = { Sent: 0, NoRoute: 1, TooBig: 2, Dropped: 3 } as const;
+export type OverlayResult = (typeof OverlayResult)[keyof typeof OverlayResult];
+
+/**
+ * The tunnel to other nodes (VXLAN). `send` takes an IPv4 packet at `ipOff` with at least 64 bytes of
+ * writable headroom before it. `mtuFor` gives the largest inner packet the path carries.
+ */
+export interface Overlay {
+  send(buf: Buffer, ipOff: number, ipLen: number, dst: number): OverlayResult;
+  readonly innerMtu: number;
+}
+
+export interface RouterConfig {
+  gatewayIp: number;
+  gatewayMacHi: number;
+  gatewayMacLo: number;
+  /** The host port's address (subnet .0); the router answers ARP for it and routes it to the host. */
+  hostIp: number;
+  subnetNetwork: number;
+  subnetMask: number;
+  podCidrNetwork: number;
+  podCidrMask: number;
+  /** ICMP errors per second the router may send (token bucket). */
+  icmpRatePerSec?: number;
+}
+
+/** Byte budget for an ICMP error: the whole error fits in 576 bytes (RFC 1812 4.3.2.3). */
+const ICMP_ERROR_MAX = 576;
+const DEFAULT_TTL = 64;
+
+/**
+ * The node's gateway and L3 router. It is an internal port of the switch with the gateway MAC: it answers
+ * ARP for the gateway and host addresses, answers ICMP echo to the gateway, decrements TTL and routes
+ * between local pods (neighbour table), the host (HostPort) and other nodes (Overlay). It sends ICMP
+ * errors (time exceeded, unreachable, fragmentation needed) like a kernel router does.
+ */
+export class Router {
+  readonly port: RouterPort;
+  readonly drops = new DropCounters();
+  overlay: Overlay | undefined;
+  host: HostPort | undefined;
+  forwarded = 0;
+  icmpSent = 0;
+  /** Flood copies of frames not addressed to the router (seen, not dropped). */
+  ignored = 0;
+
+  private readonly eth = new EthernetView();
+  private readonly ethw = new EthernetViewMut();
+  private readonly ipv = new Ipv4View();
+  private readonly ipw = new Ipv4ViewMut();
+  private readonly arp = new ArpView();
+  private readonly arpw = new ArpViewMut();
+  private readonly icmp = new IcmpView();
+  private readonly icmpw = new IcmpViewMut();
+  private tokens: number;
+  private tokensAt = 0;
+  private readonly icmpRate: number;
+
+  constructor(
+    private readonly dp: Dataplane,
+    readonly cfg: RouterConfig,
+  ) {
+    this.port = new RouterPort(this);
+    this.icmpRate = cfg.icmpRatePerSec ?? 1000;
+    this.tokens = this.icmpRate;
+  }
+
+  attachHost(host: HostPort): void {
+    this.host = host;
+    host.onPacket = (buf, off, len) => this.fromHost(buf, off, len);
+  }
+
+  /** A frame the switch delivered to the router port (addressed to the gateway MAC, or flooded). */
+  fromSwitch(buf: Buffer, off: number, len: number): void {
+    const eth = this.eth;
+    if (eth.reset(buf, off, len) !== ParseError.Ok) return this.drops.add(DropReason.MalformedEthernet);
+    const type = eth.etherType;
+    if (type === EtherType.ARP) return this.handleArp(buf, off, eth);
+    if (eth.dstHi !== this.cfg.gatewayMacHi || eth.dstLo !== this.cfg.gatewayMacLo) {
+      this.ignored++;
+      return;
+    }
+    if (type !== EtherType.IPv4) return this.drops.add(DropReason.UnsupportedEtherType);
+    this.routeIp(buf, eth.payloadOffset, eth.payloadLength, Ingress.Switch);
+  }
+
+  /** An IP packet from the host kernel (host port). */
+  fromHost(buf: Buffer, off: number, len: number): void {
+    this.routeIp(buf, off, len, Ingress.Host);
+  }
+
+  /** An inner IP packet decapsulated from another node. */
+  fromOverlay(buf: Buffer, off: number, len: number): void {
+    this.routeIp(buf, off, len, Ingress.Overlay);
+  }
+
+  private handleArp(buf: Buffer, off: number, eth: EthernetView): void {
+    const arp = this.arp;
+    if (arp.reset(buf, eth.payloadOffset, eth.payloadLength) !== ParseError.Ok) return this.drops.add(DropReason.MalformedArp);
+    const target = arp.targetIp;
+    if (arp.operation !== ArpOp.Request || (target !== this.cfg.gatewayIp && target !== this.cfg.hostIp)) {
+      this.ignored++;
+      return;
+    }
+    const slot = this.dp.allocFrame();
+    if (slot < 0) return this.drops.add(DropReason.TxFailed);
+    const out = this.dp.pool.buffer;
+    const e = this.ethw;
+    e.reset(out, slot, ETH_HLEN + ARP_LEN);
+    e.setDst(eth.srcHi, eth.srcLo);
+    e.setSrc(this.cfg.gatewayMacHi, this.cfg.gatewayMacLo);
+    e.setEtherType(EtherType.ARP);
+    buf.copy(out, slot + ETH_HLEN, eth.payloadOffset, eth.payloadOffset + ARP_LEN);
+    const w = this.arpw;
+    w.reset(out, slot + ETH_HLEN, ARP_LEN);
+    w.setOperation(ArpOp.Reply);
+    w.setTargetMac(arp.senderMacHi, arp.senderMacLo);
+    w.setTargetIp(arp.senderIp);
+    w.setSenderMac(this.cfg.gatewayMacHi, this.cfg.gatewayMacLo);
+    w.setSenderIp(target);
+    this.dp.inject(this.port, out, slot, ETH_HLEN + ARP_LEN);
+  }
+
+  /** Routes an IPv4 packet at `ipOff` (the caller guarantees headroom before it). */
+  routeIp(buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): void {
+    const ip = this.ipv;
+    if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return this.drops.add(DropReason.MalformedIpv4);
+    if (!ip.verifyChecksum()) return this.drops.add(DropReason.BadIpChecksum);
+    ipLen = ip.totalLength; // ignore Ethernet padding
+    const dst = ip.dst;
+    const cfg = this.cfg;
+
+    if (dst === cfg.gatewayIp) return this.localDeliver(buf, ipOff, ipLen);
+    if (ip.ttl <= 1) {
+      this.icmpError(buf, ipOff, ipLen, IcmpType.TimeExceeded, 0, 0);
+      return this.drops.add(DropReason.TtlExceeded);
+    }
+    this.ipw.reset(buf, ipOff, ipLen);
+    this.ipw.decrementTtl();
+    this.forwarded++;
+    this.send(buf, ipOff, ipLen, dst, ingress);
+  }
+
+  /**
+   * Sends a packet whose TTL has been handled: to a local pod through the switch, to the host, or to
+   * the overlay. Errors are reported to the source with ICMP.
+   */
+  private send(buf: Buffer, ipOff: number, ipLen: number, dst: number, ingress: Ingress): void {
+    const cfg = this.cfg;
+    if (((dst & cfg.subnetMask) >>> 0) === cfg.subnetNetwork) {
+      if (dst === cfg.hostIp) return this.toHost(buf, ipOff, ipLen, ingress);
+      const slot = this.dp.neighbors.lookup(dst);
+      if (slot < 0) {
+        this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Host, 0);
+        return this.drops.add(DropReason.HostUnreachable);
+      }
+      if (ipOff < ETH_HLEN) return this.drops.add(DropReason.MalformedIpv4);
+      const e = this.ethw;
+      e.reset(buf, ipOff - ETH_HLEN, ipLen + ETH_HLEN);
+      e.setDst(this.dp.neighbors.hi(slot), this.dp.neighbors.lo(slot));
+      e.setSrc(cfg.gatewayMacHi, cfg.gatewayMacLo);
+      e.setEtherType(EtherType.IPv4);
+      this.dp.inject(this.port, buf, ipOff - ETH_HLEN, ipLen + ETH_HLEN);
+      return;
+    }
+    if (((dst & cfg.podCidrMask) >>> 0) === cfg.podCidrNetwork) {
+      const ov = this.overlay;
+      const r = ov === undefined ? OverlayResult.NoRoute : ov.send(buf, ipOff, ipLen, dst);
+      if (r === OverlayResult.Sent) return;
+      if (r === OverlayResult.TooBig) {
+        this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.FragNeeded, ov!.innerMtu);
+        return this.drops.add(DropReason.FragmentationNeeded);
+      }
+      if (r === OverlayResult.NoRoute) {
+        this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Net, 0);
+        return this.drops.add(DropReason.NoRoute);
+      }
+      return; // Dropped: the overlay counted it
+    }
+    this.toHost(buf, ipOff, ipLen, ingress);
+  }
+
+  private toHost(buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): void {
+    if (this.host === undefined || ingress === Ingress.Host) {
+      this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Net, 0);
+      return this.drops.add(DropReason.NoRoute);
+    }
+    this.host.send(buf, ipOff, ipLen);
+  }
+
+  /** Packets addressed to the gateway itself: ICMP echo is answered, the rest refused. */
+  private localDeliver(buf: Buffer, ipOff: number, ipLen: number): void {
+    const ip = this.ipv;
+    const hlen = ip.headerLength;
+    if (ip.protocol === IpProtocol.ICMP && ip.fragmentOffset === 0 && !ip.moreFragments) {
+      const icmp = this.icmp;
+      if (icmp.reset(buf, ipOff + hlen, ipLen - hlen) !== ParseError.Ok) return this.drops.add(DropReason.MalformedL4);
+      if (icmp.type !== IcmpType.EchoRequest) return this.drops.add(DropReason.LocalDeliveryUnsupported);
+      if (!icmp.verifyChecksum()) return this.drops.add(DropReason.MalformedL4);
+      // Turn the request into the reply in place: it was addressed to us alone.
+      const src = ip.src;
+      const w = this.ipw;
+      w.reset(buf, ipOff, ipLen);
+      w.setSrc(this.cfg.gatewayIp);
+      w.setDst(src);
+      w.setTtl(DEFAULT_TTL);
+      w.fillChecksum();
+      const iw = this.icmpw;
+      iw.reset(buf, ipOff + hlen, ipLen - hlen);
+      iw.setType(IcmpType.EchoReply);
+      iw.fillChecksum();
+      this.icmpSent++;
+      this.send(buf, ipOff, ipLen, src, Ingress.Switch);
+      return;
+    }
+    if (ip.protocol === IpProtocol.UDP || ip.protocol === IpProtocol.TCP) {
+      this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Port, 0);
+    }
+    this.drops.add(DropReason.LocalDeliveryUnsupported);
+  }
+
+  private takeToken(): boolean {
+    const now = this.dp.now;
+    if (now !== this.tokensAt) {
+      this.tokens = Math.min(this.icmpRate, this.tokens + (now - this.tokensAt) * this.icmpRate);
+      this.tokensAt = now;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /**
+   * Sends an ICMP error about the packet at `ipOff` back to its source, from the gateway address.
+   * Never about ICMP errors, fragments after the first, or broadcast/multicast/unspecified sources.
+   */
+  icmpError(buf: Buffer, ipOff: number, ipLen: number, type: number, code: number, mtu: number): void {
+    const ip = this.ipv;
+    if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return;
+    if (ip.fragmentOffset !== 0) return;
+    const src = ip.src;
+    if (src === 0 || src === 0xffffffff || src >>> 28 === 0xe || src === ((this.cfg.subnetNetwork | ~this.cfg.subnetMask) >>> 0)) return;
+    const hlen = ip.headerLength;
+    if (ip.protocol === IpProtocol.ICMP) {
+      if (ipLen < hlen + 1) return;
+      const t = buf[ipOff + hlen]!;
+      if (t !== IcmpType.EchoRequest && t !== IcmpType.EchoReply) return;
+    }
+    if (!this.takeToken()) return this.drops.add(DropReason.IcmpRateLimited);
+    const slot = this.dp.allocFrame();
+    if (slot < 0) return this.drops.add(DropReason.TxFailed);
+    const out = this.dp.pool.buffer;
+    const quote = Math.min(ipLen, ICMP_ERROR_MAX - IPV4_MIN_HLEN - ICMP_HLEN);
+    const total = IPV4_MIN_HLEN + ICMP_HLEN + quote;
+    // Leave room for an Ethernet header (switch) or the overlay's headers before the IP header.
+    const o = slot + 64;
+    buf.copy(out, o + IPV4_MIN_HLEN + ICMP_HLEN, ipOff, ipOff + quote);
+    writeIpv4Header(out, o, this.cfg.gatewayIp, src, IpProtocol.ICMP, DEFAULT_TTL, ICMP_HLEN + quote);
+    const iw = this.icmpw;
+    iw.reset(out, o + IPV4_MIN_HLEN, ICMP_HLEN + quote);
+    iw.setType(type);
+    iw.setCode(code);
+    iw.setIdent(0);
+    iw.setNextHopMtu(type === IcmpType.DestUnreachable && code === IcmpUnreachCode.FragNeeded ? mtu : 0);
+    iw.fillChecksum();
+    this.icmpSent++;
+    this.send(out, o, total, src, Ingress.Switch);
+  }
+}
+
+/** The router's face on the switch. */
+export class RouterPort extends Port {
+  constructor(private readonly router: Router) {
+    super('gateway', PortKind.Router);
+    this.macHi = router.cfg.gatewayMacHi;
+    this.macLo = router.cfg.gatewayMacLo;
+  }
+  output(buf: Buffer, off: number, len: number): void {
+    this.router.fromSwitch(buf, off, len);
+  }
+}

@@ -1,0 +1,91 @@
+import { ArpView, EthernetView, EtherType, Ipv4View, ParseError } from '../packet/index.js';
+import { DropReason } from './counters.js';
+import { MacTable } from './mactable.js';
+import type { Port } from './port.js';
+
+/**
+ * The node's L2 switch. Learns source MACs with aging, forwards known unicast to one port, floods
+ * broadcast, multicast and unknown unicast to every port but the ingress one, and enforces anti-spoofing
+ * on restricted (pod) ports. Per-port rx/tx counters; every drop is counted on the ingress port.
+ *
+ * Re-entrancy: ports never call back into `input` synchronously (generated frames are injected through
+ * the data plane's queue), so the reusable views below are safe.
+ */
+export class Switch {
+  readonly ports: Array<Port | undefined> = [];
+  readonly macs: MacTable;
+  now = 0;
+  macTableFull = 0;
+  private readonly eth = new EthernetView();
+  private readonly ipv = new Ipv4View();
+  private readonly arp = new ArpView();
+
+  constructor(opts: { macCapacity?: number; agingSeconds?: number } = {}) {
+    this.macs = new MacTable(opts.macCapacity ?? 4096, opts.agingSeconds ?? 300);
+  }
+
+  attach(port: Port): void {
+    let i = this.ports.indexOf(undefined);
+    if (i < 0) i = this.ports.length;
+    this.ports[i] = port;
+    port.index = i;
+    if (port.macHi >= 0) this.macs.learn(port.macHi, port.macLo, i, Infinity);
+  }
+
+  detach(port: Port): void {
+    if (port.index < 0 || this.ports[port.index] !== port) return;
+    this.macs.flushPort(port.index);
+    this.ports[port.index] = undefined;
+    port.index = -1;
+  }
+
+  /** A frame received on `port`. */
+  input(port: Port, buf: Buffer, off: number, len: number): void {
+    port.rxFrames++;
+    port.rxBytes += len;
+    const eth = this.eth;
+    if (eth.reset(buf, off, len) !== ParseError.Ok) return port.drop(DropReason.MalformedEthernet);
+    const srcHi = eth.srcHi;
+    const srcLo = eth.srcLo;
+    if ((srcHi & 0x0100) !== 0) return port.drop(DropReason.MulticastSource);
+    if (port.restricted) {
+      if (srcHi !== port.macHi || srcLo !== port.macLo) return port.drop(DropReason.SpoofedSourceMac);
+      const type = eth.etherType;
+      if (type === EtherType.IPv4) {
+        if (this.ipv.reset(buf, eth.payloadOffset, eth.payloadLength) !== ParseError.Ok) return port.drop(DropReason.MalformedIpv4);
+        if (this.ipv.src !== port.ip) return port.drop(DropReason.SpoofedSourceIp);
+      } else if (type === EtherType.ARP) {
+        const arp = this.arp;
+        if (arp.reset(buf, eth.payloadOffset, eth.payloadLength) !== ParseError.Ok) return port.drop(DropReason.MalformedArp);
+        if (arp.senderMacHi !== port.macHi || arp.senderMacLo !== port.macLo || (arp.senderIp !== port.ip && arp.senderIp !== 0)) {
+          return port.drop(DropReason.SpoofedArp);
+        }
+      } else {
+        return port.drop(DropReason.UnsupportedEtherType);
+      }
+    } else if (!this.macs.learn(srcHi, srcLo, port.index, this.now)) {
+      this.macTableFull++;
+    }
+
+    if (eth.isMulticast) return this.flood(port, buf, off, len);
+    const out = this.macs.lookup(eth.dstHi, eth.dstLo, this.now);
+    if (out < 0) return this.flood(port, buf, off, len);
+    if (out === port.index) return port.drop(DropReason.SameSegment);
+    const dst = this.ports[out];
+    if (dst === undefined) return port.drop(DropReason.PortDown);
+    dst.txFrames++;
+    dst.txBytes += len;
+    dst.output(buf, off, len);
+  }
+
+  private flood(from: Port, buf: Buffer, off: number, len: number): void {
+    const ports = this.ports;
+    for (let i = 0; i < ports.length; i++) {
+      const p = ports[i];
+      if (p === undefined || p === from) continue;
+      p.txFrames++;
+      p.txBytes += len;
+      p.output(buf, off, len);
+    }
+  }
+}
