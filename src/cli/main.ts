@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from 'commander';
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { apiCall } from '../daemon/api.js';
+import { loadConfigFile, parseConfig } from '../daemon/config.js';
+import { runDaemon } from '../daemon/daemon.js';
+import { parseLabelArgs } from '../daemon/pods.js';
+import type { PodInfo } from '../daemon/node.js';
+import { PodnetError } from '../util/errors.js';
+import { formatTable } from './table.js';
+
+const DEFAULT_RUN_DIR = '/run/podnet';
+
+interface Globals {
+  node?: string;
+  runDir: string;
+}
+
+/** The daemon socket: --node picks one; without it, the only daemon running, else this host's name. */
+function socketFor(g: Globals): string {
+  if (g.node) return join(g.runDir, `${g.node}.sock`);
+  let socks: string[] = [];
+  try {
+    socks = readdirSync(g.runDir).filter((f) => f.endsWith('.sock'));
+  } catch {
+    /* no daemon has run */
+  }
+  if (socks.length === 1) return join(g.runDir, socks[0]!);
+  if (socks.length > 1) {
+    throw new PodnetError('EINVALID', `several podnet daemons are running (${socks.map((s) => s.slice(0, -5)).join(', ')}): choose one with --node NAME`);
+  }
+  return join(g.runDir, `${hostname().toLowerCase()}.sock`);
+}
+
+function collect(value: string, prev: string[]): string[] {
+  return [...prev, value];
+}
+
+function print(json: boolean, data: unknown, table: () => string): void {
+  process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : table());
+}
+
+export function buildCli(): Command {
+  const program = new Command('podnet')
+    .description('podnet: a userspace pod network (TAP/TUN pods, L2 switch, L3 router, VXLAN) run by one daemon per node')
+    .option('--node <name>', 'the node (daemon) to talk to when several run on this machine')
+    .option('--run-dir <dir>', 'where daemons put their API sockets', DEFAULT_RUN_DIR)
+    .showHelpAfterError()
+    .exitOverride();
+  const globals = (): Globals => program.opts<Globals>();
+
+  program
+    .command('daemon')
+    .description('run the podnet daemon for this node (as root) until SIGTERM/SIGINT')
+    .option('--config <file>', 'JSON config file')
+    .option('--state-dir <dir>', 'where IPAM and pod state are kept (default /var/lib/podnet)')
+    .option('--log-level <level>', 'trace|debug|info|warn|error')
+    .action(async (opts: { config?: string; stateDir?: string; logLevel?: string }) => {
+      const file = opts.config ? (loadConfigFile(opts.config) as Record<string, unknown>) : {};
+      if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new PodnetError('EINVALID', `config file ${opts.config} must hold a JSON object`);
+      const g = globals();
+      const merged: Record<string, unknown> = { ...file };
+      if (g.node) merged.node = g.node;
+      if (g.runDir !== DEFAULT_RUN_DIR || merged.runDir === undefined) merged.runDir = g.runDir;
+      if (opts.stateDir) merged.stateDir = opts.stateDir;
+      if (opts.logLevel) merged.logLevel = opts.logLevel;
+      const cfg = parseConfig(merged, opts.config ? `config ${opts.config}` : 'config');
+      await runDaemon(cfg);
+    });
+
+  const pod = program.command('pod').description('create, delete and list pods on a node');
+  pod
+    .command('add <name>')
+    .description("create a pod: a network namespace whose eth0 is a TAP (or TUN) device held by the daemon; prints the pod's IP")
+    .option('--label <k=v>', 'a label (repeatable)', collect, [])
+    .addOption(new Option('--device <kind>', 'eth0 device kind').choices(['tap', 'tun']).default('tap'))
+    .option('--json', 'print the pod as JSON')
+    .action(async (name: string, opts: { label: string[]; device: string; json?: boolean }) => {
+      const labels = parseLabelArgs(opts.label);
+      const info = await apiCall<PodInfo>(socketFor(globals()), 'POST', '/v1/pods', { name, labels, device: opts.device });
+      print(!!opts.json, info, () => `${info.ip}\n`);
+    });
+  pod
+    .command('del <name>')
+    .alias('delete')
+    .description('delete a pod: its processes, namespace and device; frees its IP')
+    .action(async (name: string) => {
+      await apiCall(socketFor(globals()), 'DELETE', `/v1/pods/${encodeURIComponent(name)}`);
+    });
+  pod
+    .command('list')
+    .alias('ls')
+    .description('list the pods of a node (--all: of every node in the cluster)')
+    .option('--json', 'print JSON')
+    .option('--all', 'pods of every node, from the cluster store')
+    .action(async (opts: { json?: boolean; all?: boolean }) => {
+      const pods = await apiCall<Array<PodInfo>>(socketFor(globals()), 'GET', opts.all ? '/v1/cluster/pods' : '/v1/pods');
+      print(!!opts.json, pods, () =>
+        formatTable(
+          ['NAME', 'NODE', 'IP', 'MAC', 'DEVICE', 'LABELS'],
+          pods.map((p) => [p.name, p.node, p.ip, p.mac, p.device ?? '', Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',')]),
+        ),
+      );
+    });
+
+  program
+    .command('exec <pod> <command...>')
+    .description('run a command inside a pod\'s network namespace (podnet exec web -- curl ...)')
+    .passThroughOptions()
+    .action(async (podName: string, command: string[]) => {
+      const info = await apiCall<PodInfo>(socketFor(globals()), 'GET', `/v1/pods/${encodeURIComponent(podName)}`);
+      const child = spawn('ip', ['netns', 'exec', info.netns, ...command], { stdio: 'inherit' });
+      const code = await new Promise<number>((resolve) => {
+        child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 + 9 : 1)));
+        child.on('error', () => resolve(127));
+      });
+      process.exitCode = code;
+    });
+
+  program
+    .command('status')
+    .description('show the node, its subnet, pods and counters')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const s = await apiCall<StatusView>(socketFor(globals()), 'GET', '/v1/status');
+      print(!!opts.json, s, () => renderStatus(s));
+    });
+
+  program
+    .command('nodes')
+    .description('list the nodes of the cluster')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const nodes = await apiCall<Array<{ name: string; underlayIp: string; subnet: string; vtepMac: string }>>(socketFor(globals()), 'GET', '/v1/nodes');
+      print(!!opts.json, nodes, () => formatTable(['NODE', 'UNDERLAY', 'SUBNET', 'VTEP MAC'], nodes.map((n) => [n.name, n.underlayIp, n.subnet, n.vtepMac])));
+    });
+
+  return program;
+}
+
+interface StatusView {
+  node: string;
+  subnet: string;
+  gateway: string;
+  hostAddress: string;
+  podMtu: number;
+  ipam: { used: number; capacity: number };
+  pods: Array<PodInfo & { counters: { rxFrames: number; txFrames: number; drops: Record<string, number> } }>;
+  router: { forwarded: number; icmpSent: number; drops: Record<string, number> };
+  host?: { rxFrames: number; txFrames: number };
+  underlay: { interface?: string; ip?: string };
+}
+
+function renderStatus(s: StatusView): string {
+  const drops = (d: Record<string, number>) => Object.entries(d).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+  let out = `node ${s.node}  subnet ${s.subnet}  gateway ${s.gateway}  host ${s.hostAddress}  mtu ${s.podMtu}  underlay ${s.underlay.interface ?? '-'} ${s.underlay.ip ?? ''}\n`;
+  out += `addresses ${s.ipam.used}/${s.ipam.capacity}  routed ${s.router.forwarded}  icmp sent ${s.router.icmpSent}  router drops ${drops(s.router.drops)}`;
+  if (s.host) out += `  host rx ${s.host.rxFrames} tx ${s.host.txFrames}`;
+  out += '\n\n';
+  out += formatTable(
+    ['POD', 'IP', 'DEVICE', 'RX', 'TX', 'DROPS'],
+    s.pods.map((p) => [p.name, p.ip, p.device, String(p.counters.rxFrames), String(p.counters.txFrames), drops(p.counters.drops)]),
+  );
+  return out;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildCli();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander already printed the message (and help) for usage errors.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const msg = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`podnet: error: ${msg.split('\n')[0]}\n`);
+    return 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  void main(process.argv).then((code) => process.exit(code));
+}

@@ -1,0 +1,90 @@
+import type { Logger } from 'pino';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { openStore } from '../store/index.js';
+import { ClusterRegistry, type NodeRecord, type PodRecord } from '../store/registry.js';
+import type { ClusterStore, Lease } from '../store/types.js';
+import type { Config } from './config.js';
+import type { Underlay } from './daemon.js';
+import type { NodeRuntime, PodInfo } from './node.js';
+
+/** The VTEP MAC of a node: locally administered 0a:5a + its underlay IPv4 (random when it has none). */
+export function vtepMacFor(underlayIp: string | undefined): string {
+  const bytes = underlayIp ? underlayIp.split('.').map(Number) : [...randomBytes(4)];
+  return [0x0a, 0x5a, ...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * This node's membership in the cluster: registers the node (and so gets its pod subnet) in the store
+ * under a lease, publishes its pods, and follows the other nodes.
+ */
+export class ClusterMembership {
+  private constructor(
+    readonly store: ClusterStore,
+    readonly registry: ClusterRegistry,
+    readonly self: NodeRecord,
+    private readonly lease: Lease,
+    private readonly log: Logger,
+  ) {}
+
+  get subnet(): string {
+    return this.self.subnet;
+  }
+
+  static async join(cfg: Config, underlay: Underlay, log: Logger): Promise<ClusterMembership> {
+    const store = await openStore(cfg.store ?? { kind: 'embedded', path: join(cfg.stateDir, 'cluster.db') });
+    try {
+      const registry = new ClusterRegistry(store);
+      const vtepMac = vtepMacFor(underlay.ip);
+      const { subnet, lease } = await registry.registerNode(
+        { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac },
+        { podCidr: cfg.podCidr, subnetPrefix: cfg.subnetPrefix, leaseTtlSeconds: cfg.leaseTtl },
+      );
+      lease.on('lost', (err) => log.error({ err: err.message }, 'cluster lease lost: this node is no longer registered'));
+      const self: NodeRecord = { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac, subnet };
+      log.info({ subnet, vtepMac }, 'joined cluster');
+      return new ClusterMembership(store, registry, self, lease, log);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  /** Publishes the node's pods to the store as they come and go. */
+  async attach(node: NodeRuntime): Promise<void> {
+    node.events = {
+      podAdded: (p) => this.registry.putPod(toRecord(p)).then(() => undefined),
+      podRemoved: (p) => this.registry.deletePod(p.node, p.name).then(() => undefined),
+    };
+  }
+
+  /** Stops following other nodes (before the data plane goes away). */
+  async stopDataplane(): Promise<void> {}
+
+  async listNodes(): Promise<NodeRecord[]> {
+    return this.registry.listNodes();
+  }
+
+  async listAllPods(): Promise<PodRecord[]> {
+    return this.registry.listPods();
+  }
+
+  status() {
+    return { vtepMac: this.self.vtepMac, underlayIp: this.self.underlayIp };
+  }
+
+  /** Leaves the cluster: revokes the lease (the node entry and subnet go with it) and disconnects. */
+  async leave(): Promise<void> {
+    try {
+      for (const p of await this.registry.listPods()) if (p.node === this.self.name) await this.registry.deletePod(p.node, p.name);
+      await this.lease.revoke();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not deregister cleanly; the lease will expire');
+    }
+    await this.store.close();
+  }
+}
+
+function toRecord(p: PodInfo): PodRecord {
+  return { name: p.name, node: p.node, ip: p.ip, mac: p.mac, labels: p.labels };
+}

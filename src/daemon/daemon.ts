@@ -1,0 +1,110 @@
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { ip } from '../netns/run.js';
+import { ErrorCode, PodnetError } from '../util/errors.js';
+import { apiCall, ApiServer } from './api.js';
+import type { Config } from './config.js';
+import { NodeRuntime } from './node.js';
+import { ClusterMembership } from './cluster.js';
+
+export function socketPath(cfg: Pick<Config, 'runDir' | 'node'>): string {
+  return join(cfg.runDir, `${cfg.node}.sock`);
+}
+
+/** Refuses to run where the data plane cannot work, with a message that says what is missing. */
+export function checkPrerequisites(): void {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new PodnetError(ErrorCode.Precondition, 'podnet daemon must run as root (it creates namespaces and TUN/TAP devices)');
+  }
+  try {
+    accessSync('/dev/net/tun', constants.R_OK | constants.W_OK);
+  } catch {
+    throw new PodnetError(ErrorCode.Precondition, '/dev/net/tun is missing or not accessible: load the tun module (modprobe tun)');
+  }
+}
+
+export interface Underlay {
+  interface: string | undefined;
+  ip: string | undefined;
+  mtu: number;
+}
+
+/** The underlay: configured, or the first up, non-loopback interface with an IPv4 address. */
+export async function detectUnderlay(cfg: Config): Promise<Underlay> {
+  const { stdout } = await ip(['-j', '-4', 'addr', 'show']);
+  const links = JSON.parse(stdout) as Array<{ ifname: string; mtu: number; flags: string[]; addr_info: Array<{ local: string }> }>;
+  const candidates = links.filter(
+    (l) => l.ifname !== 'lo' && !l.ifname.startsWith('pn') && l.ifname !== 'podnet0' && l.flags.includes('UP') && l.addr_info.length > 0,
+  );
+  let link = cfg.underlay.interface ? links.find((l) => l.ifname === cfg.underlay.interface) : candidates[0];
+  if (cfg.underlay.interface && !link) {
+    throw new PodnetError(ErrorCode.InvalidArgument, `invalid config: underlay.interface: no interface ${cfg.underlay.interface} with an IPv4 address`);
+  }
+  if (cfg.underlay.ip && !cfg.underlay.interface) link = links.find((l) => l.addr_info.some((a) => a.local === cfg.underlay.ip)) ?? link;
+  return { interface: link?.ifname, ip: cfg.underlay.ip ?? link?.addr_info[0]?.local, mtu: cfg.underlay.mtu };
+}
+
+/**
+ * Runs the daemon until SIGTERM/SIGINT: joins the cluster (gets this node's subnet), starts the data
+ * plane and the API, and on a signal removes everything it created.
+ */
+export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.logLevel })): Promise<void> {
+  checkPrerequisites();
+  const sock = socketPath(cfg);
+  try {
+    await apiCall(sock, 'GET', '/v1/status', undefined, 2000);
+    throw new PodnetError(ErrorCode.Precondition, `a podnet daemon for node ${cfg.node} is already running on ${sock}`);
+  } catch (err) {
+    if (err instanceof PodnetError && err.code === ErrorCode.Precondition && err.message.startsWith('a podnet daemon')) throw err;
+  }
+
+  const underlay = await detectUnderlay(cfg);
+  const cluster = await ClusterMembership.join(cfg, underlay, log);
+  let node: NodeRuntime | undefined;
+  const api = new ApiServer();
+  let stopping: Promise<void> | undefined;
+
+  const stop = (why: string): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info({ why }, 'stopping: removing pods, devices and routes');
+      await api.close(sock);
+      await cluster.stopDataplane();
+      await node?.stop();
+      await cluster.leave();
+      log.info('stopped');
+    })());
+
+  try {
+    node = new NodeRuntime(cfg, cluster.subnet, log);
+    await cluster.attach(node);
+    await node.start();
+    const n = node;
+    api
+      .route('GET', '/v1/status', () => ({ ...n.status(), underlay, cluster: cluster.status() }))
+      .route('GET', '/v1/pods', () => n.listPods())
+      .route('POST', '/v1/pods', (body) => n.addPod((body ?? {}) as { name: unknown }))
+      .route('GET', '/v1/pods/:name', (_b, p) => n.getPod(p.name!))
+      .route('DELETE', '/v1/pods/:name', (_b, p) => n.delPod(p.name!))
+      .route('GET', '/v1/cluster/pods', () => cluster.listAllPods())
+      .route('GET', '/v1/nodes', () => cluster.listNodes());
+    await api.listen(sock);
+  } catch (err) {
+    await stop('start-up failed');
+    throw err;
+  }
+
+  log.info({ node: cfg.node, subnet: node.subnet.cidr, socket: sock, underlay }, 'podnet daemon ready');
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      void stop(sig).then(resolve, (err) => {
+        log.error({ err: (err as Error).message }, 'teardown failed');
+        resolve();
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

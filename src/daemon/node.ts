@@ -1,0 +1,295 @@
+import type { Logger } from 'pino';
+import { join } from 'node:path';
+import { Dataplane } from '../dataplane/dataplane.js';
+import { HostPort, TapPort, TunPort } from '../dataplane/ports.js';
+import { Router } from '../dataplane/router.js';
+import type { Port } from '../dataplane/port.js';
+import { TunTap } from '../io/tuntap.js';
+import { ip, ipBatch, Undo } from '../netns/run.js';
+import { exists, invalid, notFound } from '../util/errors.js';
+import { readJsonIfExists, writeFileAtomic } from '../util/fsutil.js';
+import type { Config } from './config.js';
+import { Ipam, ipToNumber, numberToIp, parseSubnet, type Subnet } from './ipam.js';
+import { deleteNetns, newDeviceName, plumbPod, podMac, validateLabels, validatePodName, type DeviceKind, type PodSpec } from './pods.js';
+
+/** The gateway's MAC: locally administered, derived from the gateway IP like pod MACs but with 0a:59. */
+function gatewayMac(gw: number): { hi: number; lo: number; str: string } {
+  const hi = 0x0a59;
+  const lo = gw >>> 0;
+  const b = [0x0a, 0x59, lo >>> 24, (lo >>> 16) & 255, (lo >>> 8) & 255, lo & 255];
+  return { hi, lo, str: b.map((x) => x.toString(16).padStart(2, '0')).join(':') };
+}
+
+export interface PodInfo {
+  name: string;
+  node: string;
+  ip: string;
+  mac: string;
+  netns: string;
+  device: DeviceKind;
+  hostDevice: string;
+  labels: Record<string, string>;
+}
+
+interface PodRuntime {
+  info: PodInfo;
+  dev: TunTap;
+  port: Port;
+}
+
+export interface PodEvents {
+  podAdded?(pod: PodInfo): Promise<void> | void;
+  podRemoved?(pod: PodInfo): Promise<void> | void;
+}
+
+/**
+ * One node's data plane and the pods on it: owns the devices (their fds), the switch and router, IPAM and
+ * the namespaces it creates. Every operation that creates something unwinds on failure.
+ */
+export class NodeRuntime {
+  readonly dp: Dataplane;
+  readonly router: Router;
+  readonly subnet: Subnet;
+  readonly ipam: Ipam;
+  readonly gatewayMac: { hi: number; lo: number; str: string };
+  readonly hostDeviceName = 'podnet0';
+  private hostDev: TunTap | undefined;
+  private hostPort: HostPort | undefined;
+  private readonly pods = new Map<string, PodRuntime>();
+  private readonly statePath: string;
+  private readonly podCidr: Subnet;
+  /** Serialises pod operations so two requests never race on names or addresses. */
+  private queue: Promise<unknown> = Promise.resolve();
+  events: PodEvents = {};
+
+  constructor(
+    readonly cfg: Config,
+    subnetCidr: string,
+    private readonly log: Logger,
+  ) {
+    this.subnet = parseSubnet(subnetCidr);
+    this.podCidr = parseSubnet(cfg.podCidr);
+    const dir = join(cfg.stateDir, cfg.node);
+    this.statePath = join(dir, 'pods.json');
+    this.ipam = new Ipam(this.subnet.cidr, join(dir, 'ipam.json'));
+    this.dp = new Dataplane({ agingSeconds: cfg.macAgingSeconds });
+    this.gatewayMac = gatewayMac(this.subnet.gatewayIp);
+    this.router = new Router(this.dp, {
+      gatewayIp: this.subnet.gatewayIp,
+      gatewayMacHi: this.gatewayMac.hi,
+      gatewayMacLo: this.gatewayMac.lo,
+      hostIp: this.subnet.hostIp,
+      subnetNetwork: this.subnet.network,
+      subnetMask: this.subnet.mask,
+      podCidrNetwork: this.podCidr.network,
+      podCidrMask: this.podCidr.mask,
+    });
+    this.dp.switch.attach(this.router.port);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn, fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  nsName(pod: string): string {
+    return `${this.cfg.nsPrefix}${this.cfg.node}-${pod}`;
+  }
+
+  /** Creates the host port (TUN `podnet0`): the node reaches every pod, and pods the node, without NAT. */
+  async start(): Promise<void> {
+    const undo = new Undo();
+    try {
+      // A crashed predecessor's host device disappears with its fd; routes on it go with it.
+      const dev = TunTap.open(this.hostDeviceName, 'tun');
+      undo.push('close host device', () => dev.close());
+      const host = new HostPort(this.hostDeviceName, this.dp, dev);
+      this.router.attachHost(host);
+      dev.start((n) => this.dp.receiveRing(host, dev.rx, n));
+      await ipBatch([
+        `link set dev ${this.hostDeviceName} mtu ${this.cfg.podMtu}`,
+        `addr add ${numberToIp(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,
+        `link set dev ${this.hostDeviceName} up`,
+        `route replace ${this.podCidr.cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
+      ]);
+      this.hostDev = dev;
+      this.hostPort = host;
+      undo.commit();
+    } catch (err) {
+      await undo.unwind();
+      throw err;
+    }
+    await this.restorePods();
+  }
+
+  /** Recreates the pods a previous run of this daemon had, with the same addresses. */
+  private async restorePods(): Promise<void> {
+    const saved = readJsonIfExists<PodSpec[]>(this.statePath) ?? [];
+    for (const spec of saved) {
+      try {
+        // A crash may have left the namespace behind: remove it first.
+        await deleteNetns(this.nsName(spec.name));
+        await this.createPod(spec);
+        this.log.info({ pod: spec.name }, 'restored pod');
+      } catch (err) {
+        this.log.error({ pod: spec.name, err: (err as Error).message }, 'could not restore pod');
+      }
+    }
+    this.persist();
+  }
+
+  private persist(): void {
+    const specs: PodSpec[] = [...this.pods.values()].map((p) => ({ name: p.info.name, labels: p.info.labels, device: p.info.device }));
+    writeFileAtomic(this.statePath, JSON.stringify(specs, null, 2));
+  }
+
+  addPod(spec: { name: unknown; labels?: unknown; device?: unknown }): Promise<PodInfo> {
+    return this.serial(async () => {
+      const name = validatePodName(spec.name);
+      const labels = validateLabels(spec.labels);
+      const device = spec.device ?? 'tap';
+      if (device !== 'tap' && device !== 'tun') throw invalid(`invalid device ${JSON.stringify(device)}: must be tap or tun`);
+      if (this.pods.has(name)) throw exists(`pod ${name} already exists on node ${this.cfg.node}`);
+      const info = await this.createPod({ name, labels, device });
+      this.persist();
+      await this.events.podAdded?.(info);
+      return info;
+    });
+  }
+
+  private async createPod(spec: PodSpec): Promise<PodInfo> {
+    const undo = new Undo();
+    try {
+      const addr = this.ipam.allocate(spec.name);
+      undo.push('release address', () => this.ipam.release(spec.name));
+      const ipNum = ipToNumber(addr);
+      const mac = podMac(ipNum);
+      const netns = this.nsName(spec.name);
+      const hostDevice = newDeviceName();
+      const dev = TunTap.open(hostDevice, spec.device);
+      undo.push('close device', () => dev.close());
+      await plumbPod({
+        netns,
+        device: hostDevice,
+        kind: spec.device,
+        mac: mac.str,
+        ip: addr,
+        prefix: this.subnet.prefix,
+        gateway: numberToIp(this.subnet.gatewayIp),
+        mtu: this.cfg.podMtu,
+        undo,
+      });
+      const identity = { macHi: mac.hi, macLo: mac.lo, ip: ipNum };
+      const port =
+        spec.device === 'tap'
+          ? new TapPort(spec.name, this.dp, dev, identity)
+          : new TunPort(spec.name, this.dp, dev, identity, {
+              macHi: this.gatewayMac.hi,
+              macLo: this.gatewayMac.lo,
+              network: this.subnet.network,
+              mask: this.subnet.mask,
+              broadcast: this.subnet.broadcast,
+            });
+      this.dp.neighbors.set(ipNum, mac.hi, mac.lo);
+      this.dp.switch.attach(port);
+      undo.push('detach port', () => {
+        this.dp.switch.detach(port);
+        this.dp.neighbors.delete(ipNum);
+      });
+      dev.start((n) => this.dp.receiveRing(port as TapPort, dev.rx, n));
+      const info: PodInfo = { name: spec.name, node: this.cfg.node, ip: addr, mac: mac.str, netns, device: spec.device, hostDevice, labels: spec.labels };
+      this.pods.set(spec.name, { info, dev, port });
+      undo.commit();
+      this.log.info({ pod: spec.name, ip: addr, device: spec.device, netns }, 'pod added');
+      return info;
+    } catch (err) {
+      await undo.unwind((what, e) => this.log.warn({ what, err: (e as Error).message }, 'undo step failed'));
+      throw err;
+    }
+  }
+
+  delPod(name: unknown): Promise<PodInfo> {
+    return this.serial(async () => {
+      const n = validatePodName(name);
+      const pod = this.pods.get(n);
+      if (!pod) throw notFound(`pod ${n} not found on node ${this.cfg.node}`);
+      await this.destroyPod(pod);
+      this.persist();
+      await this.events.podRemoved?.(pod.info);
+      return pod.info;
+    });
+  }
+
+  private async destroyPod(pod: PodRuntime): Promise<void> {
+    this.dp.switch.detach(pod.port);
+    this.dp.neighbors.delete(ipToNumber(pod.info.ip));
+    pod.dev.close();
+    await deleteNetns(pod.info.netns);
+    this.ipam.release(pod.info.name);
+    this.pods.delete(pod.info.name);
+    this.log.info({ pod: pod.info.name }, 'pod deleted');
+  }
+
+  getPod(name: string): PodInfo {
+    const pod = this.pods.get(validatePodName(name));
+    if (!pod) throw notFound(`pod ${name} not found on node ${this.cfg.node}`);
+    return pod.info;
+  }
+
+  listPods(): PodInfo[] {
+    return [...this.pods.values()].map((p) => p.info).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  podStats(): Array<PodInfo & { counters: ReturnType<Port['stats']>; device_stats: ReturnType<TunTap['stats']> }> {
+    return this.listPods().map((info) => {
+      const p = this.pods.get(info.name)!;
+      return { ...info, counters: p.port.stats(), device_stats: p.dev.stats() };
+    });
+  }
+
+  status() {
+    const r = this.router;
+    return {
+      node: this.cfg.node,
+      subnet: this.subnet.cidr,
+      gateway: numberToIp(this.subnet.gatewayIp),
+      gatewayMac: this.gatewayMac.str,
+      hostAddress: numberToIp(this.subnet.hostIp),
+      podCidr: this.cfg.podCidr,
+      podMtu: this.cfg.podMtu,
+      ipam: { used: this.ipam.used(), capacity: this.ipam.capacity() },
+      pods: this.podStats(),
+      router: { forwarded: r.forwarded, icmpSent: r.icmpSent, ignored: r.ignored, drops: r.drops.toJSON(), port: r.port.stats() },
+      host: this.hostPort
+        ? { device: this.hostDeviceName, rxFrames: this.hostPort.rxFrames, txFrames: this.hostPort.txFrames, rxBytes: this.hostPort.rxBytes, txBytes: this.hostPort.txBytes }
+        : undefined,
+      switch: { macEntries: this.dp.switch.macs.entries(this.dp.now).length, macTableFull: this.dp.switch.macTableFull, injectOverflow: this.dp.injectOverflow },
+    };
+  }
+
+  /** Removes every pod, device and route this node created. Pods stay recorded so a restart brings them back. */
+  stop(): Promise<void> {
+    return this.serial(async () => {
+      for (const pod of [...this.pods.values()]) {
+        try {
+          this.dp.switch.detach(pod.port);
+          pod.dev.close();
+          await deleteNetns(pod.info.netns);
+          this.pods.delete(pod.info.name);
+        } catch (err) {
+          this.log.error({ pod: pod.info.name, err: (err as Error).message }, 'teardown failed');
+        }
+      }
+      if (this.hostDev) {
+        try {
+          await ip(['route', 'del', this.podCidr.cidr, 'dev', this.hostDeviceName]);
+        } catch {
+          /* the route goes with the device anyway */
+        }
+        this.hostDev.close();
+        this.hostDev = undefined;
+      }
+    });
+  }
+}
