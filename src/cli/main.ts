@@ -109,7 +109,6 @@ export function buildCli(): Command {
   program
     .command('exec <pod> <command...>')
     .description('run a command inside a pod\'s network namespace (podnet exec web -- curl ...)')
-    .passThroughOptions()
     .action(async (podName: string, command: string[]) => {
       const info = await apiCall<PodInfo>(socketFor(globals()), 'GET', `/v1/pods/${encodeURIComponent(podName)}`);
       const child = spawn('ip', ['netns', 'exec', info.netns, ...command], { stdio: 'inherit' });

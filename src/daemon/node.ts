@@ -5,7 +5,7 @@ import { HostPort, TapPort, TunPort } from '../dataplane/ports.js';
 import { Router } from '../dataplane/router.js';
 import type { Port } from '../dataplane/port.js';
 import { TunTap } from '../io/tuntap.js';
-import { ip, ipBatch, Undo } from '../netns/run.js';
+import { ip, ipBatch, run, Undo } from '../netns/run.js';
 import { exists, invalid, notFound } from '../util/errors.js';
 import { readJsonIfExists, writeFileAtomic } from '../util/fsutil.js';
 import type { Config } from './config.js';
@@ -107,6 +107,7 @@ export class NodeRuntime {
       const host = new HostPort(this.hostDeviceName, this.dp, dev);
       this.router.attachHost(host);
       dev.start((n) => this.dp.receiveRing(host, dev.rx, n));
+      await run('sysctl', ['-qw', `net.ipv6.conf.${this.hostDeviceName}.disable_ipv6=1`]).catch(() => undefined);
       await ipBatch([
         `link set dev ${this.hostDeviceName} mtu ${this.cfg.podMtu}`,
         `addr add ${numberToIp(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,

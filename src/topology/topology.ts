@@ -111,7 +111,9 @@ export class Topology {
     const cfgPath = join(this.dir, `${name}.json`);
     writeFileSync(cfgPath, JSON.stringify(this.daemonConfig(host, extra), null, 2));
     const log = openSync(host.logFile, 'a');
-    const child = spawn('ip', ['netns', 'exec', host.netns, process.execPath, CLI, 'daemon', '--config', cfgPath], {
+    // nsenter switches only the network namespace: `ip netns exec` would also give the daemon a private
+    // mount namespace, and the pod namespaces it mounts under /run/netns would be invisible outside it.
+    const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, CLI, 'daemon', '--config', cfgPath], {
       stdio: ['ignore', log, log],
       detached: !!opts.detached,
     });
