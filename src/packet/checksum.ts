@@ -1,0 +1,106 @@
+/**
+ * Internet checksum (RFC 1071) and incremental update (RFC 1624).
+ *
+ * All functions work on 16-bit ones'-complement values held in ordinary numbers. "Sum" means the
+ * folded ones'-complement sum (not complemented); "checksum" means its complement, the value that
+ * goes into a header. A region whose checksum field is correct sums to 0xffff.
+ */
+
+/** Folds a non-negative sum (which may exceed 32 bits) to 16 bits with end-around carry. */
+function fold(sum: number): number {
+  while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
+  return sum;
+}
+
+/**
+ * Ones'-complement sum of `len` bytes of `buf` from `off`, as big-endian 16-bit words, added to
+ * `initial` (a non-negative partial sum, e.g. from `pseudoHeaderSum`) and folded to 16 bits. An odd
+ * trailing byte is padded with a zero low byte. The result is 0 only if every word (and `initial`)
+ * is 0; any other multiple of 0xffff gives 0xffff.
+ *
+ * Throws RangeError if the region lies outside `buf` (a caller bug, not a packet error).
+ */
+export function sum16(buf: Buffer, off: number, len: number, initial = 0): number {
+  if (off < 0 || len < 0 || off + len > buf.length) {
+    throw new RangeError(`sum16: region ${off}+${len} outside buffer of ${buf.length}`);
+  }
+  // Indexing a Buffer honours its byteOffset; each step adds at most 0x1fffe, so `sum` stays far
+  // below 2^53 for any buffer Node can allocate.
+  let sum = initial;
+  const end4 = off + (len & ~3);
+  let i = off;
+  for (; i < end4; i += 4) {
+    sum += ((buf[i] << 8) | buf[i + 1]) + ((buf[i + 2] << 8) | buf[i + 3]);
+  }
+  const end = off + len;
+  if (i + 1 < end) {
+    sum += (buf[i] << 8) | buf[i + 1];
+    i += 2;
+  }
+  if (i < end) sum += buf[i] << 8;
+  return fold(sum);
+}
+
+/** The Internet checksum of a region: `~sum16(...) & 0xffff`. */
+export function checksum(buf: Buffer, off: number, len: number, initial = 0): number {
+  return ~sum16(buf, off, len, initial) & 0xffff;
+}
+
+/**
+ * Folded sum of the IPv4 pseudo-header used by TCP and UDP (RFC 793, RFC 768): source and
+ * destination address, zero byte + protocol, and the transport length. Pass it as `initial`.
+ */
+export function pseudoHeaderSum(srcIp: number, dstIp: number, proto: number, length: number): number {
+  return fold(
+    (srcIp >>> 16) +
+      (srcIp & 0xffff) +
+      (dstIp >>> 16) +
+      (dstIp & 0xffff) +
+      (proto & 0xff) +
+      (length & 0xffff),
+  );
+}
+
+/**
+ * RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), the header checksum after one 16-bit word changes from
+ * `oldWord` to `newWord`. Unlike the older eqn. 2 (RFC 1141) this never produces 0xffff where a full
+ * recomputation gives 0x0000: the result equals a full recomputation whenever the covered data is
+ * not all zero, which holds for IPv4 (version nibble) and for TCP/UDP (pseudo-header protocol).
+ * For UDP, whose checksum field uses 0 for "none", use `updateUdpChecksum16`.
+ */
+export function updateChecksum16(csum: number, oldWord: number, newWord: number): number {
+  let s = (~csum & 0xffff) + (~oldWord & 0xffff) + (newWord & 0xffff);
+  s = (s & 0xffff) + (s >>> 16);
+  s = (s & 0xffff) + (s >>> 16);
+  return ~s & 0xffff;
+}
+
+/** `updateChecksum16` for a 32-bit field (an IPv4 address, a TCP sequence number): both halves. */
+export function updateChecksum32(csum: number, oldVal: number, newVal: number): number {
+  let s =
+    (~csum & 0xffff) +
+    (~(oldVal >>> 16) & 0xffff) +
+    (~oldVal & 0xffff) +
+    (newVal >>> 16) +
+    (newVal & 0xffff);
+  s = (s & 0xffff) + (s >>> 16);
+  s = (s & 0xffff) + (s >>> 16);
+  return ~s & 0xffff;
+}
+
+/**
+ * UDP flavour of `updateChecksum16` (RFC 768): a checksum field of 0 means "no checksum" and stays
+ * 0; a computed 0 is transmitted as 0xffff.
+ */
+export function updateUdpChecksum16(csum: number, oldWord: number, newWord: number): number {
+  if ((csum & 0xffff) === 0) return 0;
+  const r = updateChecksum16(csum, oldWord, newWord);
+  return r === 0 ? 0xffff : r;
+}
+
+/** UDP flavour of `updateChecksum32`; see `updateUdpChecksum16`. */
+export function updateUdpChecksum32(csum: number, oldVal: number, newVal: number): number {
+  if ((csum & 0xffff) === 0) return 0;
+  const r = updateChecksum32(csum, oldVal, newVal);
+  return r === 0 ? 0xffff : r;
+}

@@ -1,0 +1,27 @@
+/**
+ * The wire layer: zero-copy views over Node Buffers, plus plain `Repr` values for building packets.
+ *
+ * Conventions used by every protocol module:
+ * - A view (`XxxView`) covers `buf[off .. off + len)`; all offsets it returns (`payloadOffset`, ...)
+ *   are absolute offsets into `buf`. Reads go through the Buffer (index / `readUInt16BE` / ...), so a
+ *   Buffer that is itself a subarray with a non-zero `byteOffset` works as-is.
+ * - `reset(buf, off, len)` re-points a view and returns a `ParseError` number: 0 (`ParseError.Ok`)
+ *   means the lengths were validated and no accessor can fail. This is the data-path contract: no
+ *   exceptions, and no allocation in `reset` or in any accessor. After a non-zero result the
+ *   accessors are meaningless, but `buf`/`off`/`len` are always stored, so a `XxxViewMut` can be
+ *   pointed at memory that does not hold a valid header yet and filled in with setters.
+ *   `XxxView.parse(buf, off?, len?)` is the throwing form (`PacketError`)
+ *   for tests and the edges.
+ * - Fields are read with getters (`view.ttl`, `view.src`); anything that computes over the bytes
+ *   (`verifyChecksum(...)`) or writes is a method. Setters (`setTtl(...)`, `fillChecksum()`) exist
+ *   only on the writable subclass `XxxViewMut`; they write one field, truncate values to the field's
+ *   width, and do not touch checksums unless their name says so (`fillChecksum`, `decrementTtl`).
+ * - 32-bit fields (IPv4 addresses, TCP seq/ack) are unsigned numbers; MACs are (hi16, lo32) pairs.
+ * - `writeXxx(buf, off, ...numbers)` builders are allocation-free and fit for the data path;
+ *   `emitXxx(repr, buf, off)` takes a `Repr` (string addresses) and returns the bytes it wrote, which
+ *   is also what `xxxBufferLen(repr)` returns. Emitters write headers only: a payload is expected to
+ *   be in place already, because checksums cover it (ICMP errors, which quote, are the exception).
+ */
+export * from './errors.js';
+export * from './checksum.js';
+export * from './addr.js';
