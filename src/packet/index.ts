@@ -25,3 +25,5 @@
 export * from './errors.js';
 export * from './checksum.js';
 export * from './addr.js';
+export * from './ethernet.js';
+export * from './arp.js';

@@ -1,0 +1,162 @@
+/** ARP for Ethernet/IPv4 only (RFC 826): htype 1, ptype 0x0800, hlen 6, plen 4. */
+import { ipv4ToString, macToString, parseIpv4, parseMac, writeMac } from './addr.js';
+import { EtherType } from './ethernet.js';
+import { PacketError, ParseError } from './errors.js';
+import { EMPTY_BUFFER, regionOk } from './internal.js';
+
+export const ARP_LEN = 28;
+
+/** Known operations; any other value is kept as a plain number. */
+export const ArpOp = { Request: 1, Reply: 2 } as const;
+export type ArpOp = (typeof ArpOp)[keyof typeof ArpOp];
+
+const HTYPE_ETHERNET = 1;
+
+// Field offsets.
+const HTYPE = 0;
+const PTYPE = 2;
+const HLEN = 4;
+const PLEN = 5;
+const OPER = 6;
+const SHA = 8;
+const SPA = 14;
+const THA = 18;
+const TPA = 24;
+
+/**
+ * Read-only view of an ARP packet at `buf[off .. off + len)` (`len` may include Ethernet padding).
+ * `reset` returns `Truncated` below 28 bytes and `Unsupported` for anything but Ethernet/IPv4.
+ */
+export class ArpView {
+  buf: Buffer = EMPTY_BUFFER;
+  off = 0;
+  len = 0;
+
+  reset(buf: Buffer, off: number, len: number): ParseError {
+    this.buf = buf;
+    this.off = off;
+    this.len = len;
+    if (!regionOk(buf, off, len) || len < ARP_LEN) return ParseError.Truncated;
+    if (
+      buf.readUInt16BE(off + HTYPE) !== HTYPE_ETHERNET ||
+      buf.readUInt16BE(off + PTYPE) !== EtherType.IPv4 ||
+      buf[off + HLEN] !== 6 ||
+      buf[off + PLEN] !== 4
+    ) {
+      return ParseError.Unsupported;
+    }
+    return ParseError.Ok;
+  }
+
+  static parse<T extends ArpView>(this: new () => T, buf: Buffer, off = 0, len = buf.length - off): T {
+    const v = new this();
+    const e = v.reset(buf, off, len);
+    if (e !== ParseError.Ok) throw PacketError.fromParse('ARP', e, off, len);
+    return v;
+  }
+
+  get operation(): number {
+    return this.buf.readUInt16BE(this.off + OPER);
+  }
+  get senderMacHi(): number {
+    return this.buf.readUInt16BE(this.off + SHA);
+  }
+  get senderMacLo(): number {
+    return this.buf.readUInt32BE(this.off + SHA + 2);
+  }
+  get senderIp(): number {
+    return this.buf.readUInt32BE(this.off + SPA);
+  }
+  get targetMacHi(): number {
+    return this.buf.readUInt16BE(this.off + THA);
+  }
+  get targetMacLo(): number {
+    return this.buf.readUInt32BE(this.off + THA + 2);
+  }
+  get targetIp(): number {
+    return this.buf.readUInt32BE(this.off + TPA);
+  }
+}
+
+/** Writable view; setters write the field and nothing else. */
+export class ArpViewMut extends ArpView {
+  setOperation(op: number): void {
+    this.buf.writeUInt16BE(op & 0xffff, this.off + OPER);
+  }
+  setSenderMac(hi: number, lo: number): void {
+    writeMac(this.buf, this.off + SHA, hi, lo);
+  }
+  setSenderIp(ip: number): void {
+    this.buf.writeUInt32BE(ip >>> 0, this.off + SPA);
+  }
+  setTargetMac(hi: number, lo: number): void {
+    writeMac(this.buf, this.off + THA, hi, lo);
+  }
+  setTargetIp(ip: number): void {
+    this.buf.writeUInt32BE(ip >>> 0, this.off + TPA);
+  }
+}
+
+/** Writes a complete 28-byte Ethernet/IPv4 ARP packet from numbers (allocation-free). Returns `ARP_LEN`. */
+export function writeArp(
+  buf: Buffer,
+  off: number,
+  operation: number,
+  senderMacHi: number,
+  senderMacLo: number,
+  senderIp: number,
+  targetMacHi: number,
+  targetMacLo: number,
+  targetIp: number,
+): number {
+  buf.writeUInt16BE(HTYPE_ETHERNET, off + HTYPE);
+  buf.writeUInt16BE(EtherType.IPv4, off + PTYPE);
+  buf[off + HLEN] = 6;
+  buf[off + PLEN] = 4;
+  buf.writeUInt16BE(operation & 0xffff, off + OPER);
+  writeMac(buf, off + SHA, senderMacHi, senderMacLo);
+  buf.writeUInt32BE(senderIp >>> 0, off + SPA);
+  writeMac(buf, off + THA, targetMacHi, targetMacLo);
+  buf.writeUInt32BE(targetIp >>> 0, off + TPA);
+  return ARP_LEN;
+}
+
+export interface ArpRepr {
+  operation: number;
+  senderMac: string;
+  senderIp: string;
+  targetMac: string;
+  targetIp: string;
+}
+
+export function parseArp(view: ArpView): ArpRepr {
+  return {
+    operation: view.operation,
+    senderMac: macToString(view.senderMacHi, view.senderMacLo),
+    senderIp: ipv4ToString(view.senderIp),
+    targetMac: macToString(view.targetMacHi, view.targetMacLo),
+    targetIp: ipv4ToString(view.targetIp),
+  };
+}
+
+/** Bytes `emitArp` writes. */
+export function arpBufferLen(_repr?: ArpRepr): number {
+  return ARP_LEN;
+}
+
+/** Writes the 28-byte packet at `buf[off]`; returns `ARP_LEN`. Throws on bad address strings. */
+export function emitArp(repr: ArpRepr, buf: Buffer, off: number): number {
+  const sha = parseMac(repr.senderMac);
+  const tha = parseMac(repr.targetMac);
+  return writeArp(
+    buf,
+    off,
+    repr.operation,
+    sha.hi,
+    sha.lo,
+    parseIpv4(repr.senderIp),
+    tha.hi,
+    tha.lo,
+    parseIpv4(repr.targetIp),
+  );
+}

@@ -1,0 +1,137 @@
+/** Ethernet II frames (no FCS). VLAN tags are not parsed: 0x8100 is just another EtherType. */
+import { isBroadcastMac, macToString, parseMac, writeMac } from './addr.js';
+import { PacketError, ParseError } from './errors.js';
+import { EMPTY_BUFFER, regionOk } from './internal.js';
+
+export const ETH_HLEN = 14;
+
+/** Known EtherTypes; any other value is kept as a plain number. */
+export const EtherType = { IPv4: 0x0800, ARP: 0x0806, IPv6: 0x86dd, VLAN: 0x8100 } as const;
+export type EtherType = (typeof EtherType)[keyof typeof EtherType];
+
+// Field offsets.
+const DST = 0;
+const SRC = 6;
+const ETHERTYPE = 12;
+
+/**
+ * Read-only view of an Ethernet frame at `buf[off .. off + len)`. Reusable: `reset` re-points it and
+ * returns a `ParseError` (0 = ok); after an ok `reset` no accessor can fail. After a failed `reset`
+ * the accessors are meaningless (but `buf`/`off`/`len` are stored: see index.ts).
+ */
+export class EthernetView {
+  buf: Buffer = EMPTY_BUFFER;
+  off = 0;
+  len = 0;
+
+  reset(buf: Buffer, off: number, len: number): ParseError {
+    this.buf = buf;
+    this.off = off;
+    this.len = len;
+    if (!regionOk(buf, off, len) || len < ETH_HLEN) return ParseError.Truncated;
+    return ParseError.Ok;
+  }
+
+  /** Checked constructor for tests and the edges: throws `PacketError` instead of returning a code. */
+  static parse<T extends EthernetView>(
+    this: new () => T,
+    buf: Buffer,
+    off = 0,
+    len = buf.length - off,
+  ): T {
+    const v = new this();
+    const e = v.reset(buf, off, len);
+    if (e !== ParseError.Ok) throw PacketError.fromParse('Ethernet', e, off, len);
+    return v;
+  }
+
+  get dstHi(): number {
+    return this.buf.readUInt16BE(this.off + DST);
+  }
+  get dstLo(): number {
+    return this.buf.readUInt32BE(this.off + DST + 2);
+  }
+  get srcHi(): number {
+    return this.buf.readUInt16BE(this.off + SRC);
+  }
+  get srcLo(): number {
+    return this.buf.readUInt32BE(this.off + SRC + 2);
+  }
+  get etherType(): number {
+    return this.buf.readUInt16BE(this.off + ETHERTYPE);
+  }
+  /** Destination is ff:ff:ff:ff:ff:ff. */
+  get isBroadcast(): boolean {
+    return isBroadcastMac(this.dstHi, this.dstLo);
+  }
+  /** Destination has the group bit set (true for broadcast too). */
+  get isMulticast(): boolean {
+    return (this.buf[this.off + DST] & 0x01) !== 0;
+  }
+  /** Absolute offset of the payload in `buf`. */
+  get payloadOffset(): number {
+    return this.off + ETH_HLEN;
+  }
+  get payloadLength(): number {
+    return this.len - ETH_HLEN;
+  }
+}
+
+/** Writable view; setters write the field and nothing else. */
+export class EthernetViewMut extends EthernetView {
+  setDst(hi: number, lo: number): void {
+    writeMac(this.buf, this.off + DST, hi, lo);
+  }
+  setSrc(hi: number, lo: number): void {
+    writeMac(this.buf, this.off + SRC, hi, lo);
+  }
+  setEtherType(t: number): void {
+    this.buf.writeUInt16BE(t & 0xffff, this.off + ETHERTYPE);
+  }
+}
+
+/**
+ * Writes a 14-byte Ethernet header from numbers (allocation-free; for the data path).
+ * Returns `ETH_HLEN`.
+ */
+export function writeEthernetHeader(
+  buf: Buffer,
+  off: number,
+  dstHi: number,
+  dstLo: number,
+  srcHi: number,
+  srcLo: number,
+  etherType: number,
+): number {
+  writeMac(buf, off + DST, dstHi, dstLo);
+  writeMac(buf, off + SRC, srcHi, srcLo);
+  buf.writeUInt16BE(etherType & 0xffff, off + ETHERTYPE);
+  return ETH_HLEN;
+}
+
+/** Plain value form of an Ethernet header, for building frames and in tests. */
+export interface EthernetRepr {
+  dst: string;
+  src: string;
+  etherType: number;
+}
+
+export function parseEthernet(view: EthernetView): EthernetRepr {
+  return {
+    dst: macToString(view.dstHi, view.dstLo),
+    src: macToString(view.srcHi, view.srcLo),
+    etherType: view.etherType,
+  };
+}
+
+/** Bytes `emitEthernet` writes. */
+export function ethernetBufferLen(_repr?: EthernetRepr): number {
+  return ETH_HLEN;
+}
+
+/** Writes the header at `buf[off]`; returns bytes written (`ETH_HLEN`). Throws on a bad MAC string. */
+export function emitEthernet(repr: EthernetRepr, buf: Buffer, off: number): number {
+  const dst = parseMac(repr.dst);
+  const src = parseMac(repr.src);
+  return writeEthernetHeader(buf, off, dst.hi, dst.lo, src.hi, src.lo, repr.etherType);
+}
