@@ -27,3 +27,10 @@ export * from './checksum.js';
 export * from './addr.js';
 export * from './ethernet.js';
 export * from './arp.js';
+export * from './ipv4.js';
+export * from './icmp.js';
+export * from './udp.js';
+export * from './tcp.js';
+// Both addr.ts and ipv4.ts export `parseIpv4`; the ipv4.ts one accepts a string (-> number) or an
+// `Ipv4View` (-> `Ipv4Repr`), so it is the one re-exported here.
+export { parseIpv4 } from './ipv4.js';
