@@ -31,6 +31,7 @@ export * from './ipv4.js';
 export * from './icmp.js';
 export * from './udp.js';
 export * from './tcp.js';
+export * from './vxlan.js';
 // Both addr.ts and ipv4.ts export `parseIpv4`; the ipv4.ts one accepts a string (-> number) or an
 // `Ipv4View` (-> `Ipv4Repr`), so it is the one re-exported here.
 export { parseIpv4 } from './ipv4.js';

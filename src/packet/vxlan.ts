@@ -1,0 +1,95 @@
+/** VXLAN (RFC 7348): an 8-byte header in a UDP datagram, carrying an inner Ethernet frame. */
+import { PacketError, ParseError } from './errors.js';
+import { EMPTY_BUFFER, regionOk } from './internal.js';
+
+export const VXLAN_HLEN = 8;
+/** The "VNI valid" flag; the only flag RFC 7348 defines. */
+export const VXLAN_FLAG_I = 0x08;
+/** Bytes VXLAN adds in front of an inner IP packet: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
+export const VXLAN_OVERHEAD = 50;
+/** UDP port Linux (and flannel) use by default. */
+export const VXLAN_PORT_LINUX = 8472;
+/** IANA-assigned UDP port. */
+export const VXLAN_PORT_IANA = 4789;
+
+// Field offsets.
+const FLAGS = 0;
+const VNI = 4; // 24 bits, then a reserved byte
+
+/**
+ * Read-only view of a VXLAN header at `buf[off .. off + len)` (the UDP payload). `reset`: len >= 8
+ * (`Truncated`), I flag set (`BadFlags`). Reserved bits are ignored on receipt, as RFC 7348 says.
+ */
+export class VxlanView {
+  buf: Buffer = EMPTY_BUFFER;
+  off = 0;
+  len = 0;
+
+  reset(buf: Buffer, off: number, len: number): ParseError {
+    this.buf = buf;
+    this.off = off;
+    this.len = len;
+    if (!regionOk(buf, off, len) || len < VXLAN_HLEN) return ParseError.Truncated;
+    if ((buf[off + FLAGS] & VXLAN_FLAG_I) === 0) return ParseError.BadFlags;
+    return ParseError.Ok;
+  }
+
+  static parse<T extends VxlanView>(this: new () => T, buf: Buffer, off = 0, len = buf.length - off): T {
+    const v = new this();
+    const e = v.reset(buf, off, len);
+    if (e !== ParseError.Ok) throw PacketError.fromParse('VXLAN', e, off, len);
+    return v;
+  }
+
+  /** The flags byte. */
+  get flags(): number {
+    return this.buf[this.off + FLAGS];
+  }
+  /** The 24-bit VXLAN network identifier. */
+  get vni(): number {
+    return this.buf.readUInt32BE(this.off + VNI) >>> 8;
+  }
+  /** Absolute offset of the inner Ethernet frame in `buf`. */
+  get payloadOffset(): number {
+    return this.off + VXLAN_HLEN;
+  }
+  get payloadLength(): number {
+    return this.len - VXLAN_HLEN;
+  }
+}
+
+/** Writable view. */
+export class VxlanViewMut extends VxlanView {
+  /** Writes the VNI (24 bits) and keeps the reserved byte after it. */
+  setVni(vni: number): void {
+    const o = this.off + VNI;
+    this.buf.writeUInt32BE((((vni & 0xffffff) << 8) | this.buf[o + 3]) >>> 0, o);
+  }
+  setFlags(flags: number): void {
+    this.buf[this.off + FLAGS] = flags & 0xff;
+  }
+}
+
+/** Writes an 8-byte header with the I flag, the 24-bit `vni` and every reserved bit zero. Returns `VXLAN_HLEN`. */
+export function writeVxlanHeader(buf: Buffer, off: number, vni: number): number {
+  buf.writeUInt32BE(VXLAN_FLAG_I << 24, off + FLAGS);
+  buf.writeUInt32BE(((vni & 0xffffff) << 8) >>> 0, off + VNI);
+  return VXLAN_HLEN;
+}
+
+export interface VxlanRepr {
+  vni: number;
+}
+
+export function parseVxlan(view: VxlanView): VxlanRepr {
+  return { vni: view.vni };
+}
+
+/** Bytes `emitVxlan` writes. */
+export function vxlanBufferLen(_repr?: VxlanRepr): number {
+  return VXLAN_HLEN;
+}
+
+export function emitVxlan(repr: VxlanRepr, buf: Buffer, off: number): number {
+  return writeVxlanHeader(buf, off, repr.vni);
+}
