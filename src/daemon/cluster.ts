@@ -3,7 +3,11 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openStore } from '../store/index.js';
 import { ClusterRegistry, type NodeRecord, type PodRecord } from '../store/registry.js';
-import type { ClusterStore, Lease } from '../store/types.js';
+import type { ClusterStore, Lease, Watch } from '../store/types.js';
+import { DgramTransport } from '../io/udp.js';
+import { VxlanOverlay } from '../dataplane/vxlan.js';
+import { parseMac } from '../packet/index.js';
+import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
 import type { Config } from './config.js';
 import type { Underlay } from './daemon.js';
 import type { NodeRuntime, PodInfo } from './node.js';
@@ -19,7 +23,12 @@ export function vtepMacFor(underlayIp: string | undefined): string {
  * under a lease, publishes its pods, and follows the other nodes.
  */
 export class ClusterMembership {
+  private transport: DgramTransport | undefined;
+  private overlay: VxlanOverlay | undefined;
+  private nodeWatch: Watch | undefined;
+
   private constructor(
+    private readonly cfg: Config,
     readonly store: ClusterStore,
     readonly registry: ClusterRegistry,
     readonly self: NodeRecord,
@@ -43,23 +52,65 @@ export class ClusterMembership {
       lease.on('lost', (err) => log.error({ err: err.message }, 'cluster lease lost: this node is no longer registered'));
       const self: NodeRecord = { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac, subnet };
       log.info({ subnet, vtepMac }, 'joined cluster');
-      return new ClusterMembership(store, registry, self, lease, log);
+      return new ClusterMembership(cfg, store, registry, self, lease, log);
     } catch (err) {
       await store.close();
       throw err;
     }
   }
 
-  /** Publishes the node's pods to the store as they come and go. */
+  /**
+   * Publishes the node's pods to the store as they come and go, and builds the VXLAN overlay: every other
+   * node in the store becomes a peer (route + VTEP), added and removed live as nodes join and leave.
+   */
   async attach(node: NodeRuntime): Promise<void> {
     node.events = {
       podAdded: (p) => this.registry.putPod(toRecord(p)).then(() => undefined),
       podRemoved: (p) => this.registry.deletePod(p.node, p.name).then(() => undefined),
     };
+    if (this.self.underlayIp === '0.0.0.0') {
+      this.log.warn('no underlay address: this node will not reach other nodes');
+      return;
+    }
+    const vtep = parseMac(this.self.vtepMac);
+    const subnet = parseSubnet(this.self.subnet);
+    const dp = node.dp;
+    let overlay: VxlanOverlay | undefined;
+    this.transport = await DgramTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (buf, srcIp) => {
+      dp.tick();
+      overlay!.receive(buf, 0, buf.length, srcIp);
+      dp.drainInjected();
+      dp.flush();
+    });
+    overlay = new VxlanOverlay(
+      { vni: this.cfg.vxlan.vni, port: this.cfg.vxlan.port, localVtepMacHi: vtep.hi, localVtepMacLo: vtep.lo, innerMtu: this.cfg.underlay.mtu - 50, subnetMask: subnet.mask },
+      this.transport,
+      node.router,
+    );
+    this.overlay = overlay;
+    node.router.overlay = overlay;
+    this.nodeWatch = await this.registry.watchNodes((ev) => {
+      const n = ev.node;
+      if (n.name === this.self.name) return;
+      const net = parseSubnet(n.subnet);
+      if (ev.type === 'removed') {
+        overlay!.removePeer(net.network);
+        this.log.info({ node: n.name, subnet: n.subnet }, 'node left: route removed');
+        return;
+      }
+      const mac = parseMac(n.vtepMac);
+      overlay!.setPeer({ subnetNetwork: net.network, underlayIp: ipToNumber(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
+      this.log.info({ node: n.name, subnet: n.subnet, underlay: n.underlayIp }, ev.type === 'added' ? 'node joined: route added' : 'node updated');
+    });
   }
 
-  /** Stops following other nodes (before the data plane goes away). */
-  async stopDataplane(): Promise<void> {}
+  /** Stops following other nodes and closes the VXLAN socket (before the data plane goes away). */
+  async stopDataplane(): Promise<void> {
+    await this.nodeWatch?.cancel();
+    this.nodeWatch = undefined;
+    await this.transport?.close();
+    this.transport = undefined;
+  }
 
   async listNodes(): Promise<NodeRecord[]> {
     return this.registry.listNodes();
@@ -70,7 +121,22 @@ export class ClusterMembership {
   }
 
   status() {
-    return { vtepMac: this.self.vtepMac, underlayIp: this.self.underlayIp };
+    const o = this.overlay;
+    return {
+      vtepMac: this.self.vtepMac,
+      underlayIp: this.self.underlayIp,
+      vxlan: o
+        ? {
+            vni: this.cfg.vxlan.vni,
+            port: this.cfg.vxlan.port,
+            innerMtu: o.innerMtu,
+            encapsulated: o.encapsulated,
+            decapsulated: o.decapsulated,
+            drops: o.drops.toJSON(),
+            peers: o.listPeers().map((p) => ({ subnet: `${numberToIp(p.subnetNetwork)}`, underlayIp: numberToIp(p.underlayIp) })),
+          }
+        : undefined,
+    };
   }
 
   /** Leaves the cluster: revokes the lease (the node entry and subnet go with it) and disconnects. */

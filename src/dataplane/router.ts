@@ -71,6 +71,7 @@ export class Router {
   overlay: Overlay | undefined;
   host: HostPort | undefined;
   forwarded = 0;
+  fragmented = 0;
   icmpSent = 0;
   /** Flood copies of frames not addressed to the router (seen, not dropped). */
   ignored = 0;
@@ -195,10 +196,12 @@ export class Router {
       return;
     }
     if (((dst & cfg.podCidrMask) >>> 0) === cfg.podCidrNetwork) {
+      if (ingress === Ingress.Overlay) return this.drops.add(DropReason.NoRoute); // no transit between nodes
       const ov = this.overlay;
       const r = ov === undefined ? OverlayResult.NoRoute : ov.send(buf, ipOff, ipLen, dst);
       if (r === OverlayResult.Sent) return;
       if (r === OverlayResult.TooBig) {
+        if ((buf[ipOff + 6]! & 0x40) === 0) return this.fragment(buf, ipOff, ipLen, dst, ov!);
         this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.FragNeeded, ov!.innerMtu);
         return this.drops.add(DropReason.FragmentationNeeded);
       }
@@ -209,6 +212,37 @@ export class Router {
       return; // Dropped: the overlay counted it
     }
     this.toHost(buf, ipOff, ipLen, ingress);
+  }
+
+  /**
+   * Splits a packet without DF into fragments that fit the overlay (RFC 791): every fragment but the
+   * last carries a multiple of 8 payload bytes and MF; offsets add to the original's own offset.
+   */
+  private fragment(buf: Buffer, ipOff: number, ipLen: number, dst: number, ov: Overlay): void {
+    const hlen = (buf[ipOff]! & 0x0f) << 2;
+    const flagsFrag = buf.readUInt16BE(ipOff + 6);
+    const baseOffset = (flagsFrag & 0x1fff) << 3;
+    const origMf = (flagsFrag & 0x2000) !== 0;
+    const chunk = (ov.innerMtu - hlen) & ~7;
+    const payloadLen = ipLen - hlen;
+    if (chunk <= 0 || hlen + chunk > this.dp.pool.capacity - 64) return this.drops.add(DropReason.Oversize);
+    const out = this.dp.pool.buffer;
+    for (let done = 0; done < payloadLen; done += chunk) {
+      const n = Math.min(chunk, payloadLen - done);
+      const slot = this.dp.allocFrame();
+      if (slot < 0) return this.drops.add(DropReason.TxFailed);
+      const o = slot + 64;
+      buf.copy(out, o, ipOff, ipOff + hlen);
+      buf.copy(out, o + hlen, ipOff + hlen + done, ipOff + hlen + done + n);
+      const last = done + n >= payloadLen;
+      const w = this.ipw;
+      w.reset(out, o, hlen + n);
+      w.setTotalLength(hlen + n);
+      w.setFlagsAndFragment(false, !last || origMf, baseOffset + done);
+      w.fillChecksum();
+      ov.send(out, o, hlen + n, dst);
+    }
+    this.fragmented++;
   }
 
   private toHost(buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): void {
