@@ -172,7 +172,8 @@ export class EtcdStore implements ClusterStore {
     checkKey(key);
     const res = await this.call(`get ${key}`, () => this.ns.get(key).exec());
     const kv = res.kvs[0];
-    return kv ? toKeyValue(kv) : undefined;
+    // etcd3 strips the namespace from multi-key reads but not from single-key ones: use the key we asked for.
+    return kv ? { ...toKeyValue(kv), key } : undefined;
   }
 
   async list(prefix: string): Promise<KeyValue[]> {
