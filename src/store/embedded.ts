@@ -10,8 +10,11 @@
  *   (`<path>-notify`, one byte rewritten in place) after each commit, and every process watching the
  *   store has an `fs.watch` (inotify) on that file. A slow re-check timer (`recheckIntervalMs`) is only a
  *   backstop for a missed notification.
- * - Leases are rows with an expiry time (wall clock, shared by all processes of the machine). The holder
- *   refreshes its lease every TTL/3. Any process deletes expired leases and their keys, writing delete
+ * - Leases are rows with an expiry time on CLOCK_MONOTONIC (`process.hrtime`), which every process of
+ *   the machine shares and which wall-clock steps (NTP) do not move. Because that clock restarts at
+ *   boot, the database records the kernel's boot id; the first process to open it after a reboot drops
+ *   every lease (their holders died with the old boot), with delete events for their keys. Where there is
+ *   no boot id (/proc missing) the wall clock is used instead. The holder refreshes its lease every TTL/3. Any process deletes expired leases and their keys, writing delete
  *   events: at the start of every write transaction, and from a sweep timer (`sweepIntervalMs`) when the
  *   store is otherwise idle. A refresh never revives a lease that has already expired.
  * - The event log is trimmed to the last `retainEvents` revisions; a watch that asks for older history
@@ -21,7 +24,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, watch as fsWatch, writeSync, type FSWatcher } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, watch as fsWatch, writeSync, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino, type Logger } from 'pino';
@@ -42,12 +45,13 @@ export interface EmbeddedStoreOptions {
   log?: Logger;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     revision INTEGER NOT NULL,
-    compacted INTEGER NOT NULL
+    compacted INTEGER NOT NULL,
+    boot_id TEXT NOT NULL DEFAULT ''
   );
   INSERT OR IGNORE INTO meta (id, revision, compacted) VALUES (1, 0, 0);
   CREATE TABLE IF NOT EXISTS kv (
@@ -104,6 +108,17 @@ interface WriteTx {
 const EVENT_BATCH = 1000;
 const BUSY_RETRIES = 8;
 const NOTIFY_BYTE = Buffer.from([0x2a]);
+
+/** The kernel's boot id, or undefined where /proc does not provide it. */
+function readBootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const monotonicMs = () => Number(process.hrtime.bigint() / 1_000_000n);
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -228,7 +243,7 @@ class EmbeddedLease implements Lease {
     } catch (err) {
       if (this.done) return;
       this.store.log.warn({ err, lease: this.id }, 'lease refresh failed');
-      alive = Date.now() < this.expiresAt;
+      alive = this.store.now() < this.expiresAt;
     }
     if (!alive && !this.done) {
       this.stop();
@@ -268,6 +283,7 @@ export class EmbeddedStore implements ClusterStore {
   private sweepTimer: NodeJS.Timeout;
   private recheckTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly bootId = readBootId();
   private readonly recheckIntervalMs: number;
   private readonly retainEvents: number;
 
@@ -290,9 +306,18 @@ export class EmbeddedStore implements ClusterStore {
             throw new StoreError(StoreErrorCode.Backend, `${opts.path}: schema version ${version} is newer than this podnet (${SCHEMA_VERSION})`);
           }
           db!.exec(SCHEMA);
+          const cols = db!.prepare<[], { name: string }>('PRAGMA table_info(meta)').all();
+          if (!cols.some((c) => c.name === 'boot_id')) db!.exec("ALTER TABLE meta ADD COLUMN boot_id TEXT NOT NULL DEFAULT ''");
           if (version < SCHEMA_VERSION) db!.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();
-        return new EmbeddedStore(db, opts, log);
+        const store = new EmbeddedStore(db, opts, log);
+        try {
+          await store.dropLeasesOfEarlierBoot();
+        } catch (err) {
+          await store.close();
+          throw err;
+        }
+        return store;
       } catch (err) {
         db?.close();
         if (isBusy(err) && attempt < BUSY_RETRIES) {
@@ -319,6 +344,22 @@ export class EmbeddedStore implements ClusterStore {
     closeSync(openSync(this.notifyPath, 'a', 0o600));
     this.notifyFd = openSync(this.notifyPath, 'r+');
     this.sweepTimer = setInterval(() => void this.sweep(), opts.sweepIntervalMs ?? 1000);
+  }
+
+  /** The lease clock (ms): CLOCK_MONOTONIC when the boot id is known, else the wall clock. */
+  readonly now: () => number = this.bootId !== undefined ? monotonicMs : Date.now;
+
+  /** After a reboot the monotonic clock restarted and every lease holder is gone: drop their leases. */
+  async dropLeasesOfEarlierBoot(): Promise<void> {
+    const bootId = this.bootId ?? 'wall-clock';
+    await this.write((tx) => {
+      const stored = this.db.prepare<[], { boot_id: string }>('SELECT boot_id FROM meta WHERE id = 1').get()!.boot_id;
+      if (stored === bootId) return;
+      const ids = this.db.prepare<[], { id: string }>('SELECT id FROM leases').all();
+      for (const { id } of ids) this.deleteLeaseIn(tx, id);
+      this.db.prepare<[string]>('UPDATE meta SET boot_id = ? WHERE id = 1').run(bootId);
+      if (stored !== '' && ids.length > 0) this.log.info({ dropped: ids.length }, 'machine rebooted since the last use: dropped all leases');
+    });
   }
 
   isClosed(): boolean {
@@ -546,7 +587,7 @@ export class EmbeddedStore implements ClusterStore {
   private async sweep(): Promise<void> {
     if (this.closed) return;
     try {
-      const due = await this.read(() => this.stmt.anyExpired.get(Date.now()));
+      const due = await this.read(() => this.stmt.anyExpired.get(this.now()));
       if (due) await this.write(() => undefined); // every write transaction expires due leases first
       const meta = await this.read(() => this.stmt.meta.get()!);
       if (meta.revision - meta.compacted > this.retainEvents + Math.max(100, this.retainEvents >> 2)) {
@@ -601,7 +642,7 @@ export class EmbeddedStore implements ClusterStore {
       try {
         const { result, changed } = this.inTx.immediate(() => {
           const startRev = this.stmt.meta.get()!.revision;
-          const tx: WriteTx = { rev: startRev, startRev, now: Date.now() };
+          const tx: WriteTx = { rev: startRev, startRev, now: this.now() };
           for (const { id } of this.stmt.expiredLeases.all(tx.now)) this.deleteLeaseIn(tx, id);
           const result = body(tx);
           if (tx.rev !== tx.startRev) this.stmt.setRevision.run(tx.rev);

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import Database from 'better-sqlite3';
 import { EmbeddedStore, prefixEnd } from '../../../src/store/embedded.js';
 import { StoreErrorCode } from '../../../src/store/errors.js';
 import { ClusterRegistry, type NodeEvent } from '../../../src/store/registry.js';
@@ -78,6 +79,25 @@ describe('EmbeddedStore', function () {
       const recent: WatchEvent[] = [];
       await s.watch('/c/', (ev) => recent.push(ev), { fromRevision: 290 });
       await waitFor('recent history', () => recent.length === 11, DEADLINE);
+    });
+
+    it('after a reboot (new boot id) the first process to open the file drops all leases and their keys', async () => {
+      const path = join(dir, 'reboot.db');
+      const before = await open(path);
+      const lease = await before.grantLease(60);
+      await before.put('/b/leased', 'x', { lease });
+      await before.put('/b/plain', 'y');
+      await before.close(); // the holder "dies" with the machine; its lease would live 60 s more
+      const raw = new Database(path);
+      raw.prepare("UPDATE meta SET boot_id = 'an-earlier-boot'").run();
+      raw.close();
+      const after = await open(path);
+      expect(await after.get('/b/leased')).to.equal(undefined);
+      expect(await after.get('/b/plain')).to.include({ value: 'y' });
+      const events: WatchEvent[] = [];
+      await after.watch('/b/', (ev) => events.push(ev), { fromRevision: 1 });
+      await waitFor('the history', () => events.length === 3, DEADLINE);
+      expect(events[2]).to.include({ type: 'delete', key: '/b/leased' });
     });
 
     it('registry watches resync (emitting the difference) when the underlying watch fails', async () => {
