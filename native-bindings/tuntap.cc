@@ -372,9 +372,14 @@ class Device : public Napi::ObjectWrap<Device> {
     napi_value self = Value();
     depth_++;
     if (status < 0) {
-      // libuv saw POLLERR (device gone) and has already stopped the watcher.
-      rxErrors_++;
-      Fail(env, self, -status, "poll", "uv_poll");
+      // libuv saw POLLERR and has already stopped the watcher. A read tells why
+      // (EBADFD: the interface was deleted) and reports it; if it does not, report
+      // the poll error so reading never stops silently.
+      ReadRound(env, self);
+      if (polling_) {
+        rxErrors_++;
+        Fail(env, self, -status, "poll", "uv_poll");
+      }
     } else {
       for (int round = 0; round < kMaxRounds && polling_; round++) {
         if (!ReadRound(env, self)) break;
