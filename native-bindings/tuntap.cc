@@ -15,12 +15,14 @@
 //   dev.close()                                                    idempotent
 //
 // Receive path: a uv_poll_t watches the fd (level-triggered). On each readable
-// event the addon read()s frames straight into the JS-owned ring (slot i, at
+// event the addon readv()s frames straight into the JS-owned ring (slot i, at
 // i*slotSize + headroom, capacity slotSize - headroom) and their lengths into the
 // JS-owned Int32Array, until EAGAIN or `batch` frames, then calls onBatch(count)
 // once. A full batch is followed by up to kMaxRounds - 1 more rounds before the
 // event loop gets control back (uv_poll fires again if frames are left). No
-// allocation, thread hop or N-API call per frame.
+// allocation, thread hop or N-API call per frame. A frame larger than its slot
+// would be truncated by the kernel; it is detected and counted in rxErrors instead
+// of being delivered.
 //
 // Transmit path: write() per frame inside one native call; EAGAIN/ENOBUFS count as
 // txDropped, other failures as txErrors; nothing on the data path throws.
@@ -36,6 +38,7 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -77,8 +80,8 @@ Napi::Error SystemError(Napi::Env env, int err, const std::string& op, const std
 }
 
 // Read errors after which the fd will never deliver frames again (the device was
-// unregistered or the file detached). Anything else (EFAULT/EINVAL for a frame too
-// big for a slot, ENOMEM, ...) loses one frame and reading goes on.
+// unregistered or the file detached). Anything else (ENOMEM, EFAULT, ...) loses
+// one frame and reading goes on.
 bool IsFatalReadError(int err) {
   return err == EBADFD || err == EBADF || err == EIO || err == ENODEV || err == ENXIO;
 }
@@ -403,9 +406,17 @@ class Device : public Napi::ObjectWrap<Device> {
     bool drained = false;
     // Bounded by attempts, not frames, so a run of errors cannot spin here.
     for (uint32_t attempt = 0; attempt < batch && n < batch; attempt++) {
-      ssize_t r = ::read(fd_, ring + n * slotSize + headroom, cap);
+      // The kernel truncates a frame to the space it is given, silently. One spare
+      // byte after the slot tells a truncated frame from one that fits exactly;
+      // a truncated frame is counted in rxErrors and its slot reused.
+      struct iovec iov[2] = {{ring + n * slotSize + headroom, cap}, {&spill_, 1}};
+      ssize_t r = ::readv(fd_, iov, 2);
       if (r > 0) {
-        lengths[n++] = static_cast<int32_t>(r);
+        if (static_cast<size_t>(r) <= cap) {
+          lengths[n++] = static_cast<int32_t>(r);
+        } else {
+          rxErrors_++;
+        }
         continue;
       }
       if (r == 0) {
@@ -432,7 +443,7 @@ class Device : public Napi::ObjectWrap<Device> {
       if (!CallJs(env, self, onBatch_.Value(), 1, argv)) return false;
     }
     if (fatal != 0) {
-      if (polling_) Fail(env, self, fatal, "read", "read");
+      if (polling_) Fail(env, self, fatal, "read", "readv");
       return false;
     }
     return !drained && polling_;
@@ -524,6 +535,7 @@ class Device : public Napi::ObjectWrap<Device> {
   uint32_t slotSize_ = 0;
   uint32_t headroom_ = 0;
   uint32_t batch_ = 0;
+  uint8_t spill_ = 0;  // readv target for the byte that shows a frame was too big
 
   Napi::FunctionReference onBatch_;
   Napi::FunctionReference onError_;

@@ -36,11 +36,17 @@ export interface RxRing {
 }
 
 export interface DeviceStats {
+  /** Frames delivered to onBatch. */
   rxFrames: number;
+  /** onBatch calls. */
   rxBatches: number;
+  /** Frames lost on read: larger than `slotSize - headroom` (never delivered truncated), or a failed read. */
   rxErrors: number;
+  /** Frames the kernel accepted. */
   txFrames: number;
+  /** Frames refused with EAGAIN/ENOBUFS (device queue full). */
   txDropped: number;
+  /** Frames refused otherwise: kernel errors (EINVAL for a runt, EIO when down), out-of-bounds off/len, closed device. */
   txErrors: number;
 }
 

@@ -539,11 +539,42 @@ describe('TunTap native addon (integration, needs root)', function () {
       expect(e).to.be.instanceOf(TunTapError);
       expect(e.device).to.equal(NAME);
       expect(e.code).to.equal('EBADFD');
-      expect(e.syscall).to.equal('read');
+      expect(e.syscall).to.equal('readv');
       expect(dev.stats().rxErrors).to.be.at.least(1);
       dev.stop(); // already stopped: no-op
       expect(dev.write(Buffer.alloc(20), 0, 20)).to.equal(false);
       dev.close();
+      dev.close();
+    });
+  });
+
+  describe('frames larger than a slot', function () {
+    it('are counted in rxErrors, not delivered truncated', async function () {
+      const NAME = `${P}s`;
+      // 128 bytes of room per frame: a 28-byte-header UDP datagram with 100 bytes fits exactly.
+      const dev = open(NAME, 'tun', { slots: 4, slotSize: 256, headroom: 128 });
+      ip('link', 'set', 'dev', NAME, 'netns', NS);
+      ipNs('addr', 'add', '10.254.79.1', 'peer', '10.254.79.2/32', 'dev', NAME);
+      ipNs('link', 'set', 'dev', NAME, 'up');
+      const cap = new Capture(dev, 4);
+      const sizes: number[] = [];
+      cap.onFrame = (f) => {
+        const p = parseIpv4(f);
+        if (p?.proto === PROTO_UDP && p.dst === '10.254.79.2') sizes.push(p.l4.length - 8);
+      };
+      cap.start();
+      // 100 bytes fits exactly, 101 is one byte too many, then 10 as a marker that all arrived.
+      const sender = await nsNode(
+        `const s = require('node:dgram').createSocket('udp4');
+         const send = (n, next) => s.send(Buffer.alloc(n, 1), 9, '10.254.79.2', next);
+         send(100, () => send(101, () => send(10, () => s.close())));`,
+      );
+      expect(sender.code, sender.stderr).to.equal(0);
+      await until(() => sizes.includes(10), 'the marker datagram');
+      expect(sizes).to.deep.equal([100, 10]);
+      expect(cap.frames.filter((f) => parseIpv4(f)?.dst === '10.254.79.2').map((f) => f.length)).to.deep.equal([128, 38]);
+      expect(dev.stats().rxErrors).to.equal(1);
+      expect(cap.problems).to.deep.equal([]);
       dev.close();
     });
   });
