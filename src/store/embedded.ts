@@ -24,7 +24,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, watch as fsWatch, writeSync, type FSWatcher } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, watch as fsWatch, writeSync, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino, type Logger } from 'pino';
@@ -495,6 +495,31 @@ export class EmbeddedStore implements ClusterStore {
     this.recheckTimer = undefined;
   }
 
+  /**
+   * If the notify file was deleted or replaced, writers and watchers could end up on different inodes
+   * and notifications would stop reaching us: re-create it and follow the new inode.
+   */
+  private reopenNotifyFileIfReplaced(): void {
+    try {
+      let pathIno: number | undefined;
+      try {
+        pathIno = statSync(this.notifyPath).ino;
+      } catch {
+        pathIno = undefined;
+      }
+      if (pathIno === fstatSync(this.notifyFd).ino) return;
+      this.log.warn({ path: this.notifyPath }, 'change notification file was replaced; reopening it');
+      closeSync(openSync(this.notifyPath, 'a', 0o600));
+      const fd = openSync(this.notifyPath, 'r+');
+      closeSync(this.notifyFd);
+      this.notifyFd = fd;
+      this.notifyWatcher?.close();
+      this.notifyWatcher = undefined;
+    } catch (err) {
+      this.log.warn({ err, path: this.notifyPath }, 'cannot reopen the change notification file');
+    }
+  }
+
   private ensureNotifyWatcher(): void {
     if (this.notifyWatcher || this.closed || this.watches.size === 0) return;
     try {
@@ -586,6 +611,8 @@ export class EmbeddedStore implements ClusterStore {
 
   private async sweep(): Promise<void> {
     if (this.closed) return;
+    this.reopenNotifyFileIfReplaced();
+    this.ensureNotifyWatcher();
     try {
       const due = await this.read(() => this.stmt.anyExpired.get(this.now()));
       if (due) await this.write(() => undefined); // every write transaction expires due leases first

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -9,7 +9,7 @@ import { ClusterRegistry, type NodeEvent } from '../../../src/store/registry.js'
 import type { ClusterStore, Watch, WatchEvent, WatchOptions } from '../../../src/store/types.js';
 import { runConformance } from './conformance.js';
 import { Child } from './fixtures/spawn.js';
-import { silentLogger, waitFor } from './helpers.js';
+import { silentLogger, sleep, waitFor } from './helpers.js';
 
 const DEADLINE = 20_000;
 
@@ -55,6 +55,28 @@ describe('EmbeddedStore', function () {
         await writer.put(`/n/${i}`, String(i));
         await waitFor(`event ${i}`, () => events.length === i + 1, DEADLINE);
       }
+    });
+
+    it('follows a re-created notify file (deleted while watching, re-created by a newcomer)', async () => {
+      const path = join(dir, 'renotify.db');
+      const watcher = await open(path, { recheckIntervalMs: 3_600_000, sweepIntervalMs: 50 });
+      const events: WatchEvent[] = [];
+      await watcher.watch('/r/', (ev) => events.push(ev));
+      unlinkSync(`${path}-notify`);
+      const newcomer = await open(path, { sweepIntervalMs: 50 }); // creates a new notify file (new inode)
+      let i = 0;
+      await waitFor(
+        'an event written by the newcomer',
+        async () => {
+          await newcomer.put(`/r/${i++}`, 'x');
+          await sleep(50);
+          return events.length > 0;
+        },
+        DEADLINE,
+      );
+      const n = events.length;
+      await newcomer.put('/r/last', 'x');
+      await waitFor('the next event', () => events.length === n + 1, DEADLINE);
     });
 
     it('a watch asking for trimmed history fails with ECOMPACTED', async () => {
