@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { demoDown, demoUp } from '../demo/demo.js';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -137,7 +138,31 @@ export function buildCli(): Command {
       print(!!opts.json, nodes, () => formatTable(['NODE', 'UNDERLAY', 'SUBNET', 'VTEP MAC'], nodes.map((n) => [n.name, n.underlayIp, n.subnet, n.vtepMac])));
     });
 
+  const demo = program.command('demo').description('a multi-host cluster on this machine: hosts as network namespaces on an underlay bridge');
+  demo
+    .command('up')
+    .description('build the hosts, start a daemon on each, create pods, and show cross-host traffic')
+    .option('--nodes <n>', 'number of hosts (1-20)', parseIntArg('--nodes', 1, 20), 3)
+    .option('--pods <n>', 'pods per host (1-10)', parseIntArg('--pods', 1, 10), 2)
+    .action(async (opts: { nodes: number; pods: number }) => {
+      await demoUp({ nodes: opts.nodes, podsPerNode: opts.pods, runDir: globals().runDir, out: (s) => process.stdout.write(s) });
+    });
+  demo
+    .command('down')
+    .description('stop the demo daemons and remove every namespace the demo made')
+    .action(async () => {
+      await demoDown((s) => process.stdout.write(s));
+    });
+
   return program;
+}
+
+function parseIntArg(flag: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be a whole number from ${min} to ${max}`);
+    return n;
+  };
 }
 
 interface StatusView {

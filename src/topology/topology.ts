@@ -44,11 +44,11 @@ export class Topology {
   readonly hosts = new Map<string, Host>();
   private hostCount = 0;
 
-  constructor(opts: { prefix?: string; dir?: string } = {}) {
+  constructor(opts: { prefix?: string; dir?: string; runDir?: string } = {}) {
     this.prefix = opts.prefix ?? `pnt${process.pid.toString(36)}${randomBytes(2).toString('hex')}-`;
     this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'podnet-'));
     mkdirSync(this.dir, { recursive: true });
-    this.runDir = join(this.dir, 'run');
+    this.runDir = opts.runDir ?? join(this.dir, 'run');
     this.underlayNs = `${this.prefix}underlay`;
   }
 
