@@ -1,0 +1,167 @@
+import { expect } from 'chai';
+import { Topology } from '../../src/topology/topology.js';
+import { listNetns } from '../../src/netns/run.js';
+import { ping, startIn, statusJson, tcpTransfer } from '../helpers/net.js';
+
+interface Pod {
+  node: string;
+  name: string;
+  ip: string;
+  ns: string;
+}
+
+/**
+ * Issue 3: three hosts, each with a podnet daemon sharing the embedded cluster store; pods on every host
+ * reach each other through podnet's userspace VXLAN over a bridge underlay.
+ */
+describe('multi-host: VXLAN between podnet nodes', function () {
+  this.timeout(600_000);
+  const t = new Topology();
+  const pods: Pod[] = [];
+  const pod = (node: string, name: string) => pods.find((p) => p.node === node && p.name === name)!;
+
+  async function addPod(node: string, name: string, extra: string[] = []): Promise<Pod> {
+    const r = await t.podnet(node, ['pod', 'add', name, ...extra]);
+    expect(r.code, r.stderr).to.equal(0);
+    const p = { node, name, ip: r.stdout.trim(), ns: t.podNs(node, name) };
+    pods.push(p);
+    return p;
+  }
+
+  before(async () => {
+    await t.createUnderlay();
+    for (const h of ['h1', 'h2', 'h3']) await t.addHost({ name: h });
+    for (const h of ['h1', 'h2', 'h3']) await t.startDaemon(h);
+    for (const h of ['h1', 'h2', 'h3']) {
+      await addPod(h, 'a');
+      await addPod(h, 'b', h === 'h2' ? ['--device', 'tun'] : []);
+    }
+  });
+
+  after(async () => {
+    await t.destroy();
+  });
+
+  it('gives every node its own subnet of the pod CIDR', async () => {
+    const subnets = await Promise.all(['h1', 'h2', 'h3'].map(async (h) => (await statusJson(t, h)).subnet));
+    expect(new Set(subnets).size).to.equal(3);
+    for (const s of subnets) expect(s).to.match(/^10\.244\.\d+\.0\/24$/);
+    const nodes = JSON.parse((await t.podnet('h1', ['nodes', '--json'])).stdout);
+    expect(nodes.map((n: any) => n.name).sort()).to.deep.equal(['h1', 'h2', 'h3']);
+  });
+
+  it('every pod pings every other pod', async () => {
+    const failures: string[] = [];
+    await Promise.all(
+      pods.map(async (src) => {
+        for (const dst of pods) {
+          if (dst === src) continue;
+          if (!(await ping(t, src.ns, dst.ip, { count: 1 }))) failures.push(`${src.node}/${src.name} -> ${dst.node}/${dst.name}`);
+        }
+      }),
+    );
+    expect(failures).to.deep.equal([]);
+  });
+
+  it('carries 50 MB across hosts intact, and the receiver sees the sender\'s pod IP (no NAT)', async () => {
+    const from = pod('h1', 'a');
+    const to = pod('h3', 'a');
+    expect(await tcpTransfer(t, from.ns, to.ns, to.ip, 50 * 1024 * 1024, 6001)).to.equal(from.ip);
+  });
+
+  it('a host reaches pods on other hosts', async () => {
+    expect(await ping(t, t.host('h1').netns, pod('h2', 'a').ip)).to.equal(true);
+    expect(await ping(t, t.host('h3').netns, pod('h2', 'b').ip)).to.equal(true);
+  });
+
+  it('path MTU: DF packets too big for the tunnel get frag-needed with the tunnel MTU; non-DF ones are fragmented', async () => {
+    const src = pod('h1', 'b');
+    const dst = pod('h2', 'a');
+    // The pod's own MTU is 1450 (underlay 1500 - 50), so raise it to emulate a sender that does not know.
+    await t.sh(src.ns, 'ip link set dev eth0 mtu 1500');
+    try {
+      const r = await t.exec(src.ns, 'ping', ['-c', '1', '-W', '2', '-M', 'do', '-s', '1472', dst.ip]);
+      expect(r.code).to.not.equal(0);
+      expect(r.stdout + r.stderr).to.match(/[Ff]rag needed and DF set \(mtu = 1450\)|mtu=1450/);
+      // Without DF the router fragments and the far side reassembles.
+      expect(await ping(t, src.ns, dst.ip, { size: 1472, count: 2 })).to.equal(true);
+    } finally {
+      await t.sh(src.ns, 'ip link set dev eth0 mtu 1450');
+    }
+    const st = await statusJson(t, 'h1');
+    expect(st.router.drops.fragmentation_needed).to.be.greaterThan(0);
+    // TCP across hosts with the default MTU.
+    expect(await tcpTransfer(t, pod('h2', 'b').ns, pod('h1', 'a').ns, pod('h1', 'a').ip, 4 * 1024 * 1024, 6002)).to.equal(pod('h2', 'b').ip);
+  });
+
+  it('an address in the pod CIDR that no node owns gets ICMP unreachable at once', async () => {
+    const r = await t.exec(pod('h1', 'a').ns, 'ping', ['-c', '1', '-W', '3', '10.244.200.9']);
+    expect(r.code).to.not.equal(0);
+    expect(r.stdout).to.match(/Destination Net Unreachable/);
+  });
+
+  it('drops VXLAN from an unknown host, with a wrong VNI, or truncated, and counts each', async () => {
+    const before = (await statusJson(t, 'h2')).cluster.vxlan;
+    const h2 = t.host('h2').underlayIp;
+    const h1 = t.host('h1');
+    const send = (ns: string, hex: string, count: number) =>
+      t.exec(ns, process.execPath, [
+        '-e',
+        `const s=require('dgram').createSocket('udp4');const b=Buffer.from('${hex}','hex');let n=${count};` +
+          `const go=()=>{if(n--===0)return s.close();s.send(b,8472,'${h2}',go)};go();`,
+      ]);
+    // A valid-looking VXLAN packet (VNI 1, inner Ethernet+IPv4 header) ...
+    const inner = '0a5ac612000c' + '0a5ac612000b' + '0800' + '45000014000000004001' + '0000' + '0af40001' + '0af40102';
+    const good = '08000000' + '00000100' + inner;
+    const badVni = '08000000' + '00000700' + inner;
+    const truncated = '0800';
+    // ... from a host that is not a node: an extra namespace on the underlay.
+    await t.addExternal('x', '198.18.0.99');
+    expect((await send(t.host('x').netns, good, 10)).code).to.equal(0);
+    expect((await send(h1.netns, badVni, 10)).code).to.equal(0);
+    expect((await send(h1.netns, truncated, 10)).code).to.equal(0);
+    await new Promise((r) => setTimeout(r, 500));
+    const after = (await statusJson(t, 'h2')).cluster.vxlan;
+    const delta = (k: string) => (after.drops[k] ?? 0) - (before.drops[k] ?? 0);
+    expect(delta('vxlan_unknown_sender')).to.equal(10);
+    expect(delta('vxlan_bad_vni')).to.equal(10);
+    expect(delta('vxlan_malformed')).to.equal(10);
+    // Nothing else was disturbed.
+    expect(await ping(t, pod('h1', 'a').ns, pod('h2', 'a').ip)).to.equal(true);
+  });
+
+  it('nodes join and leave while traffic runs: others keep working, newcomers become reachable, leavers unreachable', async () => {
+    // Continuous traffic between h1 and h3 during the whole change.
+    const flood = startIn(pod('h1', 'a').ns, 'ping', ['-i', '0.05', '-c', '200', '-W', '1', pod('h3', 'a').ip], 'PING');
+    await flood.started;
+    await t.addHost({ name: 'h4' });
+    await t.startDaemon('h4');
+    const p4 = await addPod('h4', 'a');
+    // The newcomer is reachable from existing nodes (their overlays learned it from the store's watch).
+    let reached = false;
+    for (let i = 0; i < 20 && !reached; i++) reached = await ping(t, pod('h1', 'b').ns, p4.ip, { count: 1 });
+    expect(reached).to.equal(true);
+    expect(await ping(t, p4.ns, pod('h2', 'b').ip)).to.equal(true);
+    // The leaver: its daemon stops, its lease is revoked, and the others drop its route.
+    expect(await t.stopDaemon('h4')).to.equal(0);
+    let unreachable = false;
+    for (let i = 0; i < 40 && !unreachable; i++) {
+      const r = await t.exec(pod('h1', 'b').ns, 'ping', ['-c', '1', '-W', '1', p4.ip]);
+      unreachable = /Destination Net Unreachable/.test(r.stdout);
+      if (!unreachable) await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(unreachable).to.equal(true);
+    const code = await flood.exited;
+    const summary = flood.output();
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(summary);
+    expect(m, summary).to.not.equal(null);
+    expect(Number(m![2])).to.equal(Number(m![1]));
+    expect(code).to.equal(0);
+  });
+
+  it('leaves nothing behind when the daemons stop', async () => {
+    for (const h of ['h1', 'h2', 'h3']) expect(await t.stopDaemon(h)).to.equal(0);
+    const left = (await listNetns()).filter((n) => n.startsWith(t.prefix) && /-h\d-/.test(n));
+    expect(left).to.deep.equal([]);
+  });
+});
