@@ -41,9 +41,9 @@ export class ClusterMembership {
   }
 
   static async join(cfg: Config, underlay: Underlay, log: Logger): Promise<ClusterMembership> {
-    const store = await openStore(cfg.store ?? { kind: 'embedded', path: join(cfg.stateDir, 'cluster.db') });
+    const store = await openStore(cfg.store ?? { kind: 'embedded', path: join(cfg.stateDir, 'cluster.db') }, log);
     try {
-      const registry = new ClusterRegistry(store);
+      const registry = new ClusterRegistry(store, { log });
       const vtepMac = vtepMacFor(underlay.ip);
       const { subnet, lease } = await registry.registerNode(
         { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac },
@@ -89,15 +89,21 @@ export class ClusterMembership {
     );
     this.overlay = overlay;
     node.router.overlay = overlay;
+    const known = new Map<string, number>(); // node name -> subnet network it was routed with
     this.nodeWatch = await this.registry.watchNodes((ev) => {
       const n = ev.node;
       if (n.name === this.self.name) return;
       const net = parseSubnet(n.subnet);
+      const previous = known.get(n.name);
+      if (previous !== undefined && (ev.type === 'removed' || previous !== net.network)) {
+        overlay!.removePeer(previous);
+        known.delete(n.name);
+      }
       if (ev.type === 'removed') {
-        overlay!.removePeer(net.network);
         this.log.info({ node: n.name, subnet: n.subnet }, 'node left: route removed');
         return;
       }
+      known.set(n.name, net.network);
       const mac = parseMac(n.vtepMac);
       overlay!.setPeer({ subnetNetwork: net.network, underlayIp: ipToNumber(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
       this.log.info({ node: n.name, subnet: n.subnet, underlay: n.underlayIp }, ev.type === 'added' ? 'node joined: route added' : 'node updated');
@@ -142,7 +148,7 @@ export class ClusterMembership {
   /** Leaves the cluster: revokes the lease (the node entry and subnet go with it) and disconnects. */
   async leave(): Promise<void> {
     try {
-      for (const p of await this.registry.listPods()) if (p.node === this.self.name) await this.registry.deletePod(p.node, p.name);
+      for (const p of await this.registry.listPods(this.self.name)) await this.registry.deletePod(p.node, p.name);
       await this.lease.revoke();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not deregister cleanly; the lease will expire');
