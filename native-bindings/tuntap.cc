@@ -10,7 +10,8 @@
 //   dev.setRing(ring Buffer, lengths Int32Array, slots, slotSize, headroom, batch)
 //   dev.start(onBatch(count), onError(err))   dev.stop()
 //   dev.write(buf, off, len) -> boolean
-//   dev.writeBatch(bufs, offs Uint32Array, lens Uint32Array, count) -> number written
+//   dev.writeBatch(bufs, offs Uint32Array, lens Uint32Array, count[, bufIdx Uint32Array])
+//                                                                  -> number written
 //   dev.stats() -> { rxFrames, rxBatches, rxErrors, txFrames, txDropped, txErrors }
 //   dev.close()                                                    idempotent
 //
@@ -24,8 +25,10 @@
 // would be truncated by the kernel; it is detected and counted in rxErrors instead
 // of being delivered.
 //
-// Transmit path: write() per frame inside one native call; EAGAIN/ENOBUFS count as
-// txDropped, other failures as txErrors; nothing on the data path throws.
+// Transmit path: write() per frame inside one native call; EAGAIN/ENOBUFS count
+// as txDropped, other failures as txErrors; nothing on the data path throws. With
+// bufIdx, `bufs` lists each distinct buffer once and frame i uses bufs[bufIdx[i]]:
+// one N-API lookup per distinct buffer instead of two N-API calls per frame.
 //
 // The reader lifecycle (uv_poll handle, start/stop/close, callbacks, teardown) and
 // the error helpers are shared with the UDP socket, in addon.h.
@@ -51,7 +54,6 @@
 namespace {
 
 using podnet::GetBytes;
-using podnet::kScopeHandles;
 
 // Read errors after which the fd will never deliver frames again (the device was
 // unregistered or the file detached). Anything else (ENOMEM, EFAULT, ...) loses
@@ -296,46 +298,47 @@ class Device : public podnet::PolledReader<Device> {
     return Napi::Boolean::New(info.Env(), WriteFrame(data, bufLen, off, len));
   }
 
+  // writeBatch(bufs, offs, lens, count[, bufIdx]): frame i is
+  // bufs[i][offs[i], offs[i]+lens[i]), or with bufIdx (a Uint32Array) the same
+  // range of bufs[bufIdx[i]]: bufs then holds each distinct buffer once, and each
+  // is resolved once per call instead of once per frame (BufferTable).
   Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsTypedArray() ||
-        !info[2].IsTypedArray() || !info[3].IsNumber() ||
-        info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-        info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
-      throw Napi::TypeError::New(
-          env, "writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, count: number)");
+    uint32_t* o = nullptr;
+    uint32_t* l = nullptr;
+    uint32_t* idx = nullptr;
+    size_t nOffs = 0, nLens = 0, nIdx = 0;
+    bool indexed = info.Length() >= 5 && !info[4].IsUndefined() && !info[4].IsNull();
+    if (info.Length() < 4 || !info[0].IsArray() || !podnet::GetU32Array(env, info[1], &o, &nOffs) ||
+        !podnet::GetU32Array(env, info[2], &l, &nLens) || !info[3].IsNumber() ||
+        (indexed && !podnet::GetU32Array(env, info[4], &idx, &nIdx))) {
+      throw Napi::TypeError::New(env,
+                                 "writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, "
+                                 "count: number, bufIdx?: Uint32Array)");
     }
     Napi::Array bufs = info[0].As<Napi::Array>();
-    Napi::Uint32Array offs = info[1].As<Napi::Uint32Array>();
-    Napi::Uint32Array lens = info[2].As<Napi::Uint32Array>();
     uint32_t count = info[3].As<Napi::Number>().Uint32Value();
-    if (count > bufs.Length() || count > offs.ElementLength() || count > lens.ElementLength()) {
+    if ((!indexed && count > bufs.Length()) || (indexed && count > nIdx) || count > nOffs ||
+        count > nLens) {
       throw Napi::RangeError::New(env, "writeBatch: count exceeds the arrays");
     }
-    const uint32_t* o = offs.Data();
-    const uint32_t* l = lens.Data();
-    napi_value arr = bufs;
+    table_.Begin(env, bufs, bufs.Length(), idx);
     uint32_t written = 0;
-    for (uint32_t i = 0; i < count;) {
-      napi_handle_scope scope;
-      napi_open_handle_scope(env, &scope);
-      uint32_t end = count - i > kScopeHandles ? i + kScopeHandles : count;
-      for (; i < end; i++) {
-        napi_value el;
-        uint8_t* data = nullptr;
-        size_t bufLen = 0;
-        if (napi_get_element(env, arr, i, &el) != napi_ok || !GetBytes(env, el, &data, &bufLen)) {
-          txErrors_++;
-          continue;
-        }
-        if (WriteFrame(data, bufLen, o[i], l[i])) written++;
+    for (uint32_t i = 0; i < count; i++) {
+      uint8_t* data = nullptr;
+      size_t bufLen = 0;
+      if (!table_.Get(i, &data, &bufLen)) {
+        txErrors_++;
+        continue;
       }
-      napi_close_handle_scope(env, scope);
+      if (WriteFrame(data, bufLen, o[i], l[i])) written++;
     }
+    table_.End();
     return Napi::Number::New(env, written);
   }
 
   std::string name_;
+  podnet::BufferTable table_;
 
   Napi::ObjectReference ringRef_;
   Napi::ObjectReference lengthsRef_;

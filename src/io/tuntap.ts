@@ -14,6 +14,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { DistinctBuffers } from './batch.js';
+
 export type DeviceMode = 'tap' | 'tun';
 
 export interface OpenOptions {
@@ -84,7 +86,14 @@ interface NativeDevice {
   start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
   stop(): void;
   write(buf: Buffer, off: number, len: number): boolean;
-  writeBatch(bufs: readonly Buffer[], offs: Uint32Array, lens: Uint32Array, count: number): number;
+  /** With `bufIdx`, frame i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once. */
+  writeBatch(
+    bufs: ReadonlyArray<Buffer | undefined>,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    count: number,
+    bufIdx?: Uint32Array,
+  ): number;
   stats(): DeviceStats;
   close(): void;
 }
@@ -168,6 +177,7 @@ export class TunTap {
   readonly #dev: NativeDevice;
   readonly #slotSize: number;
   readonly #headroom: number;
+  readonly #distinct = new DistinctBuffers();
   #fd: number;
 
   private constructor(dev: NativeDevice, name: string, mode: DeviceMode, fd: number, rx: RxRing) {
@@ -249,10 +259,18 @@ export class TunTap {
   /**
    * Writes frames `bufs[i].subarray(offs[i], offs[i] + lens[i])` for i < count in
    * one native call. Returns how many the kernel took; the others are counted in
-   * stats() as txDropped (EAGAIN/ENOBUFS) or txErrors.
+   * stats() as txDropped (EAGAIN/ENOBUFS) or txErrors. Frames sharing a buffer cost the addon one
+   * lookup for that buffer, not one per frame.
    */
   writeBatch(bufs: readonly Buffer[], offs: Uint32Array, lens: Uint32Array, count: number): number {
-    return this.#dev.writeBatch(bufs, offs, lens, count);
+    if (!(count <= bufs.length)) throw new RangeError('writeBatch: count exceeds the arrays');
+    const d = this.#distinct;
+    d.build(bufs, count);
+    try {
+      return this.#dev.writeBatch(d.bufs, offs, lens, count, d.idx);
+    } finally {
+      d.clear();
+    }
   }
 
   stats(): DeviceStats {
