@@ -253,6 +253,8 @@ struct Poller {
 //       CallBatch(); true when the batch filled and more may be waiting
 //   void ReleaseRing()                             drop its ring references
 //   bool HasRing() const
+//   bool RecoverPollError()                        after POLLERR: true when it cleared
+//       the cause and called RestartPoll() successfully; false stops with onError
 //   Napi::Error ErrorFor(Napi::Env, int err, const std::string& op, const std::string& syscall)
 //   static const char* kClosedMessage              "device is closed", ...
 //   static const char* kResourceName               async resource name
@@ -288,12 +290,13 @@ class PolledReader : public Napi::ObjectWrap<Derived> {
     depth_++;
     if (status < 0) {
       // libuv saw POLLERR and has already stopped the watcher. A read tells why
-      // (EBADFD: the interface was deleted) and reports it; if it does not, report
-      // the poll error so reading never stops silently.
+      // (EBADFD: the interface was deleted) and reports it; if it does not, the
+      // derived class may recover (a socket's pending error) or the poll error is
+      // reported, so reading never stops silently.
       Self()->ReadRound(env, self);
       if (polling_) {
         rxErrors_++;
-        Fail(env, self, -status, "poll", "uv_poll");
+        if (!Self()->RecoverPollError()) Fail(env, self, -status, "poll", "uv_poll");
       }
     } else {
       for (int round = 0; round < kMaxRounds && polling_; round++) {
@@ -340,6 +343,9 @@ class PolledReader : public Napi::ObjectWrap<Derived> {
     polling_ = true;
     this->Ref();  // a started reader is not collected, even if JS forgets it
   }
+
+  // uv_poll_start again after libuv stopped the watcher on POLLERR.
+  bool RestartPoll() { return polling_ && poller_ != nullptr && poller_->Start() == 0; }
 
   void StopJs(const Napi::CallbackInfo&) { StopPolling(); }
   void CloseJs(const Napi::CallbackInfo&) { Close(); }
@@ -417,5 +423,8 @@ class PolledReader : public Napi::ObjectWrap<Derived> {
   Napi::FunctionReference onError_;
   napi_async_context asyncCtx_ = nullptr;
 };
+
+// Defined in udp.cc; the module's Init (tuntap.cc) exports it.
+Napi::Function DefineUdpSocket(Napi::Env env);
 
 }  // namespace podnet

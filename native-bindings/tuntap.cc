@@ -1,8 +1,9 @@
-// podnet_tuntap: a thin N-API addon for Linux TUN/TAP devices.
+// podnet_tuntap: a thin N-API addon for Linux TUN/TAP devices (Device, here) and
+// a batched UDP socket for the VXLAN overlay (UdpSocket, udp.cc).
 //
 // It does the syscalls and the batching; src/io/tuntap.ts owns everything else
 // (option validation, defaults, error classes). The only module that loads it is
-// src/io/tuntap.ts.
+// src/io/addon.ts (for src/io/tuntap.ts and src/io/udpsocket.ts).
 //
 // JS surface (typed in src/io/tuntap.ts, interface NativeDevice):
 //   new Device()
@@ -88,6 +89,9 @@ class Device : public podnet::PolledReader<Device> {
   // ---- hooks for PolledReader ---------------------------------------------------
 
   bool HasRing() const { return ring_ != nullptr; }
+
+  // POLLERR on a TUN/TAP fd means the device is gone (the read reported it).
+  bool RecoverPollError() { return false; }
 
   void ReleaseRing() {
     ringRef_.Reset();
@@ -359,6 +363,7 @@ class Device : public podnet::PolledReader<Device> {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Device", Device::Define(env));
+  exports.Set("UdpSocket", podnet::DefineUdpSocket(env));
   return exports;
 }
 

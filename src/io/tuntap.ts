@@ -1,7 +1,6 @@
-// Typed wrapper over the native TUN/TAP addon (native-bindings/tuntap.cc).
-//
-// This is the only module that loads the addon. The addon does the syscalls and
-// the batching; this module owns defaults, validation and error types.
+// Typed wrapper over the native TUN/TAP addon (native-bindings/tuntap.cc, loaded
+// by ./addon.js). The addon does the syscalls and the batching; this module owns
+// defaults, validation and error types.
 //
 // Receive: frames are read by the addon straight into `rx.buffer`, frame i of a
 // batch at `frameOffset(i)`, its length in `rx.lengths[i]`. The bytes before
@@ -9,11 +8,7 @@
 // in place. A batch is valid only during the `onBatch` call; the next batch
 // reuses the same slots.
 
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
+import { isNativeSystemError, loadAddon, type NativeDevice } from './addon.js';
 import { DistinctBuffers } from './batch.js';
 
 export type DeviceMode = 'tap' | 'tun';
@@ -78,60 +73,8 @@ const MAX_SLOT_SIZE = 1 << 20; // room for a 64 KiB GSO super-packet and more
 const MIN_FRAME_CAPACITY = 64; // slotSize - headroom: a minimum Ethernet frame fits
 const MAX_RING_BYTES = 1 << 30;
 
-// ---- the addon's surface ------------------------------------------------------
-
-interface NativeDevice {
-  open(name: string, mode: DeviceMode, flags: Record<string, never>): { name: string; fd: number };
-  setRing(ring: Buffer, lengths: Int32Array, slots: number, slotSize: number, headroom: number, batch: number): void;
-  start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
-  stop(): void;
-  write(buf: Buffer, off: number, len: number): boolean;
-  /** With `bufIdx`, frame i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once. */
-  writeBatch(
-    bufs: ReadonlyArray<Buffer | undefined>,
-    offs: Uint32Array,
-    lens: Uint32Array,
-    count: number,
-    bufIdx?: Uint32Array,
-  ): number;
-  stats(): DeviceStats;
-  close(): void;
-}
-
-interface NativeAddon {
-  Device: new () => NativeDevice;
-}
-
-const ADDON_FILE = join('build', 'Release', 'podnet_tuntap.node');
-
-let addon: NativeAddon | undefined;
-
-/** Finds build/Release/podnet_tuntap.node from src/io (ts) or dist/src/io (compiled). */
-function loadAddon(): NativeAddon {
-  if (addon !== undefined) return addon;
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, '..', '..', ADDON_FILE), join(here, '..', '..', '..', ADDON_FILE)];
-  const path = candidates.find((p) => existsSync(p));
-  if (path === undefined) {
-    throw new Error(`podnet_tuntap addon not found (looked at ${candidates.join(', ')}); run \`npm run build:native\``);
-  }
-  addon = createRequire(import.meta.url)(path) as NativeAddon;
-  return addon;
-}
-
-function isNativeSystemError(e: unknown): e is Error & { code: string; errno: number; syscall: string; device: string } {
-  if (!(e instanceof Error)) return false;
-  const r = e as unknown as Record<string, unknown>;
-  return (
-    typeof r['code'] === 'string' &&
-    typeof r['errno'] === 'number' &&
-    typeof r['syscall'] === 'string' &&
-    typeof r['device'] === 'string'
-  );
-}
-
 function wrapError(e: unknown): unknown {
-  if (!isNativeSystemError(e)) return e;
+  if (!isNativeSystemError(e, 'device')) return e;
   return new TunTapError(e.message, e.code, e.errno, e.syscall, e.device, { cause: e });
 }
 

@@ -1,0 +1,115 @@
+// The native addon (native-bindings/*.cc, built to build/Release/podnet_tuntap.node): its whole JS
+// surface, typed, and its loader. This is the only module that loads it; src/io/tuntap.ts and
+// src/io/udpsocket.ts wrap it with defaults, validation and error classes.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Counters of a TUN/TAP device (see DeviceStats in tuntap.ts for their meaning). */
+export interface NativeDeviceStats {
+  rxFrames: number;
+  rxBatches: number;
+  rxErrors: number;
+  txFrames: number;
+  txDropped: number;
+  txErrors: number;
+}
+
+export interface NativeDevice {
+  open(name: string, mode: 'tap' | 'tun', flags: Record<string, never>): { name: string; fd: number };
+  setRing(ring: Buffer, lengths: Int32Array, slots: number, slotSize: number, headroom: number, batch: number): void;
+  start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
+  stop(): void;
+  write(buf: Buffer, off: number, len: number): boolean;
+  /** With `bufIdx`, frame i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once. */
+  writeBatch(
+    bufs: ReadonlyArray<Buffer | undefined>,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    count: number,
+    bufIdx?: Uint32Array,
+  ): number;
+  stats(): NativeDeviceStats;
+  close(): void;
+}
+
+/** Counters of a UDP socket (see UdpSocketStats in udpsocket.ts for their meaning). */
+export interface NativeUdpStats {
+  rxFrames: number;
+  rxBatches: number;
+  rxErrors: number;
+  rxTruncated: number;
+  rxCalls: number;
+  txFrames: number;
+  txDropped: number;
+  txErrors: number;
+  txCalls: number;
+}
+
+export interface NativeUdpSocket {
+  /** Binds `ip:port` (port 0: the kernel picks one); `bufferBytes` > 0 sets SO_RCVBUF/SO_SNDBUF (FORCE as root). */
+  bind(ip: string, port: number, bufferBytes: number): { address: string; port: number; fd: number; rcvbuf: number; sndbuf: number };
+  setRing(
+    ring: Buffer,
+    lengths: Int32Array,
+    srcIps: Uint32Array,
+    srcPorts: Uint16Array | Uint32Array,
+    slots: number,
+    slotSize: number,
+    headroom: number,
+    batch: number,
+  ): void;
+  start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
+  stop(): void;
+  /** With `bufIdx`, datagram i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once. */
+  sendBatch(
+    bufs: ReadonlyArray<Buffer | undefined>,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    dstIps: Uint32Array,
+    dstPorts: Uint16Array | Uint32Array,
+    count: number,
+    bufIdx?: Uint32Array,
+  ): number;
+  stats(): NativeUdpStats;
+  close(): void;
+}
+
+export interface NativeAddon {
+  Device: new () => NativeDevice;
+  UdpSocket: new () => NativeUdpSocket;
+}
+
+const ADDON_FILE = join('build', 'Release', 'podnet_tuntap.node');
+
+let addon: NativeAddon | undefined;
+
+/** Finds build/Release/podnet_tuntap.node from src/io (ts) or dist/src/io (compiled). */
+export function loadAddon(): NativeAddon {
+  if (addon !== undefined) return addon;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, '..', '..', ADDON_FILE), join(here, '..', '..', '..', ADDON_FILE)];
+  const path = candidates.find((p) => existsSync(p));
+  if (path === undefined) {
+    throw new Error(`podnet_tuntap addon not found (looked at ${candidates.join(', ')}); run \`npm run build:native\``);
+  }
+  addon = createRequire(import.meta.url)(path) as NativeAddon;
+  return addon;
+}
+
+/** An errno-coded Error from the addon: code, errno, syscall and a string `subject` field (device, address). */
+export function isNativeSystemError<K extends string>(
+  e: unknown,
+  subject: K,
+): e is Error & { code: string; errno: number; syscall: string } & Record<K, string> {
+  if (!(e instanceof Error)) return false;
+  const r = e as unknown as Record<string, unknown>;
+  return (
+    typeof r['code'] === 'string' &&
+    typeof r['errno'] === 'number' &&
+    typeof r['syscall'] === 'string' &&
+    typeof r[subject] === 'string'
+  );
+}
