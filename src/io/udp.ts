@@ -1,5 +1,7 @@
 import dgram from 'node:dgram';
 
+import { UdpSocket, type UdpRxRing, type UdpSocketError, type UdpSocketOptions, type UdpSocketStats } from './udpsocket.js';
+
 function ipString(n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
@@ -63,5 +65,189 @@ export class DgramTransport {
 
   close(): Promise<void> {
     return new Promise((resolve) => this.sock.close(() => resolve()));
+  }
+}
+
+export interface NativeUdpTransportOptions extends UdpSocketOptions {
+  /** Datagrams `send` queues before it flushes by itself (default 256, one sendmmsg). */
+  txQueue?: number;
+  /**
+   * Flush what is still queued in a microtask at the end of the current JS callback (default true): a
+   * safety net so nothing waits for the next batch, not a substitute for calling flush() at the end of
+   * each batch.
+   */
+  autoFlush?: boolean;
+  /** The socket failed for good and stopped reading (without it, the error is an uncaught exception). */
+  onError?: (err: UdpSocketError) => void;
+}
+
+const DEFAULT_TX_QUEUE = 256;
+/** Distinct-buffer searches in send() stop after this many; later buffers are appended (correct, one more lookup). */
+const MAX_BUF_SEARCH = 8;
+
+/**
+ * VXLAN transport on the addon's batched UDP socket (native-bindings/udp.cc): recvmmsg into a receive
+ * ring and sendmmsg from the caller's buffers, no copy in JavaScript and no allocation per packet.
+ *
+ * Receive: `onBatch(ring, count)` is called once per batch. Datagram i (the VXLAN header and inner
+ * frame) is `ring.buffer[payloadOffset(i), payloadOffset(i) + ring.lengths[i])`, payloadOffset(i) =
+ * i*slotSize + headroom, from `ring.srcIps[i]:ring.srcPorts[i]`. Process it in place: the headroom and
+ * the slot are the caller's until `onBatch` returns (the router may write headers before the inner
+ * packet and queue frames by reference), and the addon reads the next batch into the same slots only
+ * after that, so every queue holding slot references must be flushed before `onBatch` returns.
+ *
+ * Send: `send()` queues a reference (buffer, offset, length, destination), no copy, and returns true;
+ * `flush()` hands the queue to sendmmsg (one system call per 256 datagrams). Unlike DgramTransport, the
+ * bytes must therefore stay untouched until `flush()`: call it once at the end of every data-plane batch,
+ * before that batch's buffers (a receive ring, the scratch pool) are reused. A full queue is flushed
+ * first. sendmmsg copies the data, so after `flush()` everything may be reused. Datagrams the kernel
+ * refuses at flush are counted in `stats()` (txDropped, txErrors), not reported by `send()`.
+ *
+ * Source port: datagrams leave from the socket's own port (the VXLAN port), not the per-flow port
+ * `send` is given (which is ignored): receivers accept any source port (RFC 7348 section 5, Linux
+ * vxlan), but the underlay's ECMP hashing then sees one flow per pair of nodes. DgramTransport does the
+ * same.
+ */
+export class NativeUdpTransport {
+  readonly socket: UdpSocket;
+  readonly rx: UdpRxRing;
+
+  private readonly cap: number;
+  private readonly autoFlush: boolean;
+  private readonly bufs: Array<Buffer | undefined> = [];
+  private nbufs = 0;
+  private lastBuf: Buffer | undefined;
+  private lastIdx = 0;
+  private readonly idx: Uint32Array;
+  private readonly offs: Uint32Array;
+  private readonly lens: Uint32Array;
+  private readonly dstIps: Uint32Array;
+  private readonly dstPorts: Uint16Array;
+  private count = 0;
+  private flushQueued = false;
+  private closed = false;
+  private readonly flushTask = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
+
+  private constructor(socket: UdpSocket, cap: number, autoFlush: boolean) {
+    this.socket = socket;
+    this.rx = socket.rx;
+    this.cap = cap;
+    this.autoFlush = autoFlush;
+    this.idx = new Uint32Array(cap);
+    this.offs = new Uint32Array(cap);
+    this.lens = new Uint32Array(cap);
+    this.dstIps = new Uint32Array(cap);
+    this.dstPorts = new Uint16Array(cap);
+  }
+
+  /**
+   * Binds `address:port` (default 0.0.0.0) and starts reading; `onBatch(ring, count)` gets every batch.
+   * Throws UdpSocketError (EADDRINUSE, EADDRNOTAVAIL, ...) when the kernel refuses.
+   */
+  static async bind(
+    port: number,
+    address: string | undefined,
+    onBatch: (ring: UdpRxRing, count: number) => void,
+    opts: NativeUdpTransportOptions = {},
+  ): Promise<NativeUdpTransport> {
+    const cap = opts.txQueue ?? DEFAULT_TX_QUEUE;
+    if (!Number.isInteger(cap) || cap < 1 || cap > 65536) {
+      throw new RangeError(`NativeUdpTransport.bind: txQueue must be an integer in [1, 65536], got ${String(cap)}`);
+    }
+    const socket = UdpSocket.bind(address ?? '0.0.0.0', port, opts);
+    const t = new NativeUdpTransport(socket, cap, opts.autoFlush ?? true);
+    const ring = socket.rx;
+    try {
+      socket.start((count) => onBatch(ring, count), opts.onError);
+    } catch (e) {
+      socket.close();
+      throw e;
+    }
+    return t;
+  }
+
+  /** Bound address and port. */
+  get address(): string {
+    return this.socket.address;
+  }
+
+  get port(): number {
+    return this.socket.port;
+  }
+
+  /** Offset of datagram `slot` in `rx.buffer`. */
+  payloadOffset(slot: number): number {
+    return this.socket.payloadOffset(slot);
+  }
+
+  /** Datagrams queued for the next flush. */
+  get queued(): number {
+    return this.count;
+  }
+
+  /**
+   * Queues `buf[off, off+len)` for `dstIp:dstPort` (host-order number); `srcPort` is ignored (see the
+   * class comment). The bytes must stay untouched until flush(). false only once closed.
+   */
+  send(buf: Buffer, off: number, len: number, dstIp: number, dstPort: number, _srcPort: number): boolean {
+    if (this.closed) return false;
+    if (this.count === this.cap) this.flush();
+    if (buf !== this.lastBuf || this.nbufs === 0) this.indexBuffer(buf);
+    const i = this.count++;
+    this.idx[i] = this.lastIdx;
+    this.offs[i] = off;
+    this.lens[i] = len;
+    this.dstIps[i] = dstIp;
+    this.dstPorts[i] = dstPort;
+    if (this.autoFlush && !this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushTask);
+    }
+    return true;
+  }
+
+  private indexBuffer(buf: Buffer): void {
+    const bufs = this.bufs;
+    const n = this.nbufs;
+    const limit = n < MAX_BUF_SEARCH ? n : MAX_BUF_SEARCH;
+    let j = 0;
+    while (j < limit && bufs[j] !== buf) j++;
+    if (j === limit) {
+      bufs[n] = buf;
+      j = n;
+      this.nbufs = n + 1;
+    }
+    this.lastBuf = buf;
+    this.lastIdx = j;
+  }
+
+  /** Sends everything queued (sendmmsg; the kernel copies it). Returns how many the kernel took. */
+  flush(): number {
+    const count = this.count;
+    if (count === 0) return 0;
+    const sent = this.socket.sendBatchIndexed(this.bufs, this.idx, this.offs, this.lens, this.dstIps, this.dstPorts, count);
+    const bufs = this.bufs;
+    for (let j = 0; j < this.nbufs; j++) bufs[j] = undefined;
+    this.nbufs = 0;
+    this.lastBuf = undefined;
+    this.count = 0;
+    return sent;
+  }
+
+  stats(): UdpSocketStats {
+    return this.socket.stats();
+  }
+
+  /** Sends what is queued, stops reading and closes the socket. Idempotent. */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.flush();
+      this.closed = true;
+      this.socket.close();
+    }
+    return Promise.resolve();
   }
 }
