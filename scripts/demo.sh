@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up podnet on this machine and runs the multi-host demo (hosts as network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+./bin/podnet demo down >/dev/null 2>&1 || true
+exec ./bin/podnet demo up "$@"

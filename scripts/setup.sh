@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs everything podnet needs on a fresh Debian/Ubuntu machine and builds it. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (it installs packages)" >&2; exit 1; fi
+export DEBIAN_FRONTEND=noninteractive
+need=(iproute2 iputils-ping iperf3 libpcap-dev etcd-server tcpdump tshark ethtool util-linux procps python3 make g++ iptables curl kmod)
+missing=()
+for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -e /dev/net/tun ] || { modprobe tun 2>/dev/null || true; }
+npm ci --no-audit --no-fund
+npm run build
