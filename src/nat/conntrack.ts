@@ -1,0 +1,799 @@
+/**
+ * Connection tracking, modelled on Linux netfilter conntrack (nf_conntrack_core.c,
+ * nf_conntrack_proto_tcp.c): one entry per connection holding an ORIGINAL and a REPLY tuple, both
+ * indexed by one hash table, so a lookup returns the entry and the packet's direction in one step.
+ *
+ * Data layout (struct of arrays, no object per flow):
+ * - `rec`: one 64-byte record (16 int32 words) per entry, so the whole entry — both tuples, the
+ *   expiry, the status — shares one cache line. Word offsets within a record:
+ *     0..3   ORIGINAL tuple: src, dst, ports (`sport << 16 | dport`), proto
+ *     4..7   REPLY tuple, same layout
+ *     8, 9   hash of the ORIGINAL / REPLY tuple (its index slot is found without rehashing)
+ *     10..11 expiry time in seconds (float64, read through a Float64Array over the same memory)
+ *     12     status: TCP state (low 4 bits) | `CtStatus` bits
+ *     13     mark: free for the caller (e.g. a service or endpoint id for `deleteWhere`)
+ *     14, 15 packets seen in the ORIGINAL / REPLY direction (uint32, wraps)
+ * - `index`: an open-addressing hash index (linear probing, backward-shift deletion, no tombstones)
+ *   of (tuple hash, ref) pairs, power-of-two sized to at least twice the tuple count (2 per entry),
+ *   so probes stay within one or two cache lines. The stored hash rejects other tuples without
+ *   touching their records: a lookup costs one miss in the index plus one in `rec`, even at a
+ *   million entries. The hash is seeded, so probe sequences cannot be steered from outside.
+ * - A tuple is named by its "ref" = `entryId * 2 + dir`; that is what `lookup` returns.
+ *
+ * Addresses and ports are stored as int32 (an address >= 128.0.0.0 is negative): int32 values stay
+ * small integers in V8 (no heap numbers), which keeps every per-packet call allocation-free. The
+ * public API takes and returns unsigned addresses, as the wire layer does.
+ *
+ * ICMP echo follows Linux: the identifier sits in the source-port slot of both tuples and the
+ * destination-port slot holds `type << 8` (request 8 in the ORIGINAL tuple, reply 0 in the REPLY
+ * tuple), so `ping A -> B` and `ping B -> A` with the same identifier are two connections. (Linux keeps
+ * the code byte too; requests with a non-zero code are not worth distinguishing, so it is 0 here.)
+ *
+ * Time is passed in (seconds, float); nothing here reads a clock. Expiry needs no timer: an expired
+ * entry is absent for `lookup` (which reclaims it), and `gc(now, budget)` walks a bounded slice of the
+ * table per call.
+ *
+ * Simplifications against Linux (documented, deliberate):
+ * - No TCP window tracking (sequence/ack numbers are not checked, no retransmission counting, no
+ *   `be_liberal`): the state machine is driven by flags and direction only, so an out-of-window RST
+ *   also closes. Unassured connections are capped at `tcpUnacknowledged` (300 s) as Linux does.
+ * - Two refinements over Linux's direction-blind close states: a FIN retransmitted by a side that has
+ *   already sent one does not advance the state, and an ACK in FIN_WAIT from the side that sent the
+ *   FIN (acking the peer's data in a half-close) does not move to CLOSE_WAIT.
+ * - An RST before any reply goes to CLOSE (10 s) instead of being deleted at once.
+ * - "Ignored" packets (Linux's sIG, e.g. a SYN on an established tuple) pass without state change and
+ *   without resync; `create` inserts confirmed entries (there is no unconfirmed list).
+ * - UDP is assured as soon as a reply is seen (Linux >= 5.x waits 2 s for "stream" status); ICMP
+ *   echo is assured the same way (Linux never assures ICMP).
+ */
+import { ipv4ToString } from '../packet/addr.js';
+import { IpProtocol } from '../packet/ipv4.js';
+import { TcpFlags } from '../packet/tcp.js';
+
+/** Direction of a packet relative to the connection (the low bit of a ref). */
+export const CtDir = { Original: 0, Reply: 1 } as const;
+export type CtDir = (typeof CtDir)[keyof typeof CtDir];
+
+/** TCP conntrack states, Linux's names and order (SYN_SENT2 is the simultaneous-open state). */
+export const TcpState = {
+  None: 0,
+  SynSent: 1,
+  SynRecv: 2,
+  Established: 3,
+  FinWait: 4,
+  CloseWait: 5,
+  LastAck: 6,
+  TimeWait: 7,
+  Close: 8,
+  SynSent2: 9,
+} as const;
+export type TcpState = (typeof TcpState)[keyof typeof TcpState];
+
+const TCP_STATE_NAMES = [
+  'NONE',
+  'SYN_SENT',
+  'SYN_RECV',
+  'ESTABLISHED',
+  'FIN_WAIT',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'TIME_WAIT',
+  'CLOSE',
+  'SYN_SENT2',
+] as const;
+
+export function tcpStateName(s: number): string {
+  return TCP_STATE_NAMES[s] ?? `STATE_${s}`;
+}
+
+/** Bits of the status word (`Conntrack.status(id)`); the low 4 bits are the TCP state. */
+export const CtStatus = {
+  StateMask: 0x0f,
+  /** A packet was seen in the REPLY direction. */
+  SeenReply: 0x10,
+  /** Traffic both ways (TCP: established); evicted last when the table is full. */
+  Assured: 0x20,
+  /** ORIGINAL-direction packets get their source (address or port) rewritten. */
+  SrcNat: 0x40,
+  /** ORIGINAL-direction packets get their destination (address or port) rewritten. */
+  DstNat: 0x80,
+  /** TCP: a FIN was seen in the ORIGINAL / REPLY direction. */
+  FinOriginal: 0x100,
+  FinReply: 0x200,
+  /** The record holds a live entry. */
+  InUse: 0x8000,
+} as const;
+
+/** What `update` made of a packet. */
+export const CtUpdate = {
+  /** Accepted; state and timeout updated. */
+  Ok: 0,
+  /** Accepted without a state change or timeout refresh (Linux's "ignore", e.g. a SYN on an established tuple). */
+  Ignored: 1,
+  /** Not valid in this state (or invalid TCP flags): nothing changed, counted in `stats.invalid`. */
+  Invalid: 2,
+  /** An ORIGINAL-direction SYN on a TIME_WAIT/CLOSE entry: the caller deletes the entry and starts a new connection. */
+  Restart: 3,
+} as const;
+export type CtUpdate = (typeof CtUpdate)[keyof typeof CtUpdate];
+
+/** Timeouts in seconds; Linux's defaults (nf_conntrack_*_timeout_*). */
+export interface ConntrackTimeouts {
+  tcpSynSent: number;
+  tcpSynRecv: number;
+  tcpEstablished: number;
+  tcpFinWait: number;
+  tcpCloseWait: number;
+  tcpLastAck: number;
+  tcpTimeWait: number;
+  tcpClose: number;
+  tcpSynSent2: number;
+  /** Ceiling for any TCP state while the connection is not assured. */
+  tcpUnacknowledged: number;
+  udpUnreplied: number;
+  /** UDP once a reply has been seen. */
+  udpStream: number;
+  icmp: number;
+  /** Any other protocol (only reachable through `create` with such a protocol). */
+  generic: number;
+}
+
+export const DEFAULT_TIMEOUTS: Readonly<ConntrackTimeouts> = Object.freeze({
+  tcpSynSent: 120,
+  tcpSynRecv: 60,
+  tcpEstablished: 432000,
+  tcpFinWait: 120,
+  tcpCloseWait: 60,
+  tcpLastAck: 30,
+  tcpTimeWait: 120,
+  tcpClose: 10,
+  tcpSynSent2: 120,
+  tcpUnacknowledged: 300,
+  udpUnreplied: 30,
+  udpStream: 120,
+  icmp: 30,
+  generic: 600,
+});
+
+export interface ConntrackOptions {
+  /** Most entries the table holds (default 131072, kube-proxy's floor for nf_conntrack_max). */
+  max?: number;
+  /** Index slots, rounded up to a power of two (default and minimum: >= 4 * max, load <= 0.5). */
+  indexSlots?: number;
+  timeouts?: Partial<ConntrackTimeouts>;
+  /** Entries a full table examines for one it may evict (default 64; Linux looks at 8 per bucket walk). */
+  evictScan?: number;
+  /** Pick up TCP connections from a mid-stream ACK (Linux's nf_conntrack_tcp_loose, default true). */
+  tcpLoose?: boolean;
+  /** Hash seed (default random): tests pass one for reproducible layouts. */
+  seed?: number;
+}
+
+/** Counters since creation. */
+export class ConntrackStats {
+  created = 0;
+  /** Removed by `delete`/`deleteWhere`. */
+  deleted = 0;
+  /** Reclaimed after their timeout (by `lookup`, `gc` or a full table's scan). */
+  expired = 0;
+  /** Unassured entries dropped to make room (Linux's early_drop). */
+  evicted = 0;
+  /** `create` refused: the table was full of assured entries. */
+  dropFull = 0;
+  /** Packets `update` found invalid (flags or state). */
+  invalid = 0;
+  /** TIME_WAIT/CLOSE entries ended by a new SYN (`CtUpdate.Restart`). */
+  restarted = 0;
+}
+
+/** One tuple for display (`list`). For ICMP, `sport` is the identifier and `dport` is `type << 8`. */
+export interface CtTupleInfo {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+}
+
+/** A snapshot of one entry for the CLI/API (`list`). */
+export interface CtEntryInfo {
+  id: number;
+  proto: number;
+  protoName: string;
+  /** TCP state name; '' for other protocols. */
+  state: string;
+  /** Seconds until expiry. */
+  timeout: number;
+  assured: boolean;
+  seenReply: boolean;
+  snat: boolean;
+  dnat: boolean;
+  mark: number;
+  original: CtTupleInfo;
+  reply: CtTupleInfo;
+  packetsOriginal: number;
+  packetsReply: number;
+}
+
+// ---- record layout (exported for nat.ts, which reads tuples straight from `rec`) ----------------
+
+/** Int32 words per entry record. */
+export const REC_WORDS = 16;
+/** Word offsets inside a record (see the module comment). */
+export const REC_TUPLE_WORDS = 4;
+export const REC_SRC = 0;
+export const REC_DST = 1;
+export const REC_PORTS = 2;
+export const REC_PROTO = 3;
+const REC_HASH = 8;
+/** Float64 index within the record (words 10-11). */
+const REC_EXPIRES_F64 = 5;
+export const REC_STATUS = 12;
+const REC_MARK = 13;
+const REC_PKTS = 14;
+
+/** Word offset in `rec` of the tuple named by `ref` (entry * 2 + dir). */
+export function tupleBase(ref: number): number {
+  return ((ref >> 1) << 4) | ((ref & 1) << 2);
+}
+
+// ---- TCP state machine ----------------------------------------------------------------------
+
+// Packet classes (Linux's index into its table).
+const C_SYN = 0;
+const C_SYNACK = 1;
+const C_FIN = 2;
+const C_ACK = 3;
+const C_RST = 4;
+const C_NONE = 5;
+// Pseudo states in the table.
+const S_IV = 10; // invalid
+const S_IG = 11; // ignore
+
+/** Packet class from the flags byte. */
+function tcpClass(flags: number): number {
+  if ((flags & TcpFlags.RST) !== 0) return C_RST;
+  if ((flags & TcpFlags.SYN) !== 0) return (flags & TcpFlags.ACK) !== 0 ? C_SYNACK : C_SYN;
+  if ((flags & TcpFlags.FIN) !== 0) return C_FIN;
+  if ((flags & TcpFlags.ACK) !== 0) return C_ACK;
+  return C_NONE;
+}
+
+/**
+ * Flag combinations a TCP segment may carry (PSH, ECE and CWR aside), as Linux's tcp_error accepts:
+ * SYN, SYN|URG, SYN|ACK, RST, RST|ACK, FIN|ACK, FIN|ACK|URG, ACK, ACK|URG. Everything else (a bare
+ * FIN, SYN|FIN, SYN|RST, no flags, ...) is invalid.
+ */
+const TCP_VALID_FLAGS = (() => {
+  const t = new Uint8Array(256);
+  const { SYN, ACK, RST, FIN, URG } = TcpFlags;
+  for (const f of [SYN, SYN | URG, SYN | ACK, RST, RST | ACK, FIN | ACK, FIN | ACK | URG, ACK, ACK | URG]) t[f] = 1;
+  return t;
+})();
+const TCP_IGNORED_FLAGS = TcpFlags.PSH | TcpFlags.ECE | TcpFlags.CWR;
+
+/**
+ * Next state by [dir][class][state]. Rows are packet classes, columns the current state in the
+ * order NO SS SR ES FW CW LA TW CL S2. The semantics are Linux's (see the comments in
+ * nf_conntrack_proto_tcp.c): a SYN opens, SYN/ACK answers, the first FIN moves to FIN_WAIT, its ACK to
+ * CLOSE_WAIT, the second FIN to LAST_ACK, the last ACK to TIME_WAIT, RST to CLOSE.
+ */
+const TCP_TRANSITIONS = (() => {
+  const code: Record<string, number> = { NO: 0, SS: 1, SR: 2, ES: 3, FW: 4, CW: 5, LA: 6, TW: 7, CL: 8, S2: 9, IV: S_IV, IG: S_IG };
+  const rows = (lines: string[]): number[] => lines.flatMap((l) => l.trim().split(/\s+/).map((s) => code[s]!));
+  const original = rows([
+    /* SYN    */ 'SS SS IG IG IG IG IG SS SS S2',
+    /* SYNACK */ 'IV IV SR IV IV IV IV IV IV SR',
+    /* FIN    */ 'IV IV FW FW LA LA LA TW CL IV',
+    /* ACK    */ 'ES IV ES ES CW CW TW TW CL IV',
+    /* RST    */ 'IV CL CL CL CL CL CL CL CL CL',
+    /* NONE   */ 'IV IV IV IV IV IV IV IV IV IV',
+  ]);
+  const reply = rows([
+    /* SYN    */ 'IV S2 IV IV IV IV IV SS IV S2',
+    /* SYNACK */ 'IV SR IG IG IG IG IG IG IG SR',
+    /* FIN    */ 'IV IV FW FW LA LA LA TW CL IV',
+    /* ACK    */ 'IV IG SR ES CW CW TW TW CL IG',
+    /* RST    */ 'IV CL CL CL CL CL CL CL CL CL',
+    /* NONE   */ 'IV IV IV IV IV IV IV IV IV IV',
+  ]);
+  return Uint8Array.from([...original, ...reply]);
+})();
+
+// ---- hashing --------------------------------------------------------------------------------
+
+function mix(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, 0x1b873593);
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+/** Murmur3-style hash of a tuple (int32 words), seeded. */
+function hashTuple(seed: number, src: number, dst: number, ports: number, proto: number): number {
+  let h = mix(seed ^ proto, src);
+  h = mix(h, dst);
+  h = mix(h, ports);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+function ports(sport: number, dport: number): number {
+  return ((sport & 0xffff) << 16) | (dport & 0xffff);
+}
+
+/**
+ * The connection table. All per-packet methods (`lookup`, `update`, `create`, `delete`, `gc`)
+ * allocate nothing. Entry ids are 0..max-1; refs are `id * 2 + dir`.
+ */
+export class Conntrack {
+  readonly max: number;
+  /** Slots of the hash index (a power of two). */
+  readonly indexSlots: number;
+  readonly stats = new ConntrackStats();
+  readonly timeouts: Readonly<ConntrackTimeouts>;
+  readonly tcpLoose: boolean;
+  readonly evictScan: number;
+  /** The entry records (layout in the module comment). Read-only outside this module. */
+  readonly rec: Int32Array;
+
+  private readonly f64: Float64Array;
+  /** Pairs (hash, ref); ref -1 = empty slot. */
+  private readonly index: Int32Array;
+  private readonly mask: number;
+  private readonly seed: number;
+  private readonly freeIds: Int32Array;
+  private freeTop: number;
+  private count = 0;
+  /** One past the highest id ever handed out: scans stop here. */
+  private highWater = 0;
+  private gcCursor = 0;
+  private evictCursor = 0;
+  private readonly tcpTimeout: Float64Array;
+  private readonly tcpUnack: number;
+  private readonly udpUnreplied: number;
+  private readonly udpStream: number;
+  private readonly icmpTimeout: number;
+  private readonly genericTimeout: number;
+
+  constructor(opts: ConntrackOptions = {}) {
+    const max = opts.max ?? 131072;
+    if (!Number.isInteger(max) || max < 1 || max > 1 << 24) throw new RangeError(`conntrack max ${max} out of range 1..${1 << 24}`);
+    this.max = max;
+    let slots = 16;
+    const want = Math.max(opts.indexSlots ?? 0, max * 4);
+    while (slots < want) slots *= 2;
+    this.indexSlots = slots;
+    this.mask = slots - 1;
+    this.index = new Int32Array(slots * 2);
+    for (let i = 1; i < this.index.length; i += 2) this.index[i] = -1;
+    const mem = new ArrayBuffer(max * REC_WORDS * 4);
+    this.rec = new Int32Array(mem);
+    this.f64 = new Float64Array(mem);
+    this.freeIds = new Int32Array(max);
+    for (let i = 0; i < max; i++) this.freeIds[i] = max - 1 - i; // pop order 0, 1, 2, ...
+    this.freeTop = max;
+    this.seed = (opts.seed ?? Math.floor(Math.random() * 0x100000000)) | 0;
+    this.tcpLoose = opts.tcpLoose ?? true;
+    this.evictScan = Math.max(1, opts.evictScan ?? 64);
+    const t: ConntrackTimeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    for (const [k, v] of Object.entries(t)) {
+      if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`conntrack timeout ${k} must be a positive number of seconds`);
+    }
+    this.timeouts = Object.freeze(t);
+    const s = new Float64Array(10);
+    s[TcpState.None] = t.tcpSynSent;
+    s[TcpState.SynSent] = t.tcpSynSent;
+    s[TcpState.SynRecv] = t.tcpSynRecv;
+    s[TcpState.Established] = t.tcpEstablished;
+    s[TcpState.FinWait] = t.tcpFinWait;
+    s[TcpState.CloseWait] = t.tcpCloseWait;
+    s[TcpState.LastAck] = t.tcpLastAck;
+    s[TcpState.TimeWait] = t.tcpTimeWait;
+    s[TcpState.Close] = t.tcpClose;
+    s[TcpState.SynSent2] = t.tcpSynSent2;
+    this.tcpTimeout = s;
+    this.tcpUnack = t.tcpUnacknowledged;
+    this.udpUnreplied = t.udpUnreplied;
+    this.udpStream = t.udpStream;
+    this.icmpTimeout = t.icmp;
+    this.genericTimeout = t.generic;
+  }
+
+  /** Live entries (expired ones count until reclaimed). */
+  get size(): number {
+    return this.count;
+  }
+
+  /**
+   * The ref (`entryId * 2 + dir`) of the tuple, or -1. An expired entry is reclaimed and reported
+   * absent. Addresses are IPv4 numbers (unsigned or int32); for ICMP echo pass the identifier as
+   * `sport` and `type << 8` as `dport`.
+   */
+  lookup(proto: number, src: number, dst: number, sport: number, dport: number, now: number): number {
+    src |= 0;
+    dst |= 0;
+    const p = ports(sport, dport);
+    const rec = this.rec;
+    const index = this.index;
+    const mask = this.mask;
+    const h = hashTuple(this.seed, src, dst, p, proto);
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const n = index[(i << 1) + 1]!;
+      if (n < 0) return -1;
+      if (index[i << 1] !== h) continue;
+      const b = ((n >> 1) << 4) | ((n & 1) << 2);
+      if (rec[b] === src && rec[b + 1] === dst && rec[b + 2] === p && rec[b + 3] === proto) {
+        const e = n >> 1;
+        if (this.f64[(e << 3) + REC_EXPIRES_F64]! <= now) {
+          this.unlinkAndFree(e);
+          this.stats.expired++;
+          return -1;
+        }
+        return n;
+      }
+    }
+  }
+
+  /**
+   * Inserts a connection with the given ORIGINAL and REPLY tuples; returns its id, or -1 when the
+   * table is full and no entry could be evicted (counted in `stats.dropFull`). The caller makes sure
+   * neither tuple is in the table (nat.ts does). NAT is expressed by the REPLY tuple not being the
+   * inverse of the ORIGINAL one; the SrcNat/DstNat bits are derived here. The entry starts in state
+   * NONE with the protocol's initial timeout; feed the first packet to `update(id * 2, flags, now)`.
+   */
+  create(
+    proto: number,
+    oSrc: number,
+    oDst: number,
+    oSport: number,
+    oDport: number,
+    rSrc: number,
+    rDst: number,
+    rSport: number,
+    rDport: number,
+    now: number,
+  ): number {
+    if (this.count >= this.max && !this.earlyDrop(now)) {
+      this.stats.dropFull++;
+      return -1;
+    }
+    const e = this.freeIds[--this.freeTop]!;
+    if (e >= this.highWater) this.highWater = e + 1;
+    const rec = this.rec;
+    const b = e << 4;
+    oSrc |= 0;
+    oDst |= 0;
+    rSrc |= 0;
+    rDst |= 0;
+    rec[b] = oSrc;
+    rec[b + 1] = oDst;
+    rec[b + 2] = ports(oSport, oDport);
+    rec[b + 3] = proto;
+    rec[b + 4] = rSrc;
+    rec[b + 5] = rDst;
+    rec[b + 6] = ports(rSport, rDport);
+    rec[b + 7] = proto;
+    let status: number = CtStatus.InUse;
+    if (proto === IpProtocol.ICMP) {
+      // The identifier is the only "port"; changing it is source NAT, as in Linux.
+      if (rDst !== oSrc || (rSport & 0xffff) !== (oSport & 0xffff)) status |= CtStatus.SrcNat;
+      if (rSrc !== oDst) status |= CtStatus.DstNat;
+    } else {
+      if (rDst !== oSrc || (rDport & 0xffff) !== (oSport & 0xffff)) status |= CtStatus.SrcNat;
+      if (rSrc !== oDst || (rSport & 0xffff) !== (oDport & 0xffff)) status |= CtStatus.DstNat;
+    }
+    rec[b + REC_STATUS] = status;
+    rec[b + REC_MARK] = 0;
+    rec[b + REC_PKTS] = 0;
+    rec[b + REC_PKTS + 1] = 0;
+    this.f64[(e << 3) + REC_EXPIRES_F64] = now + this.initialTimeout(proto);
+    this.link(e << 1, b);
+    this.link((e << 1) | 1, b + REC_TUPLE_WORDS);
+    this.count++;
+    this.stats.created++;
+    return e;
+  }
+
+  /**
+   * Feeds one accepted packet of the connection: `ref` is what `lookup` returned (its low bit is the
+   * direction), `tcpFlags` the TCP flags byte (ignored for other protocols). Drives the TCP state
+   * machine, marks SeenReply/Assured, counts the packet and refreshes the timeout.
+   */
+  update(ref: number, tcpFlags: number, now: number): CtUpdate {
+    const e = ref >> 1;
+    const d = ref & 1;
+    const b = e << 4;
+    const rec = this.rec;
+    let st = rec[b + REC_STATUS]!;
+    const proto = rec[b + REC_PROTO]!;
+    let timeout: number;
+    if (proto === IpProtocol.TCP) {
+      if (TCP_VALID_FLAGS[tcpFlags & ~TCP_IGNORED_FLAGS & 0xff] !== 1) {
+        this.stats.invalid++;
+        return CtUpdate.Invalid;
+      }
+      const cls = tcpClass(tcpFlags);
+      const old = st & CtStatus.StateMask;
+      let next = TCP_TRANSITIONS[d * 60 + cls * 10 + old]!;
+      if (next === S_IV) {
+        this.stats.invalid++;
+        return CtUpdate.Invalid;
+      }
+      if (next === S_IG) {
+        rec[b + REC_PKTS + d]++;
+        return CtUpdate.Ignored;
+      }
+      if (d === 0 && cls === C_SYN && (old === TcpState.TimeWait || old === TcpState.Close)) {
+        this.stats.restarted++;
+        return CtUpdate.Restart;
+      }
+      const mine = d === 0 ? CtStatus.FinOriginal : CtStatus.FinReply;
+      const theirs = d === 0 ? CtStatus.FinReply : CtStatus.FinOriginal;
+      if (cls === C_FIN) {
+        if ((st & mine) !== 0) next = old; // retransmitted FIN
+        st |= mine;
+      } else if (cls === C_ACK && old === TcpState.FinWait && (st & mine) !== 0 && (st & theirs) === 0) {
+        next = old; // the FIN's sender acking the peer's data, not the peer acking the FIN
+      }
+      if (d === 1) st |= CtStatus.SeenReply;
+      if (
+        next === TcpState.Established &&
+        (old === TcpState.SynRecv || old === TcpState.Established) &&
+        (st & CtStatus.SeenReply) !== 0
+      ) {
+        st |= CtStatus.Assured;
+      }
+      st = (st & ~CtStatus.StateMask) | next;
+      timeout = this.tcpTimeout[next]!;
+      if ((st & CtStatus.Assured) === 0 && timeout > this.tcpUnack) timeout = this.tcpUnack;
+    } else {
+      if (d === 1) st |= CtStatus.SeenReply | CtStatus.Assured;
+      if (proto === IpProtocol.UDP) timeout = (st & CtStatus.Assured) !== 0 ? this.udpStream : this.udpUnreplied;
+      else if (proto === IpProtocol.ICMP) timeout = this.icmpTimeout;
+      else timeout = this.genericTimeout;
+    }
+    rec[b + REC_STATUS] = st;
+    rec[b + REC_PKTS + d]++;
+    this.f64[(e << 3) + REC_EXPIRES_F64] = now + timeout;
+    return CtUpdate.Ok;
+  }
+
+  /** Whether a TCP segment with these flags may open a connection (a SYN; a bare ACK if `tcpLoose`). */
+  tcpCanStart(tcpFlags: number): boolean {
+    if (TCP_VALID_FLAGS[tcpFlags & ~TCP_IGNORED_FLAGS & 0xff] !== 1) return false;
+    const cls = tcpClass(tcpFlags);
+    return cls === C_SYN || (cls === C_ACK && this.tcpLoose);
+  }
+
+  /** Removes an entry (counted in `stats.deleted`); false if the id is not live. */
+  delete(id: number): boolean {
+    if (!this.isLive(id)) return false;
+    this.unlinkAndFree(id);
+    this.stats.deleted++;
+    return true;
+  }
+
+  /**
+   * Incremental expiry: examines the next `budget` entry slots (wrapping around) and reclaims the
+   * expired ones. Returns how many it reclaimed. Call it once per batch with a small budget.
+   */
+  gc(now: number, budget: number): number {
+    const hw = this.highWater;
+    if (hw === 0) return 0;
+    const rec = this.rec;
+    const f64 = this.f64;
+    let cur = this.gcCursor;
+    if (cur >= hw) cur = 0;
+    let n = 0;
+    if (budget > hw) budget = hw;
+    for (let i = 0; i < budget; i++) {
+      if ((rec[(cur << 4) + REC_STATUS]! & CtStatus.InUse) !== 0 && f64[(cur << 3) + REC_EXPIRES_F64]! <= now) {
+        this.unlinkAndFree(cur);
+        n++;
+      }
+      if (++cur >= hw) cur = 0;
+    }
+    this.gcCursor = cur;
+    this.stats.expired += n;
+    return n;
+  }
+
+  /** Deletes every live entry for which `pred(id)` is true (read it with the accessors); returns the count. */
+  deleteWhere(pred: (id: number, ct: Conntrack) => boolean): number {
+    let n = 0;
+    for (let e = 0; e < this.highWater; e++) {
+      if ((this.rec[(e << 4) + REC_STATUS]! & CtStatus.InUse) !== 0 && pred(e, this)) {
+        this.unlinkAndFree(e);
+        n++;
+      }
+    }
+    this.stats.deleted += n;
+    return n;
+  }
+
+  /** Calls `fn(id)` for every live entry (expired ones not yet reclaimed included). */
+  forEach(fn: (id: number, ct: Conntrack) => void): void {
+    for (let e = 0; e < this.highWater; e++) {
+      if ((this.rec[(e << 4) + REC_STATUS]! & CtStatus.InUse) !== 0) fn(e, this);
+    }
+  }
+
+  /** Snapshot of the unexpired entries for the CLI/API (allocates). */
+  list(now: number, limit = Infinity): CtEntryInfo[] {
+    const out: CtEntryInfo[] = [];
+    for (let e = 0; e < this.highWater && out.length < limit; e++) {
+      if (!this.isLive(e) || this.expiresAt(e) <= now) continue;
+      const st = this.status(e);
+      const proto = this.proto(e);
+      out.push({
+        id: e,
+        proto,
+        protoName: proto === IpProtocol.TCP ? 'tcp' : proto === IpProtocol.UDP ? 'udp' : proto === IpProtocol.ICMP ? 'icmp' : `proto${proto}`,
+        state: proto === IpProtocol.TCP ? tcpStateName(st & CtStatus.StateMask) : '',
+        timeout: this.expiresAt(e) - now,
+        assured: (st & CtStatus.Assured) !== 0,
+        seenReply: (st & CtStatus.SeenReply) !== 0,
+        snat: (st & CtStatus.SrcNat) !== 0,
+        dnat: (st & CtStatus.DstNat) !== 0,
+        mark: this.mark(e),
+        original: this.tupleInfo(e << 1),
+        reply: this.tupleInfo((e << 1) | 1),
+        packetsOriginal: this.packets(e << 1),
+        packetsReply: this.packets((e << 1) | 1),
+      });
+    }
+    return out;
+  }
+
+  // ---- accessors (by entry id, or by ref = id * 2 + dir for tuple fields) --------------------
+
+  isLive(id: number): boolean {
+    return id >= 0 && id < this.max && (this.rec[(id << 4) + REC_STATUS]! & CtStatus.InUse) !== 0;
+  }
+  proto(id: number): number {
+    return this.rec[(id << 4) + REC_PROTO]!;
+  }
+  /** The status word: TCP state in the low 4 bits, `CtStatus` bits above. */
+  status(id: number): number {
+    return this.rec[(id << 4) + REC_STATUS]!;
+  }
+  tcpState(id: number): TcpState {
+    return (this.rec[(id << 4) + REC_STATUS]! & CtStatus.StateMask) as TcpState;
+  }
+  isAssured(id: number): boolean {
+    return (this.rec[(id << 4) + REC_STATUS]! & CtStatus.Assured) !== 0;
+  }
+  /** Absolute expiry time (seconds, the clock the caller passes in). */
+  expiresAt(id: number): number {
+    return this.f64[(id << 3) + REC_EXPIRES_F64]!;
+  }
+  mark(id: number): number {
+    return this.rec[(id << 4) + REC_MARK]! >>> 0;
+  }
+  setMark(id: number, mark: number): void {
+    this.rec[(id << 4) + REC_MARK] = mark | 0;
+  }
+  src(ref: number): number {
+    return this.rec[tupleBase(ref) + REC_SRC]! >>> 0;
+  }
+  dst(ref: number): number {
+    return this.rec[tupleBase(ref) + REC_DST]! >>> 0;
+  }
+  /** Source port (ICMP: the echo identifier). */
+  sport(ref: number): number {
+    return this.rec[tupleBase(ref) + REC_PORTS]! >>> 16;
+  }
+  /** Destination port (ICMP: `type << 8`). */
+  dport(ref: number): number {
+    return this.rec[tupleBase(ref) + REC_PORTS]! & 0xffff;
+  }
+  /** Packets seen in the direction of `ref`. */
+  packets(ref: number): number {
+    return this.rec[((ref >> 1) << 4) + REC_PKTS + (ref & 1)]! >>> 0;
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private tupleInfo(ref: number): CtTupleInfo {
+    return { src: ipv4ToString(this.src(ref)), dst: ipv4ToString(this.dst(ref)), sport: this.sport(ref), dport: this.dport(ref) };
+  }
+
+  private initialTimeout(proto: number): number {
+    if (proto === IpProtocol.TCP) return this.tcpTimeout[TcpState.SynSent]!;
+    if (proto === IpProtocol.UDP) return this.udpUnreplied;
+    if (proto === IpProtocol.ICMP) return this.icmpTimeout;
+    return this.genericTimeout;
+  }
+
+  /** Hashes the tuple at `rec[b]`, stores the hash in the record and inserts (hash, ref) in the index. */
+  private link(ref: number, b: number): void {
+    const rec = this.rec;
+    const h = hashTuple(this.seed, rec[b]!, rec[b + 1]!, rec[b + 2]!, rec[b + 3]!);
+    rec[((ref >> 1) << 4) + REC_HASH + (ref & 1)] = h;
+    const index = this.index;
+    const mask = this.mask;
+    let i = h & mask;
+    while (index[(i << 1) + 1]! >= 0) i = (i + 1) & mask;
+    index[i << 1] = h;
+    index[(i << 1) + 1] = ref;
+  }
+
+  /** Removes `ref` from the index, shifting later members of its cluster back (no tombstones). */
+  private unlink(ref: number): void {
+    const index = this.index;
+    const mask = this.mask;
+    const h = this.rec[((ref >> 1) << 4) + REC_HASH + (ref & 1)]!;
+    let hole = h & mask;
+    while (index[(hole << 1) + 1] !== ref) hole = (hole + 1) & mask;
+    for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
+      const n = index[(j << 1) + 1]!;
+      if (n < 0) break;
+      const home = index[j << 1]! & mask;
+      // The member at j may fill the hole if the hole lies on its probe path, [home, j].
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        index[hole << 1] = index[j << 1]!;
+        index[(hole << 1) + 1] = n;
+        hole = j;
+      }
+    }
+    index[(hole << 1) + 1] = -1;
+  }
+
+  private unlinkAndFree(e: number): void {
+    this.unlink(e << 1);
+    this.unlink((e << 1) | 1);
+    this.rec[(e << 4) + REC_STATUS] = 0;
+    this.freeIds[this.freeTop++] = e;
+    this.count--;
+  }
+
+  /**
+   * Makes room in a full table (Linux's early_drop): walks at most `evictScan` entries from a
+   * rotating cursor and frees the first that is expired (reclaimed) or unassured (evicted); assured
+   * entries are never evicted. The cursor stays just past the freed slot, which the new entry takes,
+   * so under a flood the oldest unassured entries go first. Returns whether a slot was freed.
+   */
+  private earlyDrop(now: number): boolean {
+    const hw = this.highWater;
+    const rec = this.rec;
+    const f64 = this.f64;
+    let cur = this.evictCursor;
+    for (let i = 0; i < this.evictScan; i++) {
+      if (cur >= hw) cur = 0;
+      const e = cur++;
+      const st = rec[(e << 4) + REC_STATUS]!;
+      if ((st & CtStatus.InUse) === 0) continue;
+      const expired = f64[(e << 3) + REC_EXPIRES_F64]! <= now;
+      if (expired || (st & CtStatus.Assured) === 0) {
+        this.evictCursor = cur;
+        this.unlinkAndFree(e);
+        if (expired) this.stats.expired++;
+        else this.stats.evicted++;
+        return true;
+      }
+    }
+    this.evictCursor = cur;
+    return false;
+  }
+}
+
+/** One line per entry in the style of `conntrack -L`. */
+export function formatCtEntry(x: CtEntryInfo): string {
+  const t = (u: CtTupleInfo) =>
+    x.proto === IpProtocol.ICMP
+      ? `src=${u.src} dst=${u.dst} type=${u.dport >> 8} id=${u.sport}`
+      : `src=${u.src} dst=${u.dst} sport=${u.sport} dport=${u.dport}`;
+  const parts = [x.protoName, String(x.proto), String(Math.ceil(x.timeout))];
+  if (x.state !== '') parts.push(x.state);
+  parts.push(t(x.original));
+  if (!x.seenReply) parts.push('[UNREPLIED]');
+  parts.push(t(x.reply));
+  if (x.assured) parts.push('[ASSURED]');
+  parts.push(`mark=${x.mark}`);
+  return parts.join(' ');
+}
