@@ -28,6 +28,14 @@ export const DropReason = {
   Oversize: 22,
   IcmpRateLimited: 23,
   LocalDeliveryUnsupported: 24,
+  /** Conntrack table full of assured entries: a new connection was refused (src/nat). */
+  ConntrackFull: 25,
+  /** TCP packet invalid for its connection's state, or one that cannot open a NATed connection (src/nat). */
+  ConntrackInvalid: 26,
+  /** No free source port/identifier for SNAT (or for resolving a DNAT tuple clash) (src/nat). */
+  NatPortsExhausted: 27,
+  /** A packet NAT cannot translate: non-first fragment or a protocol without ports (src/nat). */
+  NatUntrackable: 28,
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

@@ -1,0 +1,570 @@
+/**
+ * NAT on top of conntrack, the Linux nf_nat way: the translation is decided once, when the connection
+ * is created, by choosing its REPLY tuple (the inverse of the translated ORIGINAL tuple); every later
+ * packet is rewritten from the entry and its direction alone. A packet in direction `d` arrives
+ * carrying tuple[d] and leaves carrying the inverse of tuple[1 - d]: ORIGINAL packets get the
+ * translated addresses, REPLY packets get the original ones back.
+ *
+ * The router calls `translate` for every IPv4 packet it forwards. `Verdict.New` means "no
+ * connection yet": the router decides (service lookup, masquerade, ...) and calls one of the
+ * `create*` methods with the same packet, which builds the entry and translates the packet.
+ *
+ * Checksums are updated incrementally (RFC 1624): the IPv4 header, TCP and UDP (pseudo-header and
+ * ports; a UDP checksum of 0 stays 0) and the ICMP echo identifier. ICMP errors (destination
+ * unreachable incl. frag-needed, source quench, time exceeded, parameter problem) are matched through
+ * their quoted header and translated inside and out: the quoted addresses and ports, the quoted IPv4
+ * header checksum, the quoted TCP/UDP/ICMP checksum when it lies within the quote, the ICMP checksum
+ * and the outer header.
+ *
+ * Not handled: fragments after the first carry no ports and are never translated (`NotTracked`;
+ * there is no reassembly, unlike Linux's nf_defrag), and IP options are left as they are.
+ */
+import { DropCounters, DropReason } from '../dataplane/counters.js';
+import { updateChecksum16, updateChecksum32, updateUdpChecksum32 } from '../packet/checksum.js';
+import { ParseError } from '../packet/errors.js';
+import { IcmpType } from '../packet/icmp.js';
+import { IpProtocol, Ipv4View } from '../packet/ipv4.js';
+import { Conntrack, CtStatus, CtUpdate, REC_PORTS, REC_PROTO, REC_STATUS, REC_TUPLE_WORDS, tupleBase } from './conntrack.js';
+
+/** What the router does with a packet after `translate` / `create*`. */
+export const Verdict = {
+  /** Part of a known connection; translated in place if the connection is NATed. Forward it. */
+  Ok: 0,
+  /** No connection for this packet: decide and call a `create*` method (nothing was counted). */
+  New: 1,
+  /** Not something conntrack follows (other protocols, fragments after the first, stray ICMP errors): forward unchanged. */
+  NotTracked: 2,
+  /** Dropped and counted in `drops` with a reason. */
+  Drop: 3,
+} as const;
+export type Verdict = (typeof Verdict)[keyof typeof Verdict];
+
+export interface NatOptions {
+  /** Where drops are counted (e.g. the router's); default a new one, `nat.drops`. */
+  drops?: DropCounters;
+  /** Most candidates one port allocation looks at in its first round (default 128, as nf_nat). */
+  maxAttempts?: number;
+  /**
+   * Source ports tried when a connection created without SNAT would clash with an existing REPLY
+   * tuple (e.g. one client port to two services with the same endpoint). Linux resolves this the same
+   * way, by remapping only the source port. Default 1024-65535.
+   */
+  clashPortMin?: number;
+  clashPortMax?: number;
+  /** PRNG seed for port allocation (default random). */
+  seed?: number;
+}
+
+export class NatStats {
+  /** Packets whose addresses/ports were rewritten (ICMP errors included). */
+  translated = 0;
+  /** Connections created by the `create*` methods. */
+  created = 0;
+  /** ICMP errors matched to a connection. */
+  icmpErrors = 0;
+  /** Connections whose client port was remapped to avoid a REPLY tuple clash. */
+  clashResolved = 0;
+  /** Port allocations that found no free port (also a `NatPortsExhausted` drop). */
+  portsExhausted = 0;
+}
+
+const NAT_BITS = CtStatus.SrcNat | CtStatus.DstNat;
+
+const MODE_TRACK = 0;
+const MODE_DNAT = 1;
+const MODE_SNAT = 2;
+
+// Outcomes of `parse`.
+const P_OK = 0;
+const P_UNTRACKED = 1;
+const P_ICMP_ERROR = 2;
+const P_BAD_IP = 3;
+const P_BAD_L4 = 4;
+
+const ICMP_SOURCE_QUENCH = 4;
+const ICMP_PARAMETER_PROBLEM = 12;
+const ECHO_REQUEST_KEY = IcmpType.EchoRequest << 8;
+const ECHO_REPLY_KEY = IcmpType.EchoReply << 8;
+
+/**
+ * Per-packet NAT over one `Conntrack`. Every method is allocation-free; addresses are IPv4 numbers.
+ * Methods take the IPv4 packet at `buf[ipOff .. ipOff + ipLen)`.
+ */
+export class Nat {
+  readonly drops: DropCounters;
+  readonly stats = new NatStats();
+  /**
+   * After `Ok` (and for ICMP errors, `Ok` from their connection): the ref (`entryId * 2 + dir`) the
+   * packet matched, e.g. for `ct.setMark(nat.ref >> 1, ...)` right after a `create*`. -1 otherwise.
+   */
+  ref = -1;
+
+  private readonly ip = new Ipv4View();
+  private readonly maxAttempts: number;
+  private readonly clashMin: number;
+  private readonly clashMax: number;
+  private rng: number;
+  // The tuple of the last parsed packet (int32 addresses; see the getters).
+  private pProto = 0;
+  private pSrc = 0;
+  private pDst = 0;
+  private pSport = 0;
+  private pDport = 0;
+  private pFlags = 0;
+  private l4 = 0;
+  private l4len = 0;
+
+  constructor(
+    readonly ct: Conntrack,
+    opts: NatOptions = {},
+  ) {
+    this.drops = opts.drops ?? new DropCounters();
+    this.maxAttempts = Math.max(1, opts.maxAttempts ?? 128);
+    this.clashMin = opts.clashPortMin ?? 1024;
+    this.clashMax = opts.clashPortMax ?? 65535;
+    checkRange(this.clashMin, this.clashMax);
+    this.rng = (opts.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 0 || 1;
+  }
+
+  // The last parsed packet's tuple, valid after any call that got past the IPv4 header (in
+  // particular after `Verdict.New`): what the router looks services up by. For ICMP echo `sport` is
+  // the identifier and `dport` is `type << 8`.
+  get proto(): number {
+    return this.pProto;
+  }
+  get src(): number {
+    return this.pSrc >>> 0;
+  }
+  get dst(): number {
+    return this.pDst >>> 0;
+  }
+  get sport(): number {
+    return this.pSport;
+  }
+  get dport(): number {
+    return this.pDport;
+  }
+
+  /**
+   * The per-packet entry point: finds the packet's connection, advances its state and rewrites the
+   * packet in place. `Ok`: forward (translated if NATed). `New`: no connection (or a TCP connection
+   * being reopened after TIME_WAIT/CLOSE) — decide and call a `create*` method. `NotTracked`: forward
+   * unchanged. `Drop`: counted; discard.
+   */
+  translate(buf: Buffer, ipOff: number, ipLen: number, now: number): Verdict {
+    this.ref = -1;
+    const r = this.parse(buf, ipOff, ipLen);
+    if (r !== P_OK) return this.notATuple(r, buf, ipOff, now, MODE_TRACK);
+    const ref = this.ct.lookup(this.pProto, this.pSrc, this.pDst, this.pSport, this.pDport, now);
+    if (ref < 0) return Verdict.New;
+    return this.apply(buf, ipOff, ref, now);
+  }
+
+  /** A connection without NAT (so its tuples are known and cannot be taken by NATed ones). */
+  createTracked(buf: Buffer, ipOff: number, ipLen: number, now: number): Verdict {
+    return this.establish(buf, ipOff, ipLen, now, MODE_TRACK, 0, 0, 0, 0, 0);
+  }
+
+  /** DNAT to `toIp:toPort` (ClusterIP, NodePort with policy Local). For ICMP echo `toPort` is unused. */
+  createDnat(buf: Buffer, ipOff: number, ipLen: number, now: number, toIp: number, toPort: number): Verdict {
+    return this.establish(buf, ipOff, ipLen, now, MODE_DNAT, toIp, toPort, 0, 0, 0);
+  }
+
+  /**
+   * SNAT to `toIp` with a source port (ICMP: identifier) from `portMin..portMax` (masquerade). The
+   * original port is kept when it is in the range and free; otherwise nf_nat's search runs.
+   */
+  createSnat(buf: Buffer, ipOff: number, ipLen: number, now: number, toIp: number, portMin: number, portMax: number): Verdict {
+    return this.establish(buf, ipOff, ipLen, now, MODE_SNAT, 0, 0, toIp, portMin, portMax);
+  }
+
+  /** DNAT and SNAT at once (hairpin: SNAT to the gateway; NodePort/LoadBalancer policy Cluster: to the node). */
+  createDnatSnat(
+    buf: Buffer,
+    ipOff: number,
+    ipLen: number,
+    now: number,
+    dnatIp: number,
+    dnatPort: number,
+    snatIp: number,
+    portMin: number,
+    portMax: number,
+  ): Verdict {
+    return this.establish(buf, ipOff, ipLen, now, MODE_DNAT | MODE_SNAT, dnatIp, dnatPort, snatIp, portMin, portMax);
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private establish(
+    buf: Buffer,
+    ipOff: number,
+    ipLen: number,
+    now: number,
+    mode: number,
+    dIp: number,
+    dPort: number,
+    sIp: number,
+    pMin: number,
+    pMax: number,
+  ): Verdict {
+    this.ref = -1;
+    const r = this.parse(buf, ipOff, ipLen);
+    if (r !== P_OK) return this.notATuple(r, buf, ipOff, now, mode);
+    const ct = this.ct;
+    const proto = this.pProto;
+    const existing = ct.lookup(proto, this.pSrc, this.pDst, this.pSport, this.pDport, now);
+    if (existing >= 0) {
+      // Already known (the caller skipped `translate`): treat it as a packet of that connection,
+      // unless it reopens a closed one, which goes on to a fresh entry below.
+      const v = this.apply(buf, ipOff, existing, now);
+      if (v !== Verdict.New) return v;
+    }
+    const icmp = proto === IpProtocol.ICMP;
+    const canStart = proto === IpProtocol.TCP ? ct.tcpCanStart(this.pFlags) : icmp ? this.pDport === ECHO_REQUEST_KEY : true;
+    if (!canStart) {
+      if (mode === MODE_TRACK) return Verdict.NotTracked;
+      this.drops.add(DropReason.ConntrackInvalid);
+      return Verdict.Drop;
+    }
+    // REPLY tuple: (rSrc:rSport -> rDst:key) for TCP/UDP, (rSrc -> rDst, id = key, echo reply) for ICMP.
+    // `key` is the client-side port (identifier) that SNAT allocates.
+    const rSrc = (mode & MODE_DNAT) !== 0 ? dIp | 0 : this.pDst;
+    const rDst = (mode & MODE_SNAT) !== 0 ? sIp | 0 : this.pSrc;
+    const rSport = icmp ? 0 : (mode & MODE_DNAT) !== 0 ? dPort & 0xffff : this.pDport;
+    let key = this.pSport;
+    if ((mode & MODE_SNAT) !== 0) {
+      key = this.allocate(proto, rSrc, rDst, rSport, pMin, pMax, key, now);
+    } else if (this.taken(proto, rSrc, rDst, rSport, key, now)) {
+      key = this.allocate(proto, rSrc, rDst, rSport, this.clashMin, this.clashMax, -1, now);
+      if (key >= 0) this.stats.clashResolved++;
+    }
+    if (key < 0) {
+      this.stats.portsExhausted++;
+      this.drops.add(DropReason.NatPortsExhausted);
+      return Verdict.Drop;
+    }
+    const id = icmp
+      ? ct.create(proto, this.pSrc, this.pDst, this.pSport, this.pDport, rSrc, rDst, key, ECHO_REPLY_KEY, now)
+      : ct.create(proto, this.pSrc, this.pDst, this.pSport, this.pDport, rSrc, rDst, rSport, key, now);
+    if (id < 0) {
+      this.drops.add(DropReason.ConntrackFull);
+      return Verdict.Drop;
+    }
+    this.stats.created++;
+    return this.apply(buf, ipOff, id << 1, now);
+  }
+
+  /** Verdict for a packet `parse` did not turn into a tuple. */
+  private notATuple(r: number, buf: Buffer, ipOff: number, now: number, mode: number): Verdict {
+    if (r === P_ICMP_ERROR) return this.icmpError(buf, ipOff, now);
+    if (r === P_UNTRACKED) {
+      if (mode === MODE_TRACK) return Verdict.NotTracked;
+      this.drops.add(DropReason.NatUntrackable);
+      return Verdict.Drop;
+    }
+    this.drops.add(r === P_BAD_IP ? DropReason.MalformedIpv4 : DropReason.MalformedL4);
+    return Verdict.Drop;
+  }
+
+  /** Feeds the packet to its connection and rewrites it. */
+  private apply(buf: Buffer, ipOff: number, ref: number, now: number): Verdict {
+    const u = this.ct.update(ref, this.pFlags, now);
+    if (u === CtUpdate.Invalid) {
+      this.drops.add(DropReason.ConntrackInvalid);
+      return Verdict.Drop;
+    }
+    if (u === CtUpdate.Restart) {
+      this.ct.delete(ref >> 1);
+      return Verdict.New;
+    }
+    this.ref = ref;
+    if ((this.ct.rec[((ref >> 1) << 4) + REC_STATUS]! & NAT_BITS) !== 0) this.rewrite(buf, ipOff, ref);
+    return Verdict.Ok;
+  }
+
+  /**
+   * Fills the tuple fields from the packet. The L4 header is read at fixed offsets rather than through
+   * a view so that a first fragment (whose UDP length field exceeds what is present) is handled too.
+   */
+  private parse(buf: Buffer, ipOff: number, ipLen: number): number {
+    const ip = this.ip;
+    if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return P_BAD_IP;
+    const proto = buf[ipOff + 9]!;
+    this.pProto = proto;
+    this.pSrc = rd32(buf, ipOff + 12);
+    this.pDst = rd32(buf, ipOff + 16);
+    this.pSport = 0;
+    this.pDport = 0;
+    this.pFlags = 0;
+    if ((rd16(buf, ipOff + 6) & 0x1fff) !== 0) return P_UNTRACKED; // not the first fragment
+    const hlen = (buf[ipOff]! & 0x0f) << 2;
+    const l4 = ipOff + hlen;
+    const l4len = rd16(buf, ipOff + 2) - hlen;
+    this.l4 = l4;
+    this.l4len = l4len;
+    if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
+      if (l4len < (proto === IpProtocol.TCP ? 20 : 8)) return P_BAD_L4;
+      this.pSport = rd16(buf, l4);
+      this.pDport = rd16(buf, l4 + 2);
+      if (proto === IpProtocol.TCP) this.pFlags = buf[l4 + 13]!;
+      return P_OK;
+    }
+    if (proto === IpProtocol.ICMP) {
+      if (l4len < 8) return P_BAD_L4;
+      const t = buf[l4]!;
+      if (t === IcmpType.EchoRequest || t === IcmpType.EchoReply) {
+        this.pSport = rd16(buf, l4 + 4);
+        this.pDport = t << 8;
+        return P_OK;
+      }
+      if (t === IcmpType.DestUnreachable || t === IcmpType.TimeExceeded || t === ICMP_SOURCE_QUENCH || t === ICMP_PARAMETER_PROBLEM) {
+        return P_ICMP_ERROR;
+      }
+    }
+    return P_UNTRACKED;
+  }
+
+  /** Rewrites a TCP/UDP/ICMP-echo packet of direction `ref & 1` to the inverse of the other tuple. */
+  private rewrite(buf: Buffer, ipOff: number, ref: number): void {
+    const rec = this.ct.rec;
+    const mine = tupleBase(ref);
+    const other = mine ^ REC_TUPLE_WORDS;
+    const proto = rec[mine + REC_PROTO]!;
+    const oldSrc = rec[mine]!;
+    const oldDst = rec[mine + 1]!;
+    const newSrc = rec[other + 1]!;
+    const newDst = rec[other]!;
+    const l4 = this.l4;
+    let ipc = rd16(buf, ipOff + 10);
+    if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
+      const udp = proto === IpProtocol.UDP;
+      const co = l4 + (udp ? 6 : 16);
+      let c = rd16(buf, co);
+      if (oldSrc !== newSrc) {
+        ipc = updateChecksum32(ipc, oldSrc, newSrc);
+        c = udp ? updateUdpChecksum32(c, oldSrc, newSrc) : updateChecksum32(c, oldSrc, newSrc);
+        wr32(buf, newSrc, ipOff + 12);
+      }
+      if (oldDst !== newDst) {
+        ipc = updateChecksum32(ipc, oldDst, newDst);
+        c = udp ? updateUdpChecksum32(c, oldDst, newDst) : updateChecksum32(c, oldDst, newDst);
+        wr32(buf, newDst, ipOff + 16);
+      }
+      const oldPorts = rec[mine + REC_PORTS]!;
+      const op = rec[other + REC_PORTS]!;
+      const newPorts = ((op & 0xffff) << 16) | (op >>> 16); // (other.dport, other.sport)
+      if (oldPorts !== newPorts) {
+        c = udp ? updateUdpChecksum32(c, oldPorts, newPorts) : updateChecksum32(c, oldPorts, newPorts);
+        wr32(buf, newPorts, l4);
+      }
+      wr16(buf, c, co);
+    } else {
+      if (oldSrc !== newSrc) {
+        ipc = updateChecksum32(ipc, oldSrc, newSrc);
+        wr32(buf, newSrc, ipOff + 12);
+      }
+      if (oldDst !== newDst) {
+        ipc = updateChecksum32(ipc, oldDst, newDst);
+        wr32(buf, newDst, ipOff + 16);
+      }
+      if (proto === IpProtocol.ICMP) {
+        const oldId = rec[mine + REC_PORTS]! >>> 16;
+        const newId = rec[other + REC_PORTS]! >>> 16;
+        if (oldId !== newId) {
+          wr16(buf, updateChecksum16(rd16(buf, l4 + 2), oldId, newId), l4 + 2);
+          wr16(buf, newId, l4 + 4);
+        }
+      }
+    }
+    wr16(buf, ipc, ipOff + 10);
+    this.stats.translated++;
+  }
+
+  /**
+   * An ICMP error: the quoted packet went in one direction of a connection, so the error travels in
+   * the other. The quoted tuple is inverted and looked up (giving the error's direction `d`); the
+   * quote, which carries the inverse of tuple[d], is rewritten to tuple[1 - d] (what its sender
+   * sent), and the outer addresses get the normal direction-`d` translation where they are the
+   * translated ones (an error from a router on the path keeps that router's address).
+   * Errors that match no connection are `NotTracked`; they are never counted as new connections.
+   */
+  private icmpError(buf: Buffer, ipOff: number, now: number): Verdict {
+    const l4 = this.l4;
+    const end = l4 + this.l4len;
+    const e = l4 + 8;
+    if (end - e < 20 || buf[e]! >> 4 !== 4) return Verdict.NotTracked;
+    const ehl = (buf[e]! & 0x0f) << 2;
+    if (ehl < 20 || e + ehl + 8 > end) return Verdict.NotTracked;
+    if ((rd16(buf, e + 6) & 0x1fff) !== 0) return Verdict.NotTracked;
+    const eProto = buf[e + 9]!;
+    const eSrc = rd32(buf, e + 12);
+    const eDst = rd32(buf, e + 16);
+    const el4 = e + ehl;
+    const ct = this.ct;
+    const ports = eProto === IpProtocol.TCP || eProto === IpProtocol.UDP;
+    let ref: number;
+    if (ports) {
+      ref = ct.lookup(eProto, eDst, eSrc, rd16(buf, el4 + 2), rd16(buf, el4), now);
+    } else if (eProto === IpProtocol.ICMP) {
+      const t = buf[el4]!;
+      const id = rd16(buf, el4 + 4);
+      if (t === IcmpType.EchoRequest) ref = ct.lookup(eProto, eDst, eSrc, id, ECHO_REPLY_KEY, now);
+      else if (t === IcmpType.EchoReply) ref = ct.lookup(eProto, eDst, eSrc, id, ECHO_REQUEST_KEY, now);
+      else return Verdict.NotTracked;
+    } else {
+      return Verdict.NotTracked;
+    }
+    if (ref < 0) return Verdict.NotTracked;
+    this.ref = ref;
+    this.stats.icmpErrors++;
+    const rec = ct.rec;
+    if ((rec[((ref >> 1) << 4) + REC_STATUS]! & NAT_BITS) === 0) return Verdict.Ok;
+    const mine = tupleBase(ref);
+    const other = mine ^ REC_TUPLE_WORDS;
+
+    // The quote: addresses, ports/identifier, its IPv4 checksum and L4 checksum; every changed
+    // 16-bit word is also folded into the ICMP checksum (all quoted fields sit at even offsets).
+    const nSrc = rec[other]!;
+    const nDst = rec[other + 1]!;
+    let icmpc = rd16(buf, l4 + 2);
+    const eipcOld = rd16(buf, e + 10);
+    let eipc = eipcOld;
+    const udp = eProto === IpProtocol.UDP;
+    // The quoted L4 checksum, when the quote reaches it (TCP's lies past the first 8 bytes).
+    const lco = eProto === IpProtocol.TCP ? (el4 + 18 <= end ? el4 + 16 : -1) : udp ? el4 + 6 : el4 + 2;
+    const lcOld = lco >= 0 ? rd16(buf, lco) : 0;
+    let lc = lcOld;
+    if (eSrc !== nSrc) {
+      eipc = updateChecksum32(eipc, eSrc, nSrc);
+      icmpc = updateChecksum32(icmpc, eSrc, nSrc);
+      if (ports && lco >= 0) lc = udp ? updateUdpChecksum32(lc, eSrc, nSrc) : updateChecksum32(lc, eSrc, nSrc);
+      wr32(buf, nSrc, e + 12);
+    }
+    if (eDst !== nDst) {
+      eipc = updateChecksum32(eipc, eDst, nDst);
+      icmpc = updateChecksum32(icmpc, eDst, nDst);
+      if (ports && lco >= 0) lc = udp ? updateUdpChecksum32(lc, eDst, nDst) : updateChecksum32(lc, eDst, nDst);
+      wr32(buf, nDst, e + 16);
+    }
+    if (ports) {
+      const oldP = rd32(buf, el4);
+      const newP = rec[other + REC_PORTS]!;
+      if (oldP !== newP) {
+        icmpc = updateChecksum32(icmpc, oldP, newP);
+        if (lco >= 0) lc = udp ? updateUdpChecksum32(lc, oldP, newP) : updateChecksum32(lc, oldP, newP);
+        wr32(buf, newP, el4);
+      }
+    } else {
+      const oldId = rd16(buf, el4 + 4);
+      const newId = rec[other + REC_PORTS]! >>> 16;
+      if (oldId !== newId) {
+        icmpc = updateChecksum16(icmpc, oldId, newId);
+        lc = updateChecksum16(lc, oldId, newId);
+        wr16(buf, newId, el4 + 4);
+      }
+    }
+    if (lco >= 0 && lc !== lcOld) {
+      icmpc = updateChecksum16(icmpc, lcOld, lc);
+      wr16(buf, lc, lco);
+    }
+    if (eipc !== eipcOld) {
+      icmpc = updateChecksum16(icmpc, eipcOld, eipc);
+      wr16(buf, eipc, e + 10);
+    }
+    wr16(buf, icmpc, l4 + 2);
+
+    // The outer header (ICMP has no pseudo-header, so only the IPv4 checksum changes).
+    const oSrc = rd32(buf, ipOff + 12);
+    const oDst = rd32(buf, ipOff + 16);
+    const toSrc = rec[other + 1]!;
+    const toDst = rec[other]!;
+    let ipc = rd16(buf, ipOff + 10);
+    if (oSrc === rec[mine]! && oSrc !== toSrc) {
+      ipc = updateChecksum32(ipc, oSrc, toSrc);
+      wr32(buf, toSrc, ipOff + 12);
+    }
+    if (oDst === rec[mine + 1]! && oDst !== toDst) {
+      ipc = updateChecksum32(ipc, oDst, toDst);
+      wr32(buf, toDst, ipOff + 16);
+    }
+    wr16(buf, ipc, ipOff + 10);
+    this.stats.translated++;
+    return Verdict.Ok;
+  }
+
+  /** Whether a REPLY tuple with client port (ICMP: identifier) `key` is in use. */
+  private taken(proto: number, rSrc: number, rDst: number, rSport: number, key: number, now: number): boolean {
+    return proto === IpProtocol.ICMP
+      ? this.ct.lookup(proto, rSrc, rDst, key, ECHO_REPLY_KEY, now) >= 0
+      : this.ct.lookup(proto, rSrc, rDst, rSport, key, now) >= 0;
+  }
+
+  /**
+   * nf_nat's search: keep `preferred` if it is in range and free; otherwise start at a random offset
+   * and test up to `maxAttempts` consecutive candidates (each a REPLY-tuple lookup, so a collision is
+   * impossible by construction), then halve the attempts from a new random offset until fewer than
+   * 16 remain. A range no larger than `maxAttempts` is therefore searched exhaustively. -1 = none.
+   */
+  private allocate(
+    proto: number,
+    rSrc: number,
+    rDst: number,
+    rSport: number,
+    min: number,
+    max: number,
+    preferred: number,
+    now: number,
+  ): number {
+    if (!(min >= 0 && max <= 0xffff && min <= max)) return -1;
+    const size = max - min + 1;
+    if (preferred >= min && preferred <= max && !this.taken(proto, rSrc, rDst, rSport, preferred, now)) return preferred;
+    let attempts = size < this.maxAttempts ? size : this.maxAttempts;
+    let off = this.random() % size;
+    for (;;) {
+      for (let i = 0; i < attempts; i++) {
+        const p = min + off;
+        if (++off === size) off = 0;
+        if (!this.taken(proto, rSrc, rDst, rSport, p, now)) return p;
+      }
+      if (attempts >= size || attempts < 16) return -1;
+      attempts >>= 1;
+      off = this.random() % size;
+    }
+  }
+
+  /** xorshift32, returned as a non-negative 31-bit integer. */
+  private random(): number {
+    let x = this.rng;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.rng = x;
+    return x >>> 1;
+  }
+}
+
+// Field access by hand: Buffer's readInt32BE & co validate their arguments on every call, which costs
+// more than the rest of the per-packet work; offsets here are in bounds by construction.
+function rd16(buf: Buffer, o: number): number {
+  return (buf[o]! << 8) | buf[o + 1]!;
+}
+/** As int32 (see conntrack.ts: addresses are kept as int32). */
+function rd32(buf: Buffer, o: number): number {
+  return (buf[o]! << 24) | (buf[o + 1]! << 16) | (buf[o + 2]! << 8) | buf[o + 3]!;
+}
+function wr16(buf: Buffer, v: number, o: number): void {
+  buf[o] = v >>> 8;
+  buf[o + 1] = v;
+}
+function wr32(buf: Buffer, v: number, o: number): void {
+  buf[o] = v >>> 24;
+  buf[o + 1] = v >>> 16;
+  buf[o + 2] = v >>> 8;
+  buf[o + 3] = v;
+}
+
+function checkRange(min: number, max: number): void {
+  if (!Number.isInteger(min) || !Number.isInteger(max) || min < 0 || max > 0xffff || min > max) {
+    throw new RangeError(`port range ${min}-${max} must satisfy 0 <= min <= max <= 65535`);
+  }
+}
