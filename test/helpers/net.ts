@@ -6,6 +6,16 @@ import { REPO_ROOT, type Topology } from '../../src/topology/topology.js';
 export const NETTOOL = join(REPO_ROOT, 'test/fixtures/nettool.mjs');
 export const RAWSEND = join(REPO_ROOT, 'test/fixtures/rawsend.py');
 
+/** Resolves with the promise's value, or `fallback` after `ms`; the timer never outlives the race. */
+export async function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<T>((r) => (timer = setTimeout(() => r(fallback), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Pings from a namespace; true when `count` replies came back. */
 export async function ping(t: Topology, ns: string, ip: string, opts: { count?: number; size?: number; df?: boolean } = {}): Promise<boolean> {
   const args = ['-c', String(opts.count ?? 2), '-i', '0.2', '-W', '2'];
@@ -40,7 +50,7 @@ export async function tcpTransfer(t: Topology, fromNs: string, toNs: string, toI
     await sink.started;
     const sent = await t.exec(fromNs, process.execPath, [NETTOOL, 'send', toIp, String(port), String(bytes)], 300_000);
     expect(sent.code, `sender failed: ${sent.stderr}`).to.equal(0);
-    const code = await Promise.race([sink.exited, new Promise<number>((r) => setTimeout(() => r(-1), 60_000))]);
+    const code = await within(sink.exited, 60_000, -1);
     expect(code, `sink: ${sink.errors()}`).to.equal(0);
     const [sentBytes, sentHash] = sent.stdout.trim().split(' ');
     const [gotBytes, gotHash, remote] = sink.output().trim().split(' ');

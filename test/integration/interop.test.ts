@@ -6,7 +6,7 @@ import { openStore } from '../../src/store/index.js';
 import { ClusterRegistry } from '../../src/store/registry.js';
 import type { ClusterStore } from '../../src/store/types.js';
 import { parseSubnet, numberToIp } from '../../src/daemon/ipam.js';
-import { ping, startIn, statusJson, tcpTransfer } from '../helpers/net.js';
+import { ping, startIn, statusJson, tcpTransfer, within } from '../helpers/net.js';
 
 /**
  * Issue 3 interop: host h1 runs podnet; host k2 is forwarded by the Linux kernel, configured as flannel's
@@ -63,7 +63,7 @@ describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)
     const cap = startIn(t.underlayNs, 'tcpdump', ['-i', 'br0', '-U', '-c', '20', '-w', pcap, 'udp', 'port', '8472'], 'listening');
     await cap.started;
     await ping(t, t.podNs('h1', 'a'), kernelPodIp, { count: 10 });
-    await Promise.race([cap.exited, new Promise((r) => setTimeout(r, 10_000))]);
+    await within(cap.exited, 10_000, -1);
     cap.stop();
     const r = await t.exec(t.underlayNs, 'tshark', [
       '-r', pcap, '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=,', '-E', 'occurrence=f',
