@@ -12,6 +12,8 @@ import { parseLabelArgs } from '../daemon/pods.js';
 import type { PodInfo } from '../daemon/node.js';
 import { PodnetError } from '../util/errors.js';
 import { formatTable } from './table.js';
+import { parsePortArg } from '../services/record.js';
+import { formatCtEntry, type CtEntryInfo } from '../nat/conntrack.js';
 
 const DEFAULT_RUN_DIR = '/run/podnet';
 
@@ -136,6 +138,90 @@ export function buildCli(): Command {
     .action(async (opts: { json?: boolean }) => {
       const nodes = await apiCall<Array<{ name: string; underlayIp: string; subnet: string; vtepMac: string }>>(socketFor(globals()), 'GET', '/v1/nodes');
       print(!!opts.json, nodes, () => formatTable(['NODE', 'UNDERLAY', 'SUBNET', 'VTEP MAC'], nodes.map((n) => [n.name, n.underlayIp, n.subnet, n.vtepMac])));
+    });
+
+  const service = program.command('service').alias('svc').description('services: a stable virtual IP balanced over pods (ClusterIP, NodePort, LoadBalancer)');
+  service
+    .command('add <name>')
+    .description('create a service; prints its cluster IP')
+    .option('--port <port[:target][/tcp|udp]>', 'a service port (repeatable)', collect, [])
+    .option('--selector <k=v>', 'pods with this label are endpoints (repeatable)', collect, [])
+    .addOption(new Option('--type <type>', 'service type').choices(['ClusterIP', 'NodePort', 'LoadBalancer']).default('ClusterIP'))
+    .option('--node-port <n>', 'node port for every service port (30000-32767; default: allocated)', parseIntArg('--node-port', 30000, 32767))
+    .option('--external-ip <ip>', 'an external IP that also reaches the service (repeatable)', collect, [])
+    .addOption(new Option('--session-affinity <mode>', 'keep a client on one endpoint').choices(['None', 'ClientIP']).default('None'))
+    .option('--affinity-timeout <s>', 'seconds a ClientIP affinity lasts (default 10800)', parseIntArg('--affinity-timeout', 1, 86400))
+    .addOption(new Option('--external-traffic-policy <p>', 'Local keeps the client IP and uses only local endpoints').choices(['Cluster', 'Local']).default('Cluster'))
+    .option('--json', 'print the service as JSON')
+    .action(
+      async (
+        name: string,
+        o: { port: string[]; selector: string[]; type: string; nodePort?: number; externalIp: string[]; sessionAffinity: string; affinityTimeout?: number; externalTrafficPolicy: string; json?: boolean },
+      ) => {
+        if (o.port.length === 0) throw new PodnetError('EINVALID', 'invalid service: at least one --port is required');
+        const ports = o.port.map((p) => ({ ...parsePortArg(p), ...(o.nodePort !== undefined ? { nodePort: o.nodePort } : {}) }));
+        const rec = await apiCall<{ clusterIp: string; ports: Array<{ nodePort?: number }>; loadBalancerIp?: string }>(socketFor(globals()), 'POST', '/v1/services', {
+          name,
+          type: o.type,
+          ports,
+          selector: parseLabelArgs(o.selector),
+          externalIps: o.externalIp,
+          sessionAffinity: o.sessionAffinity,
+          ...(o.affinityTimeout !== undefined ? { affinityTimeoutSeconds: o.affinityTimeout } : {}),
+          externalTrafficPolicy: o.externalTrafficPolicy,
+        });
+        print(!!o.json, rec, () => `${rec.clusterIp}\n`);
+      },
+    );
+  service
+    .command('del <name>')
+    .alias('delete')
+    .description('delete a service and free its cluster IP, node ports and LoadBalancer IP')
+    .action(async (name: string) => {
+      await apiCall(socketFor(globals()), 'DELETE', `/v1/services/${encodeURIComponent(name)}`);
+    });
+  service
+    .command('list')
+    .alias('ls')
+    .description('list services with their endpoints')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const list = await apiCall<Array<{ name: string; type: string; clusterIp: string; loadBalancerIp?: string; externalIps: string[]; ports: Array<{ port: number; targetPort: number; protocol: string; nodePort?: number }>; endpoints: string[] }>>(
+        socketFor(globals()),
+        'GET',
+        '/v1/services',
+      );
+      print(!!o.json, list, () =>
+        formatTable(
+          ['NAME', 'TYPE', 'CLUSTER-IP', 'EXTERNAL-IP', 'PORTS', 'ENDPOINTS'],
+          list.map((s) => [
+            s.name,
+            s.type,
+            s.clusterIp,
+            [...(s.loadBalancerIp ? [s.loadBalancerIp] : []), ...s.externalIps].join(',') || '-',
+            s.ports.map((p) => `${p.port}${p.nodePort ? `:${p.nodePort}` : ''}/${p.protocol}`).join(','),
+            s.endpoints.join(',') || '<none>',
+          ]),
+        ),
+      );
+    });
+
+  const conntrack = program.command('conntrack').description('the connection tracking table of a node');
+  conntrack
+    .command('list')
+    .alias('ls')
+    .description('tracked connections with state and timeout (like conntrack -L)')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const list = await apiCall<CtEntryInfo[]>(socketFor(globals()), 'GET', '/v1/conntrack');
+      print(!!o.json, list, () => list.map((e) => formatCtEntry(e) + '\n').join(''));
+    });
+  conntrack
+    .command('flush')
+    .description('remove every tracked connection')
+    .action(async () => {
+      const r = await apiCall<{ removed: number }>(socketFor(globals()), 'POST', '/v1/conntrack/flush');
+      process.stdout.write(`${r.removed} entries removed\n`);
     });
 
   const demo = program.command('demo').description('a multi-host cluster on this machine: hosts as network namespaces on an underlay bridge');

@@ -5,6 +5,7 @@ import { openStore } from '../store/index.js';
 import { ClusterRegistry, type NodeRecord, type PodRecord } from '../store/registry.js';
 import type { ClusterStore, Lease, Watch } from '../store/types.js';
 import { DgramTransport } from '../io/udp.js';
+import { ServiceController } from '../services/controller.js';
 import { VxlanOverlay } from '../dataplane/vxlan.js';
 import { parseMac } from '../packet/index.js';
 import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
@@ -26,6 +27,7 @@ export class ClusterMembership {
   private transport: DgramTransport | undefined;
   private overlay: VxlanOverlay | undefined;
   private nodeWatch: Watch | undefined;
+  services: ServiceController | undefined;
 
   private constructor(
     private readonly cfg: Config,
@@ -64,14 +66,25 @@ export class ClusterMembership {
    * node in the store becomes a peer (route + VTEP), added and removed live as nodes join and leave.
    */
   async attach(node: NodeRuntime): Promise<void> {
+    // Pods are bound to the node's lease: a node that dies takes its pods (and so its endpoints) along.
     node.events = {
-      podAdded: (p) => this.registry.putPod(toRecord(p)).then(() => undefined),
+      podAdded: (p) => this.registry.putPod(toRecord(p), { lease: this.lease }).then(() => undefined),
       podRemoved: (p) => this.registry.deletePod(p.node, p.name).then(() => undefined),
     };
+    this.services = new ServiceController({
+      store: this.store,
+      registry: this.registry,
+      node: this.self.name,
+      serviceCidr: this.cfg.serviceCidr,
+      ...(this.cfg.loadBalancerPool ? { loadBalancerPool: this.cfg.loadBalancerPool } : {}),
+      log: this.log,
+    });
     if (this.self.underlayIp === '0.0.0.0') {
       this.log.warn('no underlay address: this node will not reach other nodes');
+      await this.services.start(node.router, node.conntrack);
       return;
     }
+    node.router.nodeIp = ipToNumber(this.self.underlayIp);
     const vtep = parseMac(this.self.vtepMac);
     const subnet = parseSubnet(this.self.subnet);
     const dp = node.dp;
@@ -108,10 +121,12 @@ export class ClusterMembership {
       overlay!.setPeer({ subnetNetwork: net.network, underlayIp: ipToNumber(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
       this.log.info({ node: n.name, subnet: n.subnet, underlay: n.underlayIp }, ev.type === 'added' ? 'node joined: route added' : 'node updated');
     });
+    await this.services.start(node.router, node.conntrack);
   }
 
   /** Stops following other nodes and closes the VXLAN socket (before the data plane goes away). */
   async stopDataplane(): Promise<void> {
+    await this.services?.stop();
     await this.nodeWatch?.cancel();
     this.nodeWatch = undefined;
     await this.transport?.close();

@@ -54,6 +54,10 @@ export const configSchema = z
     /** Seconds a node's registration lease lives without renewal. */
     leaseTtl: z.number().int().min(1).max(3600).default(10),
     macAgingSeconds: z.number().int().min(1).max(86400).default(300),
+    /** Most tracked connections (services, node ports, masquerade); unassured ones are evicted first. */
+    conntrackMax: z.number().int().min(16).max(8_000_000).default(131072),
+    /** Addresses handed to LoadBalancer services and announced on the underlay by ARP. */
+    loadBalancerPool: cidr.optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   })
   .strict()

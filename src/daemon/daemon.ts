@@ -87,7 +87,16 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
       .route('GET', '/v1/pods/:name', (_b, p) => n.getPod(p.name!))
       .route('DELETE', '/v1/pods/:name', (_b, p) => n.delPod(p.name!))
       .route('GET', '/v1/cluster/pods', () => cluster.listAllPods())
-      .route('GET', '/v1/nodes', () => cluster.listNodes());
+      .route('GET', '/v1/nodes', () => cluster.listNodes())
+      .route('GET', '/v1/services', () => cluster.services!.list())
+      .route('POST', '/v1/services', (body) => cluster.services!.create(body))
+      .route('DELETE', '/v1/services/:name', (_b, p) => cluster.services!.delete(p.name!))
+      .route('GET', '/v1/conntrack', (_b, p) => n.conntrack.list(n.dp.now, p.limit ? Number(p.limit) : 10000))
+      .route('POST', '/v1/conntrack/flush', () => {
+        let removed = 0;
+        n.conntrack.forEach((id, ct) => void (ct.delete(id) && removed++));
+        return { removed };
+      });
     await api.listen(sock);
   } catch (err) {
     await stop('start-up failed');

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { HostPort, TapPort, TunPort } from '../dataplane/ports.js';
 import { Router } from '../dataplane/router.js';
+import { Conntrack } from '../nat/conntrack.js';
+import { Nat, Verdict } from '../nat/nat.js';
 import type { Port } from '../dataplane/port.js';
 import { TunTap } from '../io/tuntap.js';
 import { ip, ipBatch, run, Undo } from '../netns/run.js';
@@ -52,6 +54,7 @@ export class NodeRuntime {
   readonly subnet: Subnet;
   readonly ipam: Ipam;
   readonly gatewayMac: { hi: number; lo: number; str: string };
+  readonly conntrack: Conntrack;
   readonly hostDeviceName = 'podnet0';
   private hostDev: TunTap | undefined;
   private hostPort: HostPort | undefined;
@@ -83,8 +86,16 @@ export class NodeRuntime {
       subnetMask: this.subnet.mask,
       podCidrNetwork: this.podCidr.network,
       podCidrMask: this.podCidr.mask,
+      serviceNetwork: parseSubnet(cfg.serviceCidr).network,
+      serviceMask: parseSubnet(cfg.serviceCidr).mask,
     });
     this.dp.switch.attach(this.router.port);
+    this.conntrack = new Conntrack({ max: cfg.conntrackMax });
+    this.router.nat = new Nat(this.conntrack, { drops: this.router.drops });
+    const ct = this.conntrack;
+    this.dp.afterBatch = () => void ct.gc(this.dp.now, 64);
+    const nat = this.router.nat;
+    this.dp.switch.bridgeHook = (buf, ipOff, ipLen) => nat.translate(buf, ipOff, ipLen, this.dp.now) !== Verdict.Drop;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -113,6 +124,7 @@ export class NodeRuntime {
         `addr add ${numberToIp(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,
         `link set dev ${this.hostDeviceName} up`,
         `route replace ${this.podCidr.cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
+        `route replace ${parseSubnet(this.cfg.serviceCidr).cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
       ]);
       this.hostDev = dev;
       this.hostPort = host;
@@ -265,6 +277,8 @@ export class NodeRuntime {
       host: this.hostPort
         ? { device: this.hostDeviceName, rxFrames: this.hostPort.rxFrames, txFrames: this.hostPort.txFrames, rxBytes: this.hostPort.rxBytes, txBytes: this.hostPort.txBytes }
         : undefined,
+      conntrack: { entries: this.conntrack.size, max: this.cfg.conntrackMax, ...this.conntrack.stats },
+      nat: { ...this.router.nat!.stats },
       switch: { macEntries: this.dp.switch.macs.entries(this.dp.now).length, macTableFull: this.dp.switch.macTableFull, injectOverflow: this.dp.injectOverflow },
     };
   }
@@ -283,10 +297,12 @@ export class NodeRuntime {
         }
       }
       if (this.hostDev) {
-        try {
-          await ip(['route', 'del', this.podCidr.cidr, 'dev', this.hostDeviceName]);
-        } catch {
-          /* the route goes with the device anyway */
+        for (const cidr of [this.podCidr.cidr, parseSubnet(this.cfg.serviceCidr).cidr]) {
+          try {
+            await ip(['route', 'del', cidr, 'dev', this.hostDeviceName]);
+          } catch {
+            /* the route goes with the device anyway */
+          }
         }
         this.hostDev.close();
         this.hostDev = undefined;

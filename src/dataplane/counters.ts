@@ -36,6 +36,12 @@ export const DropReason = {
   NatPortsExhausted: 27,
   /** A packet NAT cannot translate: non-first fragment or a protocol without ports (src/nat). */
   NatUntrackable: 28,
+  /** A new connection to a service port that has no endpoints (answered with ICMP port unreachable). */
+  ServiceNoEndpoints: 29,
+  /** A service VIP on a port no service has (ICMP port unreachable). */
+  ServiceNoPort: 30,
+  /** Taken off the uplink but matching no service, node port or tracked connection. */
+  UplinkNotForUs: 31,
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

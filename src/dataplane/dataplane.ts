@@ -37,6 +37,8 @@ export class Dataplane implements FlushScheduler {
   private injHead = 0;
   private injTail = 0;
   injectOverflow = 0;
+  /** Runs once per batch after the flush (e.g. a bounded slice of conntrack garbage collection). */
+  afterBatch: (() => void) | undefined;
 
   constructor(opts: { macCapacity?: number; agingSeconds?: number; injectCapacity?: number } = {}) {
     this.switch = new Switch(opts);
@@ -117,5 +119,6 @@ export class Dataplane implements FlushScheduler {
     }
     this.dirtyCount = 0;
     this.pool.reset();
+    if (this.afterBatch !== undefined) this.afterBatch();
   }
 }

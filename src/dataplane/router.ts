@@ -23,9 +23,11 @@ import { DropCounters, DropReason } from './counters.js';
 import type { Dataplane } from './dataplane.js';
 import { Port, PortKind } from './port.js';
 import type { HostPort } from './ports.js';
+import { ServiceTable } from './services.js';
+import { Verdict, type Nat } from '../nat/nat.js';
 
 /** Where a routed packet came from: decides what "no route" means and avoids loops. */
-export const Ingress = { Switch: 0, Host: 1, Overlay: 2 } as const;
+export const Ingress = { Switch: 0, Host: 1, Overlay: 2, Uplink: 3 } as const;
 export type Ingress = (typeof Ingress)[keyof typeof Ingress];
 
 /** Result codes an overlay returns for a packet it was handed. */
@@ -41,6 +43,18 @@ export interface Overlay {
   readonly innerMtu: number;
 }
 
+/** Raw IP sends out of the node's uplink (NodePort replies, masqueraded egress). */
+export interface UplinkSender {
+  send(buf: Buffer, ipOff: number, ipLen: number): boolean;
+}
+
+/** Connection mark: the connection enters or leaves through the uplink (NodePort, LB, egress). */
+export const MARK_UPLINK = 1;
+
+/** Ports for SNAT: masquerade to the node uses a range the host's own sockets never use. */
+export const MASQUERADE_PORT_MIN = 61001;
+export const MASQUERADE_PORT_MAX = 65535;
+
 export interface RouterConfig {
   gatewayIp: number;
   gatewayMacHi: number;
@@ -53,6 +67,10 @@ export interface RouterConfig {
   podCidrMask: number;
   /** ICMP errors per second the router may send (token bucket). */
   icmpRatePerSec?: number;
+  serviceNetwork?: number;
+  serviceMask?: number;
+  /** The node's underlay address (masquerade source, node ports); 0 = none. */
+  nodeIp?: number;
 }
 
 /** Byte budget for an ICMP error: the whole error fits in 576 bytes (RFC 1812 4.3.2.3). */
@@ -70,6 +88,13 @@ export class Router {
   readonly drops = new DropCounters();
   overlay: Overlay | undefined;
   host: HostPort | undefined;
+  /** Connection tracking and NAT for services, node ports and masquerade (undefined: no NAT at all). */
+  nat: Nat | undefined;
+  services = new ServiceTable();
+  uplink: UplinkSender | undefined;
+  nodeIp: number;
+  private readonly svcNet: number;
+  private readonly svcMask: number;
   forwarded = 0;
   fragmented = 0;
   icmpSent = 0;
@@ -93,6 +118,9 @@ export class Router {
     readonly cfg: RouterConfig,
   ) {
     this.port = new RouterPort(this);
+    this.nodeIp = cfg.nodeIp ?? 0;
+    this.svcNet = cfg.serviceNetwork ?? 0;
+    this.svcMask = cfg.serviceMask ?? 0xffffffff;
     this.icmpRate = cfg.icmpRatePerSec ?? 1000;
     this.tokens = this.icmpRate;
   }
@@ -119,6 +147,11 @@ export class Router {
   /** An IP packet from the host kernel (host port). */
   fromHost(buf: Buffer, off: number, len: number): void {
     this.routeIp(buf, off, len, Ingress.Host);
+  }
+
+  /** An IP packet taken off the node's uplink (copied into a frame with headroom). */
+  fromUplink(buf: Buffer, off: number, len: number): void {
+    this.routeIp(buf, off, len, Ingress.Uplink);
   }
 
   /** An inner IP packet decapsulated from another node. */
@@ -159,10 +192,31 @@ export class Router {
     if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return this.drops.add(DropReason.MalformedIpv4);
     if (!ip.verifyChecksum()) return this.drops.add(DropReason.BadIpChecksum);
     ipLen = ip.totalLength; // ignore Ethernet padding
-    const dst = ip.dst;
+    let viaUplink = false;
+    const nat = this.nat;
+    if (nat !== undefined) {
+      let v = nat.translate(buf, ipOff, ipLen, this.dp.now);
+      if (v === Verdict.New) v = this.newConnection(nat, buf, ipOff, ipLen, ingress);
+      if (v === Verdict.Drop) return;
+      if (v === Verdict.Ok && nat.ref >= 0 && (nat.ct.mark(nat.ref >> 1) & MARK_UPLINK) !== 0) viaUplink = true;
+    } else if (ingress === Ingress.Uplink) {
+      return this.drops.add(DropReason.UplinkNotForUs);
+    }
+    const dst = ip.dst; // after NAT
     const cfg = this.cfg;
 
     if (dst === cfg.gatewayIp) return this.localDeliver(buf, ipOff, ipLen);
+    if (viaUplink && this.uplink !== undefined && ((dst & cfg.podCidrMask) >>> 0) !== cfg.podCidrNetwork) {
+      if (ip.ttl <= 1) {
+        this.icmpError(buf, ipOff, ipLen, IcmpType.TimeExceeded, 0, 0);
+        return this.drops.add(DropReason.TtlExceeded);
+      }
+      this.ipw.reset(buf, ipOff, ipLen);
+      this.ipw.decrementTtl();
+      this.forwarded++;
+      if (!this.uplink.send(buf, ipOff, ipLen)) this.drops.add(DropReason.TxFailed);
+      return;
+    }
     if (ip.ttl <= 1) {
       this.icmpError(buf, ipOff, ipLen, IcmpType.TimeExceeded, 0, 0);
       return this.drops.add(DropReason.TtlExceeded);
@@ -171,6 +225,70 @@ export class Router {
     this.ipw.decrementTtl();
     this.forwarded++;
     this.send(buf, ipOff, ipLen, dst, ingress);
+  }
+
+  /**
+   * The first packet of a connection conntrack does not know: services (cluster, external and
+   * LoadBalancer IPs), node ports from the uplink, and masquerade of pod traffic leaving the cluster.
+   * Decided once here; every later packet of the connection is rewritten by `nat.translate`.
+   */
+  private newConnection(nat: Nat, buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): Verdict {
+    const proto = nat.proto;
+    const dst = nat.dst;
+    const src = nat.src;
+    const now = this.dp.now;
+    const svc = this.services;
+    const fromOutside = ingress === Ingress.Uplink;
+    if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
+      let slot = svc.lookupVip(dst, proto, nat.dport);
+      if (slot < 0 && fromOutside && dst === this.nodeIp) slot = svc.lookupNodePort(proto, nat.dport);
+      if (slot >= 0) {
+        const localOnly = fromOutside && svc.policyLocal(slot);
+        const ep = svc.pick(slot, src, now, localOnly);
+        if (ep === 0) {
+          this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Port, 0);
+          this.drops.add(DropReason.ServiceNoEndpoints);
+          return Verdict.Drop;
+        }
+        const port = svc.targetPort(slot);
+        let v: Verdict;
+        if (fromOutside && !localOnly) {
+          // NodePort/LB with policy Cluster: masquerade to our gateway so replies come back here.
+          v = nat.createDnatSnat(buf, ipOff, ipLen, now, ep, port, this.cfg.gatewayIp, 1024, 65535);
+        } else if (ep === src) {
+          // Hairpin: a pod reaching itself through its service sees the gateway as the client.
+          v = nat.createDnatSnat(buf, ipOff, ipLen, now, ep, port, this.cfg.gatewayIp, 1024, 65535);
+        } else {
+          v = nat.createDnat(buf, ipOff, ipLen, now, ep, port);
+        }
+        if (v === Verdict.Ok && fromOutside && nat.ref >= 0) nat.ct.setMark(nat.ref >> 1, MARK_UPLINK);
+        return v;
+      }
+    }
+    if (svc.isVip(dst) || (((dst & this.svcMask) >>> 0) === this.svcNet && ingress !== Ingress.Uplink)) {
+      this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Port, 0);
+      this.drops.add(DropReason.ServiceNoPort);
+      return Verdict.Drop;
+    }
+    if (fromOutside) {
+      this.drops.add(DropReason.UplinkNotForUs);
+      return Verdict.Drop;
+    }
+    // Masquerade: pod traffic to anything outside the pod and service CIDRs and not this node.
+    if (
+      this.uplink !== undefined &&
+      this.nodeIp !== 0 &&
+      ingress !== Ingress.Host &&
+      ((src & this.cfg.podCidrMask) >>> 0) === this.cfg.podCidrNetwork &&
+      ((dst & this.cfg.podCidrMask) >>> 0) !== this.cfg.podCidrNetwork &&
+      dst !== this.nodeIp &&
+      (proto === IpProtocol.TCP || proto === IpProtocol.UDP || proto === IpProtocol.ICMP)
+    ) {
+      const v = nat.createSnat(buf, ipOff, ipLen, now, this.nodeIp, MASQUERADE_PORT_MIN, MASQUERADE_PORT_MAX);
+      if (v === Verdict.Ok && nat.ref >= 0) nat.ct.setMark(nat.ref >> 1, MARK_UPLINK);
+      return v;
+    }
+    return Verdict.NotTracked;
   }
 
   /**

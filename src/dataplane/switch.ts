@@ -16,6 +16,11 @@ export class Switch {
   readonly macs: MacTable;
   now = 0;
   macTableFull = 0;
+  /**
+   * Like Linux's br_netfilter: IPv4 between two pod ports is shown to connection tracking, so a service
+   * endpoint answering a client on the same node (directly, over L2) is un-NATed. Returns false to drop.
+   */
+  bridgeHook: ((buf: Buffer, ipOff: number, ipLen: number) => boolean) | undefined;
   private readonly eth = new EthernetView();
   private readonly ipv = new Ipv4View();
   private readonly arp = new ArpView();
@@ -73,6 +78,9 @@ export class Switch {
     if (out === port.index) return port.drop(DropReason.SameSegment);
     const dst = this.ports[out];
     if (dst === undefined) return port.drop(DropReason.PortDown);
+    if (this.bridgeHook !== undefined && port.restricted && dst.restricted && eth.etherType === EtherType.IPv4) {
+      if (!this.bridgeHook(buf, eth.payloadOffset, eth.payloadLength)) return;
+    }
     dst.txFrames++;
     dst.txBytes += len;
     dst.output(buf, off, len);

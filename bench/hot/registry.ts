@@ -1,0 +1,30 @@
+/**
+ * The scenario registry: every scenario `bench:hot` knows, in the order they run.
+ *
+ * EXTENSION POINT. A new scenario is a `Scenario` (see `workload.ts`): a name `family/variant`, an
+ * `unavailable()` probe (return a reason and it is listed as "not available yet" without failing the
+ * run) and a `setup()` that returns a `Workload` — usually a `RingWorkload` (a device ring through the
+ * real `Dataplane`), or a `PacketWorkload` for a module the data path does not call yet. Add it to a
+ * module under `scenarios/` and list it here.
+ *
+ * Connection tracking / NAT (src/nat) scenarios live in `scenarios/nat.ts`:
+ *   clusterip_established/{1k,100k,1M}   conntrack lookup + DNAT + checksum update, N tracked connections
+ *   new_connections/{clusterip,masquerade} conntrack insert + NAT setup (+ source port allocation)
+ * They load src/nat at run time, so the bench builds and runs whether or not it is there yet.
+ */
+import { dataplaneScenarios } from './scenarios/dataplane.js';
+import { natScenarios } from './scenarios/nat.js';
+import type { Scenario } from './workload.js';
+
+export const registry: readonly Scenario[] = [...dataplaneScenarios, ...natScenarios];
+
+/** Scenarios whose name or family is one of `names` (all when `names` is empty); unknown names throw. */
+export function select(names: readonly string[]): Scenario[] {
+  if (names.length === 0) return [...registry];
+  const unknown = names.filter((n) => !registry.some((s) => s.name === n || s.family === n));
+  if (unknown.length > 0) {
+    const known = [...new Set(registry.flatMap((s) => [s.family, s.name]))].join(', ');
+    throw new Error(`unknown scenario ${unknown.map((n) => JSON.stringify(n)).join(', ')}; known: ${known}`);
+  }
+  return registry.filter((s) => names.includes(s.name) || names.includes(s.family));
+}
