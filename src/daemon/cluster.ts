@@ -4,9 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { openStore } from '../store/index.js';
 import { ClusterRegistry, type NodeRecord, type PodRecord } from '../store/registry.js';
 import type { ClusterStore, Lease, Watch } from '../store/types.js';
-import { DgramTransport } from '../io/udp.js';
+import { DgramTransport, NativeUdpTransport } from '../io/udp.js';
 import { ServiceController } from '../services/controller.js';
 import { VxlanOverlay } from '../dataplane/vxlan.js';
+import type { Dataplane } from '../dataplane/dataplane.js';
 import { parseMac } from '../packet/index.js';
 import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
 import type { Config } from './config.js';
@@ -24,10 +25,11 @@ export function vtepMacFor(underlayIp: string | undefined): string {
  * under a lease, publishes its pods, and follows the other nodes.
  */
 export class ClusterMembership {
-  private transport: DgramTransport | undefined;
+  private transport: DgramTransport | NativeUdpTransport | undefined;
   private overlay: VxlanOverlay | undefined;
   private nodeWatch: Watch | undefined;
   services: ServiceController | undefined;
+  private dp: Dataplane | undefined;
 
   private constructor(
     private readonly cfg: Config,
@@ -88,13 +90,29 @@ export class ClusterMembership {
     const vtep = parseMac(this.self.vtepMac);
     const subnet = parseSubnet(this.self.subnet);
     const dp = node.dp;
+    this.dp = dp;
     let overlay: VxlanOverlay | undefined;
-    this.transport = await DgramTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (buf, srcIp) => {
-      dp.tick();
-      overlay!.receive(buf, 0, buf.length, srcIp);
-      dp.drainInjected();
-      dp.flush();
-    });
+    if (this.cfg.vxlan.transport === 'native') {
+      const t = await NativeUdpTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (ring, count) => {
+        dp.tick();
+        const buf = ring.buffer;
+        let off = ring.headroom;
+        for (let i = 0; i < count; i++, off += ring.slotSize) {
+          overlay!.receive(buf, off, ring.lengths[i]!, ring.srcIps[i]!);
+          dp.drainInjected();
+        }
+        dp.flush();
+      });
+      dp.addFlushable(t);
+      this.transport = t;
+    } else {
+      this.transport = await DgramTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (buf, srcIp) => {
+        dp.tick();
+        overlay!.receive(buf, 0, buf.length, srcIp);
+        dp.drainInjected();
+        dp.flush();
+      });
+    }
     overlay = new VxlanOverlay(
       { vni: this.cfg.vxlan.vni, port: this.cfg.vxlan.port, localVtepMacHi: vtep.hi, localVtepMacLo: vtep.lo, innerMtu: this.cfg.underlay.mtu - 50, subnetMask: subnet.mask },
       this.transport,
@@ -129,6 +147,7 @@ export class ClusterMembership {
     await this.services?.stop();
     await this.nodeWatch?.cancel();
     this.nodeWatch = undefined;
+    if (this.transport instanceof NativeUdpTransport) this.dp?.removeFlushable(this.transport);
     await this.transport?.close();
     this.transport = undefined;
   }

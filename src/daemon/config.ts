@@ -43,8 +43,10 @@ export const configSchema = z
       .object({
         vni: z.number().int().min(0).max(0xffffff).default(1),
         port: z.number().int().min(1).max(65535).default(8472),
+        /** native: the addon's recvmmsg/sendmmsg socket (default); dgram: Node's dgram (fallback). */
+        transport: z.enum(['native', 'dgram']).default('native'),
       })
-      .default({ vni: 1, port: 8472 }),
+      .default({ vni: 1, port: 8472, transport: 'native' }),
     store: z
       .discriminatedUnion('kind', [
         z.object({ kind: z.literal('embedded'), path: z.string().min(1) }),

@@ -37,6 +37,8 @@ export class Dataplane implements FlushScheduler {
   private injHead = 0;
   private injTail = 0;
   injectOverflow = 0;
+  /** Queues outside the ports (e.g. the VXLAN socket's) flushed with every batch, before buffers are reused. */
+  private readonly flushables: Array<{ flush(): number }> = [];
   /** Runs once per batch after the flush (e.g. a bounded slice of conntrack garbage collection). */
   afterBatch: (() => void) | undefined;
 
@@ -59,6 +61,15 @@ export class Dataplane implements FlushScheduler {
     if (this.dirtyCount === this.dirty.length) this.dirty.push(q);
     else this.dirty[this.dirtyCount] = q;
     this.dirtyCount++;
+  }
+
+  addFlushable(f: { flush(): number }): void {
+    this.flushables.push(f);
+  }
+
+  removeFlushable(f: { flush(): number }): void {
+    const i = this.flushables.indexOf(f);
+    if (i >= 0) this.flushables.splice(i, 1);
   }
 
   /** Queues a generated frame to enter the switch from `port` once the current frame is done. */
@@ -118,6 +129,7 @@ export class Dataplane implements FlushScheduler {
       this.dirty[i]!.flush();
     }
     this.dirtyCount = 0;
+    for (let i = 0; i < this.flushables.length; i++) this.flushables[i]!.flush();
     this.pool.reset();
     if (this.afterBatch !== undefined) this.afterBatch();
   }
