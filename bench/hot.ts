@@ -1,7 +1,7 @@
 /**
  * `npm run bench:hot`: the data path on its own. Synthetic, valid frames pushed through the real
- * switch, router and VXLAN modules (and NAT, when src/nat is there), with counting sinks at the device
- * boundary: no devices, no syscalls.
+ * switch, router (with conntrack/NAT) and VXLAN modules, wired as the daemon wires them, with counting
+ * sinks at the device boundary: no devices, no syscalls.
  *
  *   node --expose-gc dist/bench/hot.js [--quick] [--scenario NAME]... [--json-only] [--in-process] [--list]
  *

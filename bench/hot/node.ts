@@ -1,14 +1,19 @@
 /**
  * One node's data plane assembled from the daemon's own modules, without devices: the real `Dataplane`,
- * `Switch`, `Router`, `TapPort`s and `VxlanOverlay`, with counting sinks at the device boundary.
- * The wiring follows `src/daemon/node.ts` (router port on the switch, pod ports restricted to the MAC
- * and IP the pod was given, pod MACs in the neighbour table) and `src/daemon/cluster.ts` (overlay).
+ * `Switch`, `Router` (with connection tracking and NAT), `TapPort`s and `VxlanOverlay`, with counting
+ * sinks at the device boundary. The wiring follows `src/daemon/node.ts` (router port on the switch, pod
+ * ports restricted to the MAC and IP the pod was given, pod MACs in the neighbour table, a `Conntrack` of
+ * the default size with `Nat` in the router, the switch's bridge hook through conntrack, a conntrack GC
+ * slice after each batch) and `src/daemon/cluster.ts` (overlay, node address).
  */
 import { Dataplane, type IngressPort } from '../../src/dataplane/dataplane.js';
 import type { FrameSink } from '../../src/dataplane/port.js';
 import { TapPort } from '../../src/dataplane/ports.js';
-import { Router } from '../../src/dataplane/router.js';
+import { Router, type UplinkSender } from '../../src/dataplane/router.js';
+import { ServiceTable, type ServiceTableSpec } from '../../src/dataplane/services.js';
 import { VxlanOverlay, type UdpTransport } from '../../src/dataplane/vxlan.js';
+import { Conntrack } from '../../src/nat/conntrack.js';
+import { Nat, Verdict } from '../../src/nat/nat.js';
 import { VXLAN_PORT_LINUX, parseIpv4 } from '../../src/packet/index.js';
 
 /** The device boundary: counts frames and bytes handed to a device write, never copies or keeps them. */
@@ -45,7 +50,21 @@ export class CountingTransport implements UdpTransport {
   }
 }
 
-/** A MAC as the data path holds it, plus its text form for messages. */
+/** The uplink's raw IP socket stand-in (masquerade, node ports): counts packets, never copies them. */
+export class CountingUplink implements UplinkSender {
+  packets = 0;
+  bytes = 0;
+  inspect: ((buf: Buffer, ipOff: number, ipLen: number) => void) | undefined = undefined;
+
+  send(buf: Buffer, ipOff: number, ipLen: number): boolean {
+    if (this.inspect !== undefined) this.inspect(buf, ipOff, ipLen);
+    this.packets++;
+    this.bytes += ipLen;
+    return true;
+  }
+}
+
+/** A MAC as the data path holds it. */
 export interface Mac {
   hi: number;
   lo: number;
@@ -88,11 +107,32 @@ export const NET = {
   vxlanPort: VXLAN_PORT_LINUX,
   /** flannel's default: underlay MTU 1500 - 50. */
   innerMtu: 1450,
+  /** The daemon's default service CIDR, 10.96.0.0/12. */
+  serviceNetwork: parseIpv4('10.96.0.0'),
+  serviceMask: 0xfff00000,
+  /** The daemon's default `conntrackMax`. */
+  conntrackMax: 131072,
 } as const;
+
+export interface NodeOptions {
+  /** TAP pods 10.244.1.2, .3, ... (default 4). */
+  pods?: number;
+  /** Other nodes 10.244.2.0/24 at 192.168.50.12, 10.244.3.0/24 at .13, ... (default 4). */
+  peers?: number;
+  /** Conntrack size (default the daemon's, 131072). */
+  conntrackMax?: number;
+  /** Services, as the service controller installs them (default none). */
+  services?: ServiceTableSpec;
+  /** Give the router an uplink (masquerade, node ports); the daemon has none yet (default false). */
+  uplink?: boolean;
+}
 
 export interface BenchNode {
   dp: Dataplane;
   router: Router;
+  conntrack: Conntrack;
+  nat: Nat;
+  uplink: CountingUplink;
   pods: BenchPod[];
   overlay: VxlanOverlay;
   transport: CountingTransport;
@@ -103,11 +143,10 @@ export interface BenchNode {
   drops(): Record<string, number>;
 }
 
-/**
- * Builds a node with `podCount` TAP pods (10.244.1.2, .3, ...) and `peerCount` other nodes
- * (10.244.2.0/24 at 192.168.50.12, 10.244.3.0/24 at .13, ...).
- */
-export function buildNode(podCount = 4, peerCount = 4): BenchNode {
+/** Builds a node as the daemon does (see the module comment and `NodeOptions`). */
+export function buildNode(opts: NodeOptions = {}): BenchNode {
+  const podCount = opts.pods ?? 4;
+  const peerCount = opts.peers ?? 4;
   const dp = new Dataplane();
   const gwMac = gatewayMac(NET.gatewayIp);
   const router = new Router(dp, {
@@ -119,8 +158,21 @@ export function buildNode(podCount = 4, peerCount = 4): BenchNode {
     subnetMask: NET.subnetMask,
     podCidrNetwork: NET.podCidr,
     podCidrMask: NET.podCidrMask,
+    serviceNetwork: NET.serviceNetwork,
+    serviceMask: NET.serviceMask,
   });
   dp.switch.attach(router.port);
+  // As src/daemon/node.ts: conntrack + NAT in the router, GC slice per batch, bridge hook.
+  const conntrack = new Conntrack({ max: opts.conntrackMax ?? NET.conntrackMax });
+  const nat = new Nat(conntrack, { drops: router.drops });
+  router.nat = nat;
+  dp.afterBatch = () => void conntrack.gc(dp.now, 64);
+  dp.switch.bridgeHook = (buf, ipOff, ipLen) => nat.translate(buf, ipOff, ipLen, dp.now) !== Verdict.Drop;
+  // As src/daemon/cluster.ts and the service controller.
+  router.nodeIp = NET.underlayIp;
+  if (opts.services !== undefined) router.services = new ServiceTable(opts.services);
+  const uplink = new CountingUplink();
+  if (opts.uplink === true) router.uplink = uplink;
 
   const pods: BenchPod[] = [];
   for (let i = 0; i < podCount; i++) {
@@ -183,5 +235,5 @@ export function buildNode(podCount = 4, peerCount = 4): BenchNode {
     return out;
   };
 
-  return { dp, router, pods, overlay, transport, peers, vxlanIngress, drops };
+  return { dp, router, conntrack, nat, uplink, pods, overlay, transport, peers, vxlanIngress, drops };
 }

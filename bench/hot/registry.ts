@@ -3,14 +3,13 @@
  *
  * EXTENSION POINT. A new scenario is a `Scenario` (see `workload.ts`): a name `family/variant`, an
  * `unavailable()` probe (return a reason and it is listed as "not available yet" without failing the
- * run) and a `setup()` that returns a `Workload` — usually a `RingWorkload` (a device ring through the
- * real `Dataplane`), or a `PacketWorkload` for a module the data path does not call yet. Add it to a
- * module under `scenarios/` and list it here.
+ * run) and a `setup()` that returns a `Workload`, usually a `RingWorkload`: a device ring of one
+ * port through the real `Dataplane` (with a `prepare` step if the frames must change from batch to
+ * batch). Add it to a module under `scenarios/` and list it here.
  *
- * Connection tracking / NAT (src/nat) scenarios live in `scenarios/nat.ts`:
- *   clusterip_established/{1k,100k,1M}   conntrack lookup + DNAT + checksum update, N tracked connections
- *   new_connections/{clusterip,masquerade} conntrack insert + NAT setup (+ source port allocation)
- * They load src/nat at run time, so the bench builds and runs whether or not it is there yet.
+ * Connection tracking / NAT scenarios (router + src/nat) live in `scenarios/nat.ts`:
+ *   clusterip_established/{1k,100k,1M}      conntrack lookup + DNAT + checksum update, N tracked connections
+ *   new_connections/{clusterip,masquerade}  conntrack insert + NAT setup (+ source port allocation)
  */
 import { dataplaneScenarios } from './scenarios/dataplane.js';
 import { natScenarios } from './scenarios/nat.js';

@@ -49,27 +49,46 @@ export interface Captured {
   srcPort?: number;
 }
 
-/**
- * A receive ring of one port fed through the real `Dataplane`. `capture(on)` switches the sink's or
- * transport's inspection on (collecting into the array it returns) or off; `check(k, out)` verifies the
- * k-th output against frame k of the ring.
- */
+export interface RingWorkloadSpec {
+  dp: Dataplane;
+  /** The port the ring belongs to (a pod's TAP port, or the VXLAN socket's stand-in). */
+  port: IngressPort;
+  ring: FrameRing;
+  frameBytes: number;
+  /** Frames at the device boundary so far. */
+  counter: () => number;
+  drops: () => Record<string, number>;
+  /** Switches the sink's/transport's inspection on (collecting into the returned array) or off. */
+  capture: (on: boolean) => Captured[];
+  /** Verifies the k-th output against frame k of the ring (as the last `prepare` left it). */
+  check: (k: number, out: Captured) => void;
+  /**
+   * Gets the ring ready for the next batch (default: `ring.restore`). Scenarios whose frames differ from
+   * batch to batch (new connections, random flows) also write the flow fields here. Timed separately.
+   */
+  prepare?: () => void;
+}
+
+/** A receive ring of one port fed through the real `Dataplane`. */
 export class RingWorkload implements Workload {
   readonly batchSize: number;
   readonly restoreBytes: number;
+  readonly frameBytes: number;
+  private readonly dp: Dataplane;
+  private readonly port: IngressPort;
+  private readonly ring: FrameRing;
+  private readonly prepare: (() => void) | undefined;
 
-  constructor(
-    private readonly dp: Dataplane,
-    private readonly port: IngressPort,
-    private readonly ring: FrameRing,
-    readonly frameBytes: number,
-    private readonly counter: () => number,
-    private readonly dropsFn: () => Record<string, number>,
-    private readonly capture: (on: boolean) => Captured[],
-    private readonly check: (k: number, out: Captured) => void,
-  ) {
-    this.batchSize = ring.slots;
-    this.restoreBytes = ring.restoreBytes;
+  constructor(private readonly spec: RingWorkloadSpec) {
+    this.dp = spec.dp;
+    this.port = spec.port;
+    this.ring = spec.ring;
+    this.frameBytes = spec.frameBytes;
+    this.batchSize = spec.ring.slots;
+    this.restoreBytes = spec.ring.restoreBytes;
+    const ring = spec.ring;
+    const n = this.batchSize;
+    this.prepare = spec.prepare ?? (ring.restoreBytes > 0 ? () => ring.restore(n) : undefined);
   }
 
   run(batches: number): void {
@@ -77,9 +96,10 @@ export class RingWorkload implements Workload {
     const port = this.port;
     const ring = this.ring;
     const n = this.batchSize;
-    if (this.restoreBytes > 0) {
+    const prepare = this.prepare;
+    if (prepare !== undefined) {
       for (let b = 0; b < batches; b++) {
-        ring.restore(n);
+        prepare();
         dp.receiveRing(port, ring, n);
       }
     } else {
@@ -88,35 +108,36 @@ export class RingWorkload implements Workload {
   }
 
   restoreOnly(batches: number): void {
-    const ring = this.ring;
-    const n = this.batchSize;
-    for (let b = 0; b < batches; b++) ring.restore(n);
+    const prepare = this.prepare;
+    if (prepare === undefined) return;
+    for (let b = 0; b < batches; b++) prepare();
   }
 
   delivered(): number {
-    return this.counter();
+    return this.spec.counter();
   }
 
   drops(): Record<string, number> {
-    return this.dropsFn();
+    return this.spec.drops();
   }
 
   verify(): void {
     this.ring.restoreAll();
-    const out = this.capture(true);
-    const before = this.counter();
+    this.prepare?.();
+    const out = this.spec.capture(true);
+    const before = this.spec.counter();
     try {
       this.dp.receiveRing(this.port, this.ring, this.batchSize);
     } finally {
-      this.capture(false);
+      this.spec.capture(false);
     }
-    const got = this.counter() - before;
+    const got = this.spec.counter() - before;
     if (got !== this.batchSize || out.length !== this.batchSize) {
       throw new Error(`verification batch: ${this.batchSize} frames in, ${got} counted and ${out.length} seen at the device boundary; drops ${JSON.stringify(this.drops())}`);
     }
     for (let k = 0; k < out.length; k++) {
       try {
-        this.check(k, out[k]!);
+        this.spec.check(k, out[k]!);
       } catch (err) {
         throw new Error(`verification: output frame ${k}: ${(err as Error).message}`);
       }
@@ -125,46 +146,3 @@ export class RingWorkload implements Workload {
   }
 }
 
-/**
- * A per-packet workload for a module the data path does not call yet (so `Dataplane.receiveRing` would
- * not reach it): each batch is `prepare()` (restore or generate the batch's frames; timed on its own and
- * subtracted) followed by `process()` (the code under test).
- */
-export class PacketWorkload implements Workload {
-  constructor(
-    readonly frameBytes: number,
-    readonly batchSize: number,
-    readonly restoreBytes: number,
-    private readonly prepare: () => void,
-    private readonly process: () => void,
-    private readonly counter: () => number,
-    private readonly dropsFn: () => Record<string, number>,
-    private readonly verifyFn: () => void,
-  ) {}
-
-  run(batches: number): void {
-    const prepare = this.prepare;
-    const process = this.process;
-    for (let b = 0; b < batches; b++) {
-      prepare();
-      process();
-    }
-  }
-
-  restoreOnly(batches: number): void {
-    const prepare = this.prepare;
-    for (let b = 0; b < batches; b++) prepare();
-  }
-
-  delivered(): number {
-    return this.counter();
-  }
-
-  drops(): Record<string, number> {
-    return this.dropsFn();
-  }
-
-  verify(): void {
-    this.verifyFn();
-  }
-}

@@ -4,95 +4,22 @@
  *   64B   - 64-byte Ethernet frames, IPv4/UDP (22 bytes of payload): the per-packet cost.
  *   1400B - 1400-byte Ethernet frames, IPv4/TCP ACK|PSH with DF (1346 bytes of payload): bulk data.
  * Sizes are inner frames, as a TAP pod sends and receives them (a VXLAN datagram is 8 bytes more, the
- * wire frame between nodes 50 more).
+ * wire frame between nodes 50 more). The node is wired as the daemon's, so these paths include its
+ * connection tracking: the switch's bridge hook (`nat.translate` for IPv4 between two pod ports) and the
+ * router's `nat.translate` (+ the new-connection decision, which finds no service and tracks nothing).
  */
-import {
-  ETH_HLEN,
-  EthernetView,
-  EtherType,
-  IpProtocol,
-  IPV4_MIN_HLEN,
-  Ipv4View,
-  ParseError,
-  TcpView,
-  UdpView,
-  VXLAN_HLEN,
-  VxlanView,
-  ipv4ToString,
-  macToString,
-} from '../../../src/packet/index.js';
+import { ETH_HLEN, IPV4_MIN_HLEN, ParseError, VXLAN_HLEN, VxlanView, ipv4ToString } from '../../../src/packet/index.js';
+import { capturer, expect, expectEthernet, expectInPlace, expectRouted, transportCapturer } from '../checks.js';
 import { BATCH, FrameRing, writeFrame, writeVxlanPayload, type L4 } from '../frames.js';
-import { buildNode, gatewayMac, NET, type Mac } from '../node.js';
-import { RingWorkload, type Captured, type Scenario, type Workload } from '../workload.js';
+import { buildNode, gatewayMac, NET } from '../node.js';
+import { RingWorkload, type Scenario, type Workload } from '../workload.js';
+
+const vx = new VxlanView();
 
 const SIZES: ReadonlyArray<{ variant: string; bytes: number; l4: L4 }> = [
   { variant: '64B', bytes: 64, l4: 'udp' },
   { variant: '1400B', bytes: 1400, l4: 'tcp' },
 ];
-
-const eth = new EthernetView();
-const ip = new Ipv4View();
-const origIp = new Ipv4View();
-const udp = new UdpView();
-const tcp = new TcpView();
-const vx = new VxlanView();
-
-function expect(cond: boolean, what: string): void {
-  if (!cond) throw new Error(what);
-}
-
-function expectMac(hi: number, lo: number, want: Mac, what: string): void {
-  expect(hi === want.hi && lo >>> 0 === want.lo >>> 0, `${what} is ${macToString(hi, lo)}, expected ${macToString(want.hi, want.lo)}`);
-}
-
-/** The output is the ring's own memory (zero-copy) at the expected offset and length. */
-function expectInPlace(out: Captured, ring: FrameRing, off: number, len: number): void {
-  expect(out.buf === ring.buffer, 'the frame is not the receive ring memory (copied?)');
-  expect(out.off === off && out.len === len, `frame at ${out.off}+${out.len}, expected ${off}+${len}`);
-}
-
-/** Checks an Ethernet frame's header against the expected MACs and IPv4 EtherType. */
-function expectEthernet(buf: Buffer, off: number, len: number, dst: Mac, src: Mac, what: string): void {
-  expect(eth.reset(buf, off, len) === ParseError.Ok, `${what}: bad Ethernet header`);
-  expectMac(eth.dstHi, eth.dstLo, dst, `${what} destination MAC`);
-  expectMac(eth.srcHi, eth.srcLo, src, `${what} source MAC`);
-  expect(eth.etherType === EtherType.IPv4, `${what} EtherType 0x${eth.etherType.toString(16)}`);
-}
-
-/**
- * A routed packet: valid header checksum, TTL one less than the original's, every other byte of the
- * packet (addresses, L4 header and payload) unchanged, L4 checksum still valid.
- */
-function expectRouted(buf: Buffer, ipOff: number, ipLen: number, orig: Buffer, origIpOff: number): void {
-  expect(ip.reset(buf, ipOff, ipLen) === ParseError.Ok, 'bad IPv4 header');
-  expect(origIp.reset(orig, origIpOff, orig.length - origIpOff) === ParseError.Ok, 'bad original IPv4 header');
-  expect(ip.verifyChecksum(), 'IPv4 header checksum wrong');
-  expect(ip.ttl === origIp.ttl - 1, `TTL ${ip.ttl}, expected ${origIp.ttl - 1}`);
-  expect(ip.totalLength === origIp.totalLength, 'total length changed');
-  const a = buf.subarray(ipOff, ipOff + ip.totalLength);
-  const b = orig.subarray(origIpOff, origIpOff + origIp.totalLength);
-  for (let i = 0; i < a.length; i++) {
-    if (i === 8 || i === 10 || i === 11) continue; // TTL and header checksum
-    expect(a[i] === b[i], `byte ${i} of the IPv4 packet changed (0x${b[i]!.toString(16)} -> 0x${a[i]!.toString(16)})`);
-  }
-  if (ip.protocol === IpProtocol.UDP) {
-    expect(udp.reset(buf, ip.payloadOffset, ip.payloadLength) === ParseError.Ok, 'bad UDP header');
-    expect(udp.checksum !== 0 && udp.verifyChecksum(ip.src, ip.dst), 'UDP checksum wrong');
-  } else {
-    expect(ip.protocol === IpProtocol.TCP, `unexpected protocol ${ip.protocol}`);
-    expect(tcp.reset(buf, ip.payloadOffset, ip.payloadLength) === ParseError.Ok, 'bad TCP header');
-    expect(tcp.verifyChecksum(ip.src, ip.dst), 'TCP checksum wrong');
-  }
-}
-
-/** Switches a sink/transport's `inspect` hook on (collecting into a fresh array) or off. */
-function capturer(set: (fn: ((out: Captured) => void) | undefined) => void): (on: boolean) => Captured[] {
-  return (on) => {
-    const seen: Captured[] = [];
-    set(on ? (out) => seen.push(out) : undefined);
-    return seen;
-  };
-}
 
 /** `l2_forward`: TAP pod 0 -> TAP pod 1 on one switch, known unicast; the frame is not touched. */
 async function l2Forward(bytes: number, l4: L4): Promise<Workload> {
@@ -105,19 +32,19 @@ async function l2Forward(bytes: number, l4: L4): Promise<Workload> {
     ring.fill(i, (buf, off) => writeFrame(buf, off, f, bytes));
   }
   ring.seal();
-  return new RingWorkload(
-    node.dp,
-    a.port,
+  return new RingWorkload({
+    dp: node.dp,
+    port: a.port,
     ring,
-    bytes,
-    () => b.sink.frames,
-    node.drops,
-    capturer((fn) => (b.sink.inspect = fn === undefined ? undefined : (buf, off, len) => fn({ buf, off, len }))),
-    (k, out) => {
+    frameBytes: bytes,
+    counter: () => b.sink.frames,
+    drops: node.drops,
+    capture: capturer((fn) => (b.sink.inspect = fn === undefined ? undefined : (buf, off, len) => fn({ buf, off, len }))),
+    check: (k, out) => {
       expectInPlace(out, ring, ring.frameOffset(k), bytes);
       expect(out.buf.subarray(out.off, out.off + out.len).equals(ring.original(k)), 'the frame was modified');
     },
-  );
+  });
 }
 
 /**
@@ -140,18 +67,15 @@ async function routeVxlanEncap(bytes: number, l4: L4): Promise<Workload> {
     ring.fill(i, (buf, off) => writeFrame(buf, off, f, bytes));
   }
   ring.seal();
-  return new RingWorkload(
-    node.dp,
-    a.port,
+  return new RingWorkload({
+    dp: node.dp,
+    port: a.port,
     ring,
-    bytes,
-    () => node.transport.datagrams,
-    node.drops,
-    capturer(
-      (fn) =>
-        (node.transport.inspect = fn === undefined ? undefined : (buf, off, len, dstIp, dstPort, srcPort) => fn({ buf, off, len, dstIp, dstPort, srcPort })),
-    ),
-    (k, out) => {
+    frameBytes: bytes,
+    counter: () => node.transport.datagrams,
+    drops: node.drops,
+    capture: transportCapturer(node.transport),
+    check: (k, out) => {
       const peer = node.peers[peerOf[k]!]!;
       expectInPlace(out, ring, ring.frameOffset(k) - VXLAN_HLEN, VXLAN_HLEN + bytes);
       expect(out.dstIp === peer.underlayIp, `sent to ${ipv4ToString(out.dstIp!)}, expected ${ipv4ToString(peer.underlayIp)}`);
@@ -162,7 +86,7 @@ async function routeVxlanEncap(bytes: number, l4: L4): Promise<Workload> {
       expectEthernet(out.buf, vx.payloadOffset, vx.payloadLength, peer.vtepMac, NET.vtepMac, 'inner frame');
       expectRouted(out.buf, vx.payloadOffset + ETH_HLEN, bytes - ETH_HLEN, ring.original(k), ETH_HLEN);
     },
-  );
+  });
 }
 
 /**
@@ -182,20 +106,20 @@ async function vxlanDecapDeliver(bytes: number, l4: L4): Promise<Workload> {
     ring.fill(i, (buf, off) => writeVxlanPayload(buf, off, NET.vni, f, bytes));
   }
   ring.seal();
-  return new RingWorkload(
-    node.dp,
-    node.vxlanIngress,
+  return new RingWorkload({
+    dp: node.dp,
+    port: node.vxlanIngress,
     ring,
-    bytes,
-    () => b.sink.frames,
-    node.drops,
-    capturer((fn) => (b.sink.inspect = fn === undefined ? undefined : (buf, off, len) => fn({ buf, off, len }))),
-    (k, out) => {
+    frameBytes: bytes,
+    counter: () => b.sink.frames,
+    drops: node.drops,
+    capture: capturer((fn) => (b.sink.inspect = fn === undefined ? undefined : (buf, off, len) => fn({ buf, off, len }))),
+    check: (k, out) => {
       expectInPlace(out, ring, ring.frameOffset(k) + VXLAN_HLEN, bytes);
       expectEthernet(out.buf, out.off, out.len, b.mac, gw, 'delivered frame');
       expectRouted(out.buf, out.off + ETH_HLEN, bytes - ETH_HLEN, ring.original(k), VXLAN_HLEN + ETH_HLEN);
     },
-  );
+  });
 }
 
 const available = async (): Promise<string | undefined> => undefined;
@@ -212,7 +136,7 @@ function family(name: string, description: string, setup: (bytes: number, l4: L4
 }
 
 export const dataplaneScenarios: Scenario[] = [
-  ...family('l2_forward', 'TAP pod -> TAP pod on one switch (known unicast, anti-spoofing checks)', l2Forward),
-  ...family('route_vxlan_encap', 'TAP pod -> gateway -> router (TTL) -> VXLAN encap to a peer node', routeVxlanEncap),
-  ...family('vxlan_decap_deliver', 'VXLAN from a known peer -> decap -> router (TTL) -> switch -> TAP pod', vxlanDecapDeliver),
+  ...family('l2_forward', 'TAP pod -> TAP pod on one switch (known unicast, anti-spoofing, conntrack bridge hook)', l2Forward),
+  ...family('route_vxlan_encap', 'TAP pod -> gateway -> router (conntrack, TTL) -> VXLAN encap to a peer node', routeVxlanEncap),
+  ...family('vxlan_decap_deliver', 'VXLAN from a known peer -> decap -> router (conntrack, TTL) -> switch -> TAP pod', vxlanDecapDeliver),
 ];
