@@ -27,6 +27,15 @@
  * NodePort/LoadBalancer with policy Cluster: `createDnatSnat(..., ep.ip, ep.port, nodeIp, lo, hi)`;
  * policy Local: `createDnat` to a local endpoint (the client address is kept).
  * An endpoint removed: `ct.deleteWhere((id, ct) => ct.proto(id) === 17 && ct.src(id * 2 + 1) === epIp)`.
+ *
+ * Track every forwarded flow (`createTracked` when no NAT applies), as Linux does: NAT allocation
+ * can only avoid tuples it knows about, and a reply of an untracked flow could otherwise match a
+ * NATed connection's REPLY tuple.
+ *
+ * `now` and allocation: everything here is allocation-free, but V8 boxes a double it has to pass
+ * as an argument when it read it from an object field (`this.dp.now`) or computed it in the caller.
+ * Read the clock once per batch and hand the same value down as a parameter (a parameter passed on
+ * is not re-boxed); do not pass `this.dp.now` per packet.
  */
 export * from './conntrack.js';
 export * from './nat.js';
