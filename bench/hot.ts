@@ -107,7 +107,13 @@ function runInChild(name: string, opts: Options): Promise<ScenarioResult> {
   const args = ['--child', name, '--runs', String(opts.run.runs), '--seconds', String(opts.run.runSeconds), '--warmup', String(opts.run.warmupSeconds)];
   return new Promise((resolvePromise) => {
     let result: ScenarioResult | undefined;
-    const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    // Pass the child's stderr through, and keep its end for the report if it dies without a result.
+    let tail = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      tail = (tail + d.toString()).slice(-2000);
+    });
     child.on('message', (m) => {
       result = m as ScenarioResult;
     });
@@ -117,7 +123,8 @@ function runInChild(name: string, opts: Options): Promise<ScenarioResult> {
     child.on('exit', (code, signal) => {
       if (result === undefined) {
         const how = signal !== null ? `signal ${signal}` : `exit status ${code}`;
-        result = { name, family: s.family, frame: s.frame, description: s.description, status: 'failed', reason: `child process ended (${how}) without a result` };
+        const why = tail.trim() === '' ? '' : `: ${tail.trim()}`;
+        result = { name, family: s.family, frame: s.frame, description: s.description, status: 'failed', reason: `child process ended (${how}) without a result${why}` };
       }
       resolvePromise(result);
     });
