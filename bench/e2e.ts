@@ -1,0 +1,212 @@
+/**
+ * `npm run bench`: the whole network against the kernel, in one run (root needed).
+ *
+ *   node dist/bench/e2e.js [--quick] [--rounds N] [--duration S] [--pings N] [--scenario ID]... [--keep]
+ *
+ * Builds two clusters side by side on one underlay bridge (bench/e2e/clusters.ts): podnet (h1, h2 with
+ * podnet daemons; pods a1, a2 on h1, b1 on h2) and kernel (k1, k2 configured as flannel's VXLAN backend;
+ * pods in the same positions). Every scenario (bench/e2e/scenarios.ts) runs `rounds` rounds; a round runs
+ * podnet and kernel once each, the order flipping every round, so the noise of a small shared machine
+ * lands on both. Prints scenario | podnet | kernel | ratio with the medians over rounds, and writes
+ * bench/results/e2e.json (machine, options, every round's numbers and the tools' raw results).
+ *
+ * Exit status: 0 when every available scenario produced its numbers on both sides, 1 when one failed (a
+ * scenario with no number is a failure, never a zero), 2 on bad options, 130 when interrupted. Scenarios
+ * podnet cannot run yet (ClusterIP until `podnet service` exists) print "not available yet" and do not
+ * fail the run. Everything is torn down at the end, on failure and on SIGINT/SIGTERM: the iperf3 and
+ * other servers are killed, then Topology.destroy stops the daemons and removes every namespace.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { CLI, REPO_ROOT, Topology } from '../src/topology/topology.js';
+import { buildKernel, buildPodnet, checkIsolated, KERNEL, PODNET, waitReachable, type Side, type SideKind } from './e2e/clusters.js';
+import { parseOptions, USAGE, type Options } from './e2e/options.js';
+import { killAll, machineInfo } from './e2e/proc.js';
+import { rows, table } from './e2e/report.js';
+import { Aborted, runScenario, SCENARIOS, type Ctx, type ScenarioResult } from './e2e/scenarios.js';
+import { iperfTcp } from './e2e/tools.js';
+
+const log = (line: string) => process.stderr.write(line + '\n');
+
+async function preflight(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, TAP devices): run with sudo');
+  if (!existsSync('/dev/net/tun')) throw new Error('/dev/net/tun is missing');
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (npx tsc -p tsconfig.json)`);
+  for (const tool of ['iperf3', 'ping', 'ss', 'iptables-restore', 'nsenter', 'ethtool', 'bridge', 'sysctl']) {
+    const found = await new Promise<boolean>((res) => execFile('sh', ['-c', `command -v ${tool}`], (err) => res(!err)));
+    if (!found) throw new Error(`${tool} is not installed (apt-get install iperf3 iproute2 iputils-ping iptables util-linux ethtool procps)`);
+  }
+}
+
+async function main(): Promise<number> {
+  let opts: Options;
+  try {
+    const parsed = parseOptions(process.argv.slice(2));
+    if (parsed === 'help') {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    opts = parsed;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (opts.list) {
+    for (const s of SCENARIOS) process.stdout.write(`${s.id.padEnd(18)} ${s.title}\n`);
+    return 0;
+  }
+  const unknown = opts.scenarios.filter((id) => !SCENARIOS.some((s) => s.id === id));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown scenario(s): ${unknown.join(', ')} (--list shows them)\n`);
+    return 2;
+  }
+  const selected = SCENARIOS.filter((s) => opts.scenarios.length === 0 || opts.scenarios.includes(s.id));
+  await preflight();
+
+  const started = new Date();
+  const machine = machineInfo();
+  const t = new Topology();
+  log(`machine: ${machine.cpuModel}, ${machine.cores} CPUs, ${machine.kernel}, node ${machine.node}, load ${machine.loadAverage.join(' ')}`);
+  log(`e2e benchmark: ${opts.quick ? 'quick (smoke) run' : 'full run'}, ${opts.rounds} round(s), ${opts.duration} s per run; namespaces ${t.prefix}*`);
+
+  // Teardown happens once, whoever asks first (the normal path, a failure, or a signal).
+  let teardownPromise: Promise<void> | undefined;
+  const teardown = () =>
+    (teardownPromise ??= (async () => {
+      killAll();
+      await t.destroy({ keepDir: opts.keep }).catch((err) => log(`teardown: ${(err as Error).message}`));
+      if (opts.keep) log(`kept ${t.dir} (daemon logs)`);
+    })());
+  let signal: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signal) {
+      log(`${sig} again: tearing down now`);
+      void teardown().finally(() => process.exit(130));
+      return;
+    }
+    signal = sig;
+    log(`\n${sig}: stopping the running tools and tearing everything down...`);
+    killAll();
+    // The main flow notices at its next step and unwinds through its finally; should it be stuck, do it here.
+    setTimeout(() => void teardown().finally(() => process.exit(130)), 30_000).unref();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const aborted = () => signal !== undefined;
+  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    if (aborted()) throw new Aborted();
+    log(what);
+    const r = await fn();
+    if (aborted()) throw new Aborted();
+    return r;
+  };
+
+  const results: ScenarioResult[] = [];
+  let fatal: Error | undefined;
+  let podnetStatus: Record<string, unknown> = {};
+  let sides: Record<SideKind, Side> | undefined;
+  let ctx: Ctx | undefined;
+  try {
+    await step('creating the underlay', () => t.createUnderlay());
+    const podnet = await step(`podnet cluster: h1, h2 (${PODNET.podCidr}), pods a1 a2 on h1, b1 on h2`, () => buildPodnet(t));
+    const kernel = await step(`kernel cluster: k1, k2 (flannel-style, ${KERNEL.podCidr}), pods a1 a2 on k1, b1 on k2`, () => buildKernel(t));
+    sides = { podnet, kernel };
+    await step('waiting until the pods reach each other', async () => {
+      await waitReachable(podnet);
+      await waitReachable(kernel);
+      await checkIsolated(podnet, kernel);
+    });
+    await step(`warm-up: ${opts.warmup} s of TCP on every path`, async () => {
+      for (const side of [podnet, kernel]) for (const dst of [side.same, side.cross]) await iperfTcp(side.client, dst, opts.warmup);
+    });
+    ctx = { t, opts, sides, services: {}, aborted };
+    for (const s of selected) {
+      if (aborted()) throw new Aborted();
+      log(`${s.id}: ${s.title}`);
+      results.push(await runScenario(ctx!, s, log));
+    }
+    for (const h of podnet.hosts) {
+      const r = await t.podnet(h, ['status', '--json']);
+      podnetStatus[h] = r.code === 0 ? JSON.parse(r.stdout) : { error: r.stderr.trim() };
+    }
+  } catch (err) {
+    if (!(err instanceof Aborted)) {
+      fatal = err as Error;
+      log(`FAILED: ${fatal.stack ?? fatal.message}`);
+      for (const h of ['h1', 'h2']) {
+        if (t.hosts.has(h)) podnetStatus[h] = { logTail: t.daemonLog(h).slice(-3000) };
+      }
+    }
+  } finally {
+    log('tearing down');
+    await teardown();
+  }
+
+  const failures = results.flatMap((r) =>
+    (['podnet', 'kernel'] as const).filter((k) => r.sides[k].error).map((k) => `${r.id} (${k}): ${r.sides[k].error}`),
+  );
+  if (fatal) failures.unshift(`setup: ${fatal.message}`);
+  if (signal) failures.unshift(`interrupted by ${signal}`);
+
+  if (results.length > 0) process.stdout.write('\n' + table(results) + '\n\n');
+  const out = resolve(opts.out ?? join(REPO_ROOT, 'bench', 'results', 'e2e.json'));
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(
+    out,
+    JSON.stringify(
+      {
+        benchmark: 'e2e',
+        startedAt: started.toISOString(),
+        seconds: (Date.now() - started.getTime()) / 1000,
+        argv: process.argv.slice(2),
+        options: opts,
+        git: gitInfo(),
+        machine: { ...machine, loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
+        topology: {
+          underlay: 'one bridge in its own namespace; hosts are namespaces with a veth eth0 (TX checksum offload off)',
+          podnet: { podCidr: PODNET.podCidr, hosts: PODNET.hosts, pods: sides && podPositions(sides.podnet) },
+          kernel: { podCidr: KERNEL.podCidr, nodes: KERNEL.nodes, pods: sides && podPositions(sides.kernel) },
+          clusterIps: ctx?.services,
+        },
+        order: 'per scenario, rounds 1..N; each round runs both sides, podnet first in odd rounds and kernel first in even ones',
+        table: rows(results),
+        scenarios: results,
+        podnetStatus,
+        failures,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  log(`results: ${out}`);
+  if (failures.length > 0) {
+    log(`\n${failures.length} failure(s):\n  ${failures.join('\n  ')}`);
+    return signal ? 130 : 1;
+  }
+  return 0;
+}
+
+/** The commit measured (and whether the tree had local changes): the code moves fast. */
+function gitInfo(): { commit?: string; dirty?: boolean } {
+  try {
+    const commit = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', 'HEAD']).toString().trim();
+    const dirty = execFileSync('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no']).toString().trim().length > 0;
+    return { commit, dirty };
+  } catch {
+    return {};
+  }
+}
+
+function podPositions(side: Side) {
+  return { client: side.client, sameHost: side.same, otherHost: side.cross, daemonPids: side.daemonPids };
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);
