@@ -230,6 +230,15 @@ export class ServiceController {
     return s;
   }
 
+  /** A service as this node knows it now (from its watches), with its endpoint IPs; for the ingress. */
+  lookup(name: string): (ServiceRecord & { endpoints: string[] }) | undefined {
+    const s = this.svc.get(name);
+    if (!s) return undefined;
+    const endpoints: string[] = [];
+    for (const p of this.pods.values()) if (selects(s.selector, p.labels)) endpoints.push(p.ip);
+    return { ...s, endpoints };
+  }
+
   async list(): Promise<Array<ServiceRecord & { endpoints: string[] }>> {
     const pods = await this.o.registry.listPods();
     return (await this.services.list()).map((s) => ({ ...s, endpoints: pods.filter((p) => selects(s.selector, p.labels)).map((p) => p.ip) }));
