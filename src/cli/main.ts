@@ -13,6 +13,8 @@ import type { PodInfo } from '../daemon/node.js';
 import { PodnetError } from '../util/errors.js';
 import { formatTable } from './table.js';
 import { parsePortArg } from '../services/record.js';
+import { readFileSync } from 'node:fs';
+import { parseBackendArg, parseRuleArg, type IngressView, type PathType } from '../ingress/record.js';
 import { formatCtEntry, type CtEntryInfo } from '../nat/conntrack.js';
 
 const DEFAULT_RUN_DIR = '/run/podnet';
@@ -204,6 +206,74 @@ export function buildCli(): Command {
           ]),
         ),
       );
+    });
+
+  const ingress = program.command('ingress').alias('ing').description('ingress: HTTP(S) from outside the cluster to services, routed by host and path');
+  ingress
+    .command('add <name>')
+    .description('create (or with --replace, change) an ingress; every node serves it on its underlay address')
+    .option('--rule <host/path=service:port>', 'a routing rule (repeatable); host may be *.domain, or empty or * for any host', collect, [])
+    .addOption(new Option('--path-type <type>', 'how the rules\' paths match').choices(['Prefix', 'Exact']).default('Prefix'))
+    .option('--default-backend <service:port>', 'where requests that match no rule go')
+    .option('--tls-cert <file>', 'PEM certificate for HTTPS (read now and stored in the cluster)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--replace', 'replace the ingress if it exists (one atomic change)')
+    .option('--json', 'print the ingress as JSON')
+    .action(async (name: string, o: { rule: string[]; pathType: PathType; defaultBackend?: string; tlsCert?: string; tlsKey?: string; replace?: boolean; json?: boolean }) => {
+      const rules = o.rule.map((r) => parseRuleArg(r, o.pathType));
+      const defaultBackend = o.defaultBackend !== undefined ? parseBackendArg(o.defaultBackend) : undefined;
+      if (rules.length === 0 && !defaultBackend) throw new PodnetError('EINVALID', 'invalid ingress: at least one --rule or a --default-backend is required');
+      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new PodnetError('EINVALID', 'invalid ingress: --tls-cert and --tls-key go together');
+      const readPem = (flag: string, file: string) => {
+        try {
+          return readFileSync(file, 'utf8');
+        } catch (err) {
+          throw new PodnetError('EINVALID', `invalid ${flag} ${file}: ${(err as Error).message}`);
+        }
+      };
+      const tls = o.tlsCert && o.tlsKey ? { cert: readPem('--tls-cert', o.tlsCert), key: readPem('--tls-key', o.tlsKey) } : undefined;
+      const rec = await apiCall<IngressView>(socketFor(globals()), 'POST', '/v1/ingresses', {
+        name,
+        rules,
+        ...(defaultBackend ? { defaultBackend } : {}),
+        ...(tls ? { tls } : {}),
+        replace: !!o.replace,
+      });
+      print(!!o.json, rec, () => `${rec.name}\n`);
+    });
+  ingress
+    .command('del <name>')
+    .alias('delete')
+    .description('delete an ingress (every node stops serving its rules)')
+    .action(async (name: string) => {
+      await apiCall(socketFor(globals()), 'DELETE', `/v1/ingresses/${encodeURIComponent(name)}`);
+    });
+  ingress
+    .command('list')
+    .alias('ls')
+    .description('list ingresses with their rules')
+    .option('--json', 'print JSON (certificates are shown by name; private keys never leave the store)')
+    .action(async (o: { json?: boolean }) => {
+      const list = await apiCall<IngressView[]>(socketFor(globals()), 'GET', '/v1/ingresses');
+      print(!!o.json, list, () =>
+        formatTable(
+          ['NAME', 'RULES', 'DEFAULT', 'TLS'],
+          list.map((i) => [
+            i.name,
+            i.rules.map((r) => `${r.host || '*'}${r.path}${r.pathType === 'Exact' ? '(exact)' : ''}=${r.backend.service}:${r.backend.port}`).join(' ') || '-',
+            i.defaultBackend ? `${i.defaultBackend.service}:${i.defaultBackend.port}` : '-',
+            i.tls ? i.tls.names.join(',') || 'yes' : '-',
+          ]),
+        ),
+      );
+    });
+  ingress
+    .command('status')
+    .description("this node's ingress listeners and counters")
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const s = await apiCall<Record<string, unknown>>(socketFor(globals()), 'GET', '/v1/ingress/status');
+      print(!!o.json, s, () => JSON.stringify(s, null, 2) + '\n');
     });
 
   const conntrack = program.command('conntrack').description('the connection tracking table of a node');

@@ -6,6 +6,7 @@ import { ClusterRegistry, type NodeRecord, type PodRecord } from '../store/regis
 import type { ClusterStore, Lease, Watch } from '../store/types.js';
 import { DgramTransport, NativeUdpTransport } from '../io/udp.js';
 import { ServiceController } from '../services/controller.js';
+import { IngressController } from '../ingress/controller.js';
 import { VxlanOverlay } from '../dataplane/vxlan.js';
 import type { Dataplane } from '../dataplane/dataplane.js';
 import { parseMac } from '../packet/index.js';
@@ -29,6 +30,7 @@ export class ClusterMembership {
   private overlay: VxlanOverlay | undefined;
   private nodeWatch: Watch | undefined;
   services: ServiceController | undefined;
+  ingress: IngressController | undefined;
   private dp: Dataplane | undefined;
 
   private constructor(
@@ -84,6 +86,7 @@ export class ClusterMembership {
     if (this.self.underlayIp === '0.0.0.0') {
       this.log.warn('no underlay address: this node will not reach other nodes');
       await this.services.start(node.router, node.conntrack);
+      await this.startIngress();
       return;
     }
     node.router.nodeIp = ipToNumber(this.self.underlayIp);
@@ -140,10 +143,26 @@ export class ClusterMembership {
       this.log.info({ node: n.name, subnet: n.subnet, underlay: n.underlayIp }, ev.type === 'added' ? 'node joined: route added' : 'node updated');
     });
     await this.services.start(node.router, node.conntrack);
+    await this.startIngress();
+  }
+
+  /** Ingress: records in the store for every node; served on the underlay address when enabled. */
+  private async startIngress(): Promise<void> {
+    const ing = this.cfg.ingress;
+    const serve = ing.enabled && this.self.underlayIp !== '0.0.0.0';
+    this.ingress = new IngressController({
+      store: this.store,
+      registry: this.registry,
+      services: this.services!,
+      log: this.log,
+      ...(serve ? { listen: { address: this.self.underlayIp, httpPort: ing.httpPort, httpsPort: ing.httpsPort } } : {}),
+    });
+    await this.ingress.start();
   }
 
   /** Stops following other nodes and closes the VXLAN socket (before the data plane goes away). */
   async stopDataplane(): Promise<void> {
+    await this.ingress?.stop();
     await this.services?.stop();
     await this.nodeWatch?.cancel();
     this.nodeWatch = undefined;

@@ -60,6 +60,16 @@ export const configSchema = z
     conntrackMax: z.number().int().min(16).max(8_000_000).default(131072),
     /** Addresses handed to LoadBalancer services and announced on the underlay by ARP. */
     loadBalancerPool: cidr.optional(),
+    /** The ingress (L7 routing by host and path to services), served on the node's underlay address. */
+    ingress: z
+      .object({
+        enabled: z.boolean().default(true),
+        httpPort: z.number().int().min(1).max(65535).default(80),
+        httpsPort: z.number().int().min(1).max(65535).default(443),
+      })
+      .strict()
+      .refine((i) => i.httpPort !== i.httpsPort, { message: 'httpPort and httpsPort must differ', path: ['httpsPort'] })
+      .default({ enabled: true, httpPort: 80, httpsPort: 443 }),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   })
   .strict()
