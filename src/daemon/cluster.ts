@@ -7,6 +7,8 @@ import type { ClusterStore, Lease, Watch } from '../store/types.js';
 import { DgramTransport, NativeUdpTransport } from '../io/udp.js';
 import { ServiceController } from '../services/controller.js';
 import { IngressController } from '../ingress/controller.js';
+import { Uplink } from '../uplink/uplink.js';
+import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN, type Router } from '../dataplane/router.js';
 import { VxlanOverlay } from '../dataplane/vxlan.js';
 import type { Dataplane } from '../dataplane/dataplane.js';
 import { parseMac } from '../packet/index.js';
@@ -32,9 +34,13 @@ export class ClusterMembership {
   services: ServiceController | undefined;
   ingress: IngressController | undefined;
   private dp: Dataplane | undefined;
+  private router: Router | undefined;
+  private uplink: Uplink | undefined;
+  private uplinkDropped: () => number = () => 0;
 
   private constructor(
     private readonly cfg: Config,
+    private readonly underlay: Underlay,
     readonly store: ClusterStore,
     readonly registry: ClusterRegistry,
     readonly self: NodeRecord,
@@ -58,7 +64,7 @@ export class ClusterMembership {
       lease.on('lost', (err) => log.error({ err: err.message }, 'cluster lease lost: this node is no longer registered'));
       const self: NodeRecord = { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac, subnet };
       log.info({ subnet, vtepMac }, 'joined cluster');
-      return new ClusterMembership(cfg, store, registry, self, lease, log);
+      return new ClusterMembership(cfg, underlay, store, registry, self, lease, log);
     } catch (err) {
       await store.close();
       throw err;
@@ -142,7 +148,36 @@ export class ClusterMembership {
       overlay!.setPeer({ subnetNetwork: net.network, underlayIp: ipToNumber(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
       this.log.info({ node: n.name, subnet: n.subnet, underlay: n.underlayIp }, ev.type === 'added' ? 'node joined: route added' : 'node updated');
     });
-    await this.services.start(node.router, node.conntrack);
+    if (this.underlay.interface && this.cfg.uplink.enabled) {
+      const router = node.router;
+      let dropped = 0;
+      this.uplink = await Uplink.open({
+        interface: this.underlay.interface,
+        nodeIp: this.self.underlayIp,
+        nodePortRange: [30000, 32767],
+        masqueradePortRange: [MASQUERADE_PORT_MIN, MASQUERADE_PORT_MAX],
+        log: this.log,
+        // Captured packets are copied into a scratch frame: the router needs headroom in front of them.
+        onPacket: (buf, ipOff, ipLen) => {
+          dp.tick();
+          const slot = dp.allocFrame();
+          if (slot < 0 || ipLen > dp.pool.capacity - 64) {
+            dropped++;
+            return;
+          }
+          const off = slot + 64;
+          buf.copy(dp.pool.buffer, off, ipOff, ipOff + ipLen);
+          router.fromUplink(dp.pool.buffer, off, ipLen);
+          dp.drainInjected();
+          dp.flush();
+        },
+      });
+      router.uplink = this.uplink;
+      this.router = router;
+      this.uplinkDropped = () => dropped;
+    }
+    const uplink = this.uplink;
+    await this.services.start(node.router, node.conntrack, uplink ? (ips) => uplink.setAnnounced(ips) : undefined);
     await this.startIngress();
   }
 
@@ -164,6 +199,11 @@ export class ClusterMembership {
   async stopDataplane(): Promise<void> {
     await this.ingress?.stop();
     await this.services?.stop();
+    if (this.uplink) {
+      if (this.router) this.router.uplink = undefined;
+      await this.uplink.close();
+      this.uplink = undefined;
+    }
     await this.nodeWatch?.cancel();
     this.nodeWatch = undefined;
     if (this.transport instanceof NativeUdpTransport) this.dp?.removeFlushable(this.transport);
@@ -184,6 +224,7 @@ export class ClusterMembership {
     return {
       vtepMac: this.self.vtepMac,
       underlayIp: this.self.underlayIp,
+      uplink: this.uplink ? { interface: this.underlay.interface, ...this.uplink.stats(), copyDrops: this.uplinkDropped() } : undefined,
       vxlan: o
         ? {
             vni: this.cfg.vxlan.vni,

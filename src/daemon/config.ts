@@ -58,6 +58,11 @@ export const configSchema = z
     macAgingSeconds: z.number().int().min(1).max(86400).default(300),
     /** Most tracked connections (services, node ports, masquerade); unassured ones are evicted first. */
     conntrackMax: z.number().int().min(16).max(8_000_000).default(131072),
+    /**
+     * The uplink: capture of node-port / LoadBalancer / masquerade-reply traffic on the underlay interface
+     * (libpcap) and raw sends out of it. Off: services work inside the cluster only and pods leave unNATed.
+     */
+    uplink: z.object({ enabled: z.boolean().default(true) }).default({ enabled: true }),
     /** Addresses handed to LoadBalancer services and announced on the underlay by ARP. */
     loadBalancerPool: cidr.optional(),
     /** The ingress (L7 routing by host and path to services), served on the node's underlay address. */
