@@ -112,6 +112,8 @@ export interface PingResult {
   p99Ms: number;
   minMs: number;
   maxMs: number;
+  /** Replies slower than 1 ms and 5x the median (first 50), with their sequence numbers: spikes or a pattern. */
+  slow: Array<{ seq: number; ms: number }>;
 }
 
 /** Nearest-rank percentile of sorted values. */
@@ -131,9 +133,12 @@ export function median(values: readonly number[]): number {
 /** `count` echo requests 10 ms apart; the per-reply `time=` values give the median and the p99. */
 export async function pingRtt(client: Endpoint, dst: Endpoint, count: number): Promise<PingResult> {
   const out = await runIn(client.ns, 'ping', ['-n', '-i', '0.01', '-c', String(count), '-W', '1', dst.ip], count * 10 + 30_000);
-  const times = [...out.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  const replies = [...out.stdout.matchAll(/icmp_seq=(\d+) .*time=([\d.]+) ms/g)].map((m) => ({ seq: Number(m[1]), ms: Number(m[2]) }));
+  const times = replies.map((r) => r.ms).sort((a, b) => a - b);
   if (times.length === 0) throw new Error(`ping ${client.name} -> ${dst.ip}: no replies (exit ${out.code}): ${(out.stderr || out.stdout).trim().slice(-300)}`);
-  return { sent: count, received: times.length, medianMs: median(times), p99Ms: percentile(times, 99), minMs: times[0]!, maxMs: times[times.length - 1]! };
+  const med = median(times);
+  const slow = replies.filter((r) => r.ms > 1 && r.ms > 5 * med).slice(0, 50);
+  return { sent: count, received: times.length, medianMs: med, p99Ms: percentile(times, 99), minMs: times[0]!, maxMs: times[times.length - 1]!, slow };
 }
 
 export interface CrrResult {
