@@ -13,4 +13,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -e /dev/net/tun ] || { modprobe tun 2>/dev/null || true; }
 npm ci --no-audit --no-fund
+# Native dependencies build from source (no prebuilt downloads here); build any an npm policy skipped.
+for m in better-sqlite3 cap raw-socket; do
+  ls node_modules/$m/build/Release/*.node >/dev/null 2>&1 || npm rebuild --foreground-scripts "$m"
+done
 npm run build
