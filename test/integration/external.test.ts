@@ -96,6 +96,20 @@ describe('services from outside, and egress masquerade', function () {
     expect(neigh).to.match(/lladdr ([0-9a-f]{2}:){5}[0-9a-f]{2}/);
   });
 
+  it('an external IP of a service is announced and reaches the service from the external host', async () => {
+    const extIp = '198.18.0.210';
+    const r = await t.podnet('h2', ['service', 'add', 'webx', '--port', '8088:8080', '--selector', 'app=web', '--external-ip', extIp]);
+    expect(r.code, r.stderr).to.equal(0);
+    await t.sh(ext(), `ip route replace ${extIp}/32 dev eth0`);
+    let ok = false;
+    for (let i = 0; i < 20 && !ok; i++) {
+      const res = await curl(ext(), `http://${extIp}:8088/`);
+      ok = res.code === 0 && /^web[12] /.test(res.stdout);
+      if (!ok) await new Promise((res2) => setTimeout(res2, 250));
+    }
+    expect(ok).to.equal(true);
+  });
+
   it('egress: a pod reaches a server on the external host, which sees the node\'s IP; ping works', async () => {
     const srv = startIn(ext(), process.execPath, [NETTOOL, 'http', '8081', 'ext']);
     servers.push(srv);
