@@ -95,7 +95,9 @@ describe('single node: pods, switch, router, host port', function () {
     // The other pod cannot see it on its own localhost: separate network namespaces.
     const other = await t.exec(ns('b'), process.execPath, [NETTOOL, 'talk', '127.0.0.1', '7777', 'x']);
     expect(other.code).to.not.equal(0);
-    await t.exec(ns('a'), 'sh', ['-c', 'pkill -f "nettool.mjs echo 7777" || true']);
+    // Stop the server: exactly the processes inside pod a's namespace, nothing else on the machine.
+    const pids = (await t.exec(ns('a'), 'ip', ['netns', 'pids', ns('a')])).stdout.split(/\s+/).filter(Boolean);
+    for (const pid of pids) process.kill(Number(pid), 'SIGTERM');
     await srv;
   });
 
