@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Topology } from '../../src/topology/topology.js';
+import { execCapture, Topology } from '../../src/topology/topology.js';
 import { listNetns } from '../../src/netns/run.js';
 import { NETTOOL, ping, podCounters, RAWSEND, statusJson, tcpTransfer } from '../helpers/net.js';
 
@@ -96,8 +96,14 @@ describe('single node: pods, switch, router, host port', function () {
     const other = await t.exec(ns('b'), process.execPath, [NETTOOL, 'talk', '127.0.0.1', '7777', 'x']);
     expect(other.code).to.not.equal(0);
     // Stop the server: exactly the processes inside pod a's namespace, nothing else on the machine.
-    const pids = (await t.exec(ns('a'), 'ip', ['netns', 'pids', ns('a')])).stdout.split(/\s+/).filter(Boolean);
-    for (const pid of pids) process.kill(Number(pid), 'SIGTERM');
+    const pids = (await execCapture('ip', ['netns', 'pids', ns('a')])).stdout.split(/\s+/).filter(Boolean);
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    }
     await srv;
   });
 
