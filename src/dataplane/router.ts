@@ -17,6 +17,7 @@ import {
   Ipv4View,
   Ipv4ViewMut,
   ParseError,
+  readU16,
   writeIpv4Header,
 } from '../packet/index.js';
 import { DropCounters, DropReason } from './counters.js';
@@ -338,7 +339,7 @@ export class Router {
    */
   private fragment(buf: Buffer, ipOff: number, ipLen: number, dst: number, ov: Overlay): void {
     const hlen = (buf[ipOff]! & 0x0f) << 2;
-    const flagsFrag = buf.readUInt16BE(ipOff + 6);
+    const flagsFrag = readU16(buf, ipOff + 6);
     const baseOffset = (flagsFrag & 0x1fff) << 3;
     const origMf = (flagsFrag & 0x2000) !== 0;
     const chunk = (ov.innerMtu - hlen) & ~7;

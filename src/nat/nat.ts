@@ -21,6 +21,7 @@
  */
 import { DropCounters, DropReason } from '../dataplane/counters.js';
 import { updateChecksum16, updateChecksum32, updateUdpChecksum32 } from '../packet/checksum.js';
+import { readI32, readU16, writeU16, writeU32 } from '../packet/bytes.js';
 import { ParseError } from '../packet/errors.js';
 import { IcmpType } from '../packet/icmp.js';
 import { IpProtocol, Ipv4View } from '../packet/ipv4.js';
@@ -291,21 +292,21 @@ export class Nat {
     if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return P_BAD_IP;
     const proto = buf[ipOff + 9]!;
     this.pProto = proto;
-    this.pSrc = rd32(buf, ipOff + 12);
-    this.pDst = rd32(buf, ipOff + 16);
+    this.pSrc = readI32(buf, ipOff + 12);
+    this.pDst = readI32(buf, ipOff + 16);
     this.pSport = 0;
     this.pDport = 0;
     this.pFlags = 0;
-    if ((rd16(buf, ipOff + 6) & 0x1fff) !== 0) return P_UNTRACKED; // not the first fragment
+    if ((readU16(buf, ipOff + 6) & 0x1fff) !== 0) return P_UNTRACKED; // not the first fragment
     const hlen = (buf[ipOff]! & 0x0f) << 2;
     const l4 = ipOff + hlen;
-    const l4len = rd16(buf, ipOff + 2) - hlen;
+    const l4len = readU16(buf, ipOff + 2) - hlen;
     this.l4 = l4;
     this.l4len = l4len;
     if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
       if (l4len < (proto === IpProtocol.TCP ? 20 : 8)) return P_BAD_L4;
-      this.pSport = rd16(buf, l4);
-      this.pDport = rd16(buf, l4 + 2);
+      this.pSport = readU16(buf, l4);
+      this.pDport = readU16(buf, l4 + 2);
       if (proto === IpProtocol.TCP) this.pFlags = buf[l4 + 13]!;
       return P_OK;
     }
@@ -313,7 +314,7 @@ export class Nat {
       if (l4len < 8) return P_BAD_L4;
       const t = buf[l4]!;
       if (t === IcmpType.EchoRequest || t === IcmpType.EchoReply) {
-        this.pSport = rd16(buf, l4 + 4);
+        this.pSport = readU16(buf, l4 + 4);
         this.pDport = t << 8;
         return P_OK;
       }
@@ -335,48 +336,48 @@ export class Nat {
     const newSrc = rec[other + 1]!;
     const newDst = rec[other]!;
     const l4 = this.l4;
-    let ipc = rd16(buf, ipOff + 10);
+    let ipc = readU16(buf, ipOff + 10);
     if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
       const udp = proto === IpProtocol.UDP;
       const co = l4 + (udp ? 6 : 16);
-      let c = rd16(buf, co);
+      let c = readU16(buf, co);
       if (oldSrc !== newSrc) {
         ipc = updateChecksum32(ipc, oldSrc, newSrc);
         c = udp ? updateUdpChecksum32(c, oldSrc, newSrc) : updateChecksum32(c, oldSrc, newSrc);
-        wr32(buf, newSrc, ipOff + 12);
+        writeU32(buf, ipOff + 12, newSrc);
       }
       if (oldDst !== newDst) {
         ipc = updateChecksum32(ipc, oldDst, newDst);
         c = udp ? updateUdpChecksum32(c, oldDst, newDst) : updateChecksum32(c, oldDst, newDst);
-        wr32(buf, newDst, ipOff + 16);
+        writeU32(buf, ipOff + 16, newDst);
       }
       const oldPorts = rec[mine + REC_PORTS]!;
       const op = rec[other + REC_PORTS]!;
       const newPorts = ((op & 0xffff) << 16) | (op >>> 16); // (other.dport, other.sport)
       if (oldPorts !== newPorts) {
         c = udp ? updateUdpChecksum32(c, oldPorts, newPorts) : updateChecksum32(c, oldPorts, newPorts);
-        wr32(buf, newPorts, l4);
+        writeU32(buf, l4, newPorts);
       }
-      wr16(buf, c, co);
+      writeU16(buf, co, c);
     } else {
       if (oldSrc !== newSrc) {
         ipc = updateChecksum32(ipc, oldSrc, newSrc);
-        wr32(buf, newSrc, ipOff + 12);
+        writeU32(buf, ipOff + 12, newSrc);
       }
       if (oldDst !== newDst) {
         ipc = updateChecksum32(ipc, oldDst, newDst);
-        wr32(buf, newDst, ipOff + 16);
+        writeU32(buf, ipOff + 16, newDst);
       }
       if (proto === IpProtocol.ICMP) {
         const oldId = rec[mine + REC_PORTS]! >>> 16;
         const newId = rec[other + REC_PORTS]! >>> 16;
         if (oldId !== newId) {
-          wr16(buf, updateChecksum16(rd16(buf, l4 + 2), oldId, newId), l4 + 2);
-          wr16(buf, newId, l4 + 4);
+          writeU16(buf, l4 + 2, updateChecksum16(readU16(buf, l4 + 2), oldId, newId));
+          writeU16(buf, l4 + 4, newId);
         }
       }
     }
-    wr16(buf, ipc, ipOff + 10);
+    writeU16(buf, ipOff + 10, ipc);
     this.stats.translated++;
   }
 
@@ -395,19 +396,19 @@ export class Nat {
     if (end - e < 20 || buf[e]! >> 4 !== 4) return Verdict.NotTracked;
     const ehl = (buf[e]! & 0x0f) << 2;
     if (ehl < 20 || e + ehl + 8 > end) return Verdict.NotTracked;
-    if ((rd16(buf, e + 6) & 0x1fff) !== 0) return Verdict.NotTracked;
+    if ((readU16(buf, e + 6) & 0x1fff) !== 0) return Verdict.NotTracked;
     const eProto = buf[e + 9]!;
-    const eSrc = rd32(buf, e + 12);
-    const eDst = rd32(buf, e + 16);
+    const eSrc = readI32(buf, e + 12);
+    const eDst = readI32(buf, e + 16);
     const el4 = e + ehl;
     const ct = this.ct;
     const ports = eProto === IpProtocol.TCP || eProto === IpProtocol.UDP;
     let ref: number;
     if (ports) {
-      ref = ct.lookup(eProto, eDst, eSrc, rd16(buf, el4 + 2), rd16(buf, el4), now);
+      ref = ct.lookup(eProto, eDst, eSrc, readU16(buf, el4 + 2), readU16(buf, el4), now);
     } else if (eProto === IpProtocol.ICMP) {
       const t = buf[el4]!;
-      const id = rd16(buf, el4 + 4);
+      const id = readU16(buf, el4 + 4);
       if (t === IcmpType.EchoRequest) ref = ct.lookup(eProto, eDst, eSrc, id, ECHO_REPLY_KEY, now);
       else if (t === IcmpType.EchoReply) ref = ct.lookup(eProto, eDst, eSrc, id, ECHO_REQUEST_KEY, now);
       else return Verdict.NotTracked;
@@ -426,68 +427,68 @@ export class Nat {
     // 16-bit word is also folded into the ICMP checksum (all quoted fields sit at even offsets).
     const nSrc = rec[other]!;
     const nDst = rec[other + 1]!;
-    let icmpc = rd16(buf, l4 + 2);
-    const eipcOld = rd16(buf, e + 10);
+    let icmpc = readU16(buf, l4 + 2);
+    const eipcOld = readU16(buf, e + 10);
     let eipc = eipcOld;
     const udp = eProto === IpProtocol.UDP;
     // The quoted L4 checksum, when the quote reaches it (TCP's lies past the first 8 bytes).
     const lco = eProto === IpProtocol.TCP ? (el4 + 18 <= end ? el4 + 16 : -1) : udp ? el4 + 6 : el4 + 2;
-    const lcOld = lco >= 0 ? rd16(buf, lco) : 0;
+    const lcOld = lco >= 0 ? readU16(buf, lco) : 0;
     let lc = lcOld;
     if (eSrc !== nSrc) {
       eipc = updateChecksum32(eipc, eSrc, nSrc);
       icmpc = updateChecksum32(icmpc, eSrc, nSrc);
       if (ports && lco >= 0) lc = udp ? updateUdpChecksum32(lc, eSrc, nSrc) : updateChecksum32(lc, eSrc, nSrc);
-      wr32(buf, nSrc, e + 12);
+      writeU32(buf, e + 12, nSrc);
     }
     if (eDst !== nDst) {
       eipc = updateChecksum32(eipc, eDst, nDst);
       icmpc = updateChecksum32(icmpc, eDst, nDst);
       if (ports && lco >= 0) lc = udp ? updateUdpChecksum32(lc, eDst, nDst) : updateChecksum32(lc, eDst, nDst);
-      wr32(buf, nDst, e + 16);
+      writeU32(buf, e + 16, nDst);
     }
     if (ports) {
-      const oldP = rd32(buf, el4);
+      const oldP = readI32(buf, el4);
       const newP = rec[other + REC_PORTS]!;
       if (oldP !== newP) {
         icmpc = updateChecksum32(icmpc, oldP, newP);
         if (lco >= 0) lc = udp ? updateUdpChecksum32(lc, oldP, newP) : updateChecksum32(lc, oldP, newP);
-        wr32(buf, newP, el4);
+        writeU32(buf, el4, newP);
       }
     } else {
-      const oldId = rd16(buf, el4 + 4);
+      const oldId = readU16(buf, el4 + 4);
       const newId = rec[other + REC_PORTS]! >>> 16;
       if (oldId !== newId) {
         icmpc = updateChecksum16(icmpc, oldId, newId);
         lc = updateChecksum16(lc, oldId, newId);
-        wr16(buf, newId, el4 + 4);
+        writeU16(buf, el4 + 4, newId);
       }
     }
     if (lco >= 0 && lc !== lcOld) {
       icmpc = updateChecksum16(icmpc, lcOld, lc);
-      wr16(buf, lc, lco);
+      writeU16(buf, lco, lc);
     }
     if (eipc !== eipcOld) {
       icmpc = updateChecksum16(icmpc, eipcOld, eipc);
-      wr16(buf, eipc, e + 10);
+      writeU16(buf, e + 10, eipc);
     }
-    wr16(buf, icmpc, l4 + 2);
+    writeU16(buf, l4 + 2, icmpc);
 
     // The outer header (ICMP has no pseudo-header, so only the IPv4 checksum changes).
-    const oSrc = rd32(buf, ipOff + 12);
-    const oDst = rd32(buf, ipOff + 16);
+    const oSrc = readI32(buf, ipOff + 12);
+    const oDst = readI32(buf, ipOff + 16);
     const toSrc = rec[other + 1]!;
     const toDst = rec[other]!;
-    let ipc = rd16(buf, ipOff + 10);
+    let ipc = readU16(buf, ipOff + 10);
     if (oSrc === rec[mine]! && oSrc !== toSrc) {
       ipc = updateChecksum32(ipc, oSrc, toSrc);
-      wr32(buf, toSrc, ipOff + 12);
+      writeU32(buf, ipOff + 12, toSrc);
     }
     if (oDst === rec[mine + 1]! && oDst !== toDst) {
       ipc = updateChecksum32(ipc, oDst, toDst);
-      wr32(buf, toDst, ipOff + 16);
+      writeU32(buf, ipOff + 16, toDst);
     }
-    wr16(buf, ipc, ipOff + 10);
+    writeU16(buf, ipOff + 10, ipc);
     this.stats.translated++;
     return Verdict.Ok;
   }
@@ -541,26 +542,6 @@ export class Nat {
     this.rng = x;
     return x >>> 1;
   }
-}
-
-// Field access by hand: Buffer's readInt32BE & co validate their arguments on every call, which costs
-// more than the rest of the per-packet work; offsets here are in bounds by construction.
-function rd16(buf: Buffer, o: number): number {
-  return (buf[o]! << 8) | buf[o + 1]!;
-}
-/** As int32 (see conntrack.ts: addresses are kept as int32). */
-function rd32(buf: Buffer, o: number): number {
-  return (buf[o]! << 24) | (buf[o + 1]! << 16) | (buf[o + 2]! << 8) | buf[o + 3]!;
-}
-function wr16(buf: Buffer, v: number, o: number): void {
-  buf[o] = v >>> 8;
-  buf[o + 1] = v;
-}
-function wr32(buf: Buffer, v: number, o: number): void {
-  buf[o] = v >>> 24;
-  buf[o + 1] = v >>> 16;
-  buf[o + 2] = v >>> 8;
-  buf[o + 3] = v;
 }
 
 function checkRange(min: number, max: number): void {

@@ -7,16 +7,17 @@
  * `Repr`s), never the data path. The wire layer depends on nothing, so they are written here rather
  * than taken from `ip-address`.
  */
+import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { PacketError } from './errors.js';
 
 // ---- IPv4 -----------------------------------------------------------------------------------
 
 export function readIpv4(buf: Buffer, off: number): number {
-  return buf.readUInt32BE(off);
+  return readU32(buf, off);
 }
 
 export function writeIpv4(buf: Buffer, off: number, ip: number): void {
-  buf.writeUInt32BE(ip >>> 0, off);
+  writeU32(buf, off, ip);
 }
 
 export function ipv4ToString(ip: number): string {
@@ -85,16 +86,16 @@ export function inSubnet(ip: number, network: number, mask: number): boolean {
 // ---- MAC ------------------------------------------------------------------------------------
 
 export function readMacHi(buf: Buffer, off: number): number {
-  return buf.readUInt16BE(off);
+  return readU16(buf, off);
 }
 
 export function readMacLo(buf: Buffer, off: number): number {
-  return buf.readUInt32BE(off + 2);
+  return readU32(buf, off + 2);
 }
 
 export function writeMac(buf: Buffer, off: number, hi: number, lo: number): void {
-  buf.writeUInt16BE(hi & 0xffff, off);
-  buf.writeUInt32BE(lo >>> 0, off + 2);
+  writeU16(buf, off, hi);
+  writeU32(buf, off + 2, lo);
 }
 
 function hex2(b: number): string {

@@ -1,8 +1,9 @@
 /** ARP for Ethernet/IPv4 only (RFC 826): htype 1, ptype 0x0800, hlen 6, plen 4. */
+import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { ipv4ToString, macToString, parseIpv4, parseMac, writeMac } from './addr.js';
 import { EtherType } from './ethernet.js';
 import { PacketError, ParseError } from './errors.js';
-import { EMPTY_BUFFER, regionOk } from './internal.js';
+import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
 
 export const ARP_LEN = 28;
 
@@ -38,8 +39,8 @@ export class ArpView {
     this.len = len;
     if (!regionOk(buf, off, len) || len < ARP_LEN) return ParseError.Truncated;
     if (
-      buf.readUInt16BE(off + HTYPE) !== HTYPE_ETHERNET ||
-      buf.readUInt16BE(off + PTYPE) !== EtherType.IPv4 ||
+      readU16(buf, off + HTYPE) !== HTYPE_ETHERNET ||
+      readU16(buf, off + PTYPE) !== EtherType.IPv4 ||
       buf[off + HLEN] !== 6 ||
       buf[off + PLEN] !== 4
     ) {
@@ -56,44 +57,44 @@ export class ArpView {
   }
 
   get operation(): number {
-    return this.buf.readUInt16BE(this.off + OPER);
+    return readU16(this.buf, this.off + OPER);
   }
   get senderMacHi(): number {
-    return this.buf.readUInt16BE(this.off + SHA);
+    return readU16(this.buf, this.off + SHA);
   }
   get senderMacLo(): number {
-    return this.buf.readUInt32BE(this.off + SHA + 2);
+    return readU32(this.buf, this.off + SHA + 2);
   }
   get senderIp(): number {
-    return this.buf.readUInt32BE(this.off + SPA);
+    return readU32(this.buf, this.off + SPA);
   }
   get targetMacHi(): number {
-    return this.buf.readUInt16BE(this.off + THA);
+    return readU16(this.buf, this.off + THA);
   }
   get targetMacLo(): number {
-    return this.buf.readUInt32BE(this.off + THA + 2);
+    return readU32(this.buf, this.off + THA + 2);
   }
   get targetIp(): number {
-    return this.buf.readUInt32BE(this.off + TPA);
+    return readU32(this.buf, this.off + TPA);
   }
 }
 
 /** Writable view; setters write the field and nothing else. */
 export class ArpViewMut extends ArpView {
   setOperation(op: number): void {
-    this.buf.writeUInt16BE(op & 0xffff, this.off + OPER);
+    writeU16(this.buf, this.off + OPER, op);
   }
   setSenderMac(hi: number, lo: number): void {
     writeMac(this.buf, this.off + SHA, hi, lo);
   }
   setSenderIp(ip: number): void {
-    this.buf.writeUInt32BE(ip >>> 0, this.off + SPA);
+    writeU32(this.buf, this.off + SPA, ip);
   }
   setTargetMac(hi: number, lo: number): void {
     writeMac(this.buf, this.off + THA, hi, lo);
   }
   setTargetIp(ip: number): void {
-    this.buf.writeUInt32BE(ip >>> 0, this.off + TPA);
+    writeU32(this.buf, this.off + TPA, ip);
   }
 }
 
@@ -109,15 +110,16 @@ export function writeArp(
   targetMacLo: number,
   targetIp: number,
 ): number {
-  buf.writeUInt16BE(HTYPE_ETHERNET, off + HTYPE);
-  buf.writeUInt16BE(EtherType.IPv4, off + PTYPE);
+  checkRegion(buf, off, ARP_LEN, 'writeArp');
+  writeU16(buf, off + HTYPE, HTYPE_ETHERNET);
+  writeU16(buf, off + PTYPE, EtherType.IPv4);
   buf[off + HLEN] = 6;
   buf[off + PLEN] = 4;
-  buf.writeUInt16BE(operation & 0xffff, off + OPER);
+  writeU16(buf, off + OPER, operation);
   writeMac(buf, off + SHA, senderMacHi, senderMacLo);
-  buf.writeUInt32BE(senderIp >>> 0, off + SPA);
+  writeU32(buf, off + SPA, senderIp);
   writeMac(buf, off + THA, targetMacHi, targetMacLo);
-  buf.writeUInt32BE(targetIp >>> 0, off + TPA);
+  writeU32(buf, off + TPA, targetIp);
   return ARP_LEN;
 }
 

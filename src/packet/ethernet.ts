@@ -1,7 +1,8 @@
 /** Ethernet II frames (no FCS). VLAN tags are not parsed: 0x8100 is just another EtherType. */
+import { readU16, readU32, writeU16 } from './bytes.js';
 import { isBroadcastMac, macToString, parseMac, writeMac } from './addr.js';
 import { PacketError, ParseError } from './errors.js';
-import { EMPTY_BUFFER, regionOk } from './internal.js';
+import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
 
 export const ETH_HLEN = 14;
 
@@ -46,19 +47,19 @@ export class EthernetView {
   }
 
   get dstHi(): number {
-    return this.buf.readUInt16BE(this.off + DST);
+    return readU16(this.buf, this.off + DST);
   }
   get dstLo(): number {
-    return this.buf.readUInt32BE(this.off + DST + 2);
+    return readU32(this.buf, this.off + DST + 2);
   }
   get srcHi(): number {
-    return this.buf.readUInt16BE(this.off + SRC);
+    return readU16(this.buf, this.off + SRC);
   }
   get srcLo(): number {
-    return this.buf.readUInt32BE(this.off + SRC + 2);
+    return readU32(this.buf, this.off + SRC + 2);
   }
   get etherType(): number {
-    return this.buf.readUInt16BE(this.off + ETHERTYPE);
+    return readU16(this.buf, this.off + ETHERTYPE);
   }
   /** Destination is ff:ff:ff:ff:ff:ff. */
   get isBroadcast(): boolean {
@@ -86,7 +87,7 @@ export class EthernetViewMut extends EthernetView {
     writeMac(this.buf, this.off + SRC, hi, lo);
   }
   setEtherType(t: number): void {
-    this.buf.writeUInt16BE(t & 0xffff, this.off + ETHERTYPE);
+    writeU16(this.buf, this.off + ETHERTYPE, t);
   }
 }
 
@@ -103,9 +104,10 @@ export function writeEthernetHeader(
   srcLo: number,
   etherType: number,
 ): number {
+  checkRegion(buf, off, ETH_HLEN, 'writeEthernetHeader');
   writeMac(buf, off + DST, dstHi, dstLo);
   writeMac(buf, off + SRC, srcHi, srcLo);
-  buf.writeUInt16BE(etherType & 0xffff, off + ETHERTYPE);
+  writeU16(buf, off + ETHERTYPE, etherType);
   return ETH_HLEN;
 }
 

@@ -1,4 +1,5 @@
 /** ICMPv4 (RFC 792; next-hop MTU from RFC 1191). */
+import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { checksum, sum16 } from './checksum.js';
 import { PacketError, ParseError } from './errors.js';
 import { EMPTY_BUFFER, regionOk } from './internal.js';
@@ -69,21 +70,21 @@ export class IcmpView {
     return this.buf[this.off + CODE];
   }
   get checksum(): number {
-    return this.buf.readUInt16BE(this.off + CHECKSUM);
+    return readU16(this.buf, this.off + CHECKSUM);
   }
   get ident(): number {
-    return this.buf.readUInt16BE(this.off + IDENT);
+    return readU16(this.buf, this.off + IDENT);
   }
   get seq(): number {
-    return this.buf.readUInt16BE(this.off + SEQ);
+    return readU16(this.buf, this.off + SEQ);
   }
   /** Bytes 4-7 as one unsigned 32-bit number (ident/seq of an echo; unused/next-hop MTU of an error). */
   get restOfHeader(): number {
-    return this.buf.readUInt32BE(this.off + IDENT);
+    return readU32(this.buf, this.off + IDENT);
   }
   /** Next-hop MTU of a DestUnreachable/FragNeeded message (bytes 6-7). */
   get nextHopMtu(): number {
-    return this.buf.readUInt16BE(this.off + SEQ);
+    return readU16(this.buf, this.off + SEQ);
   }
   /** Absolute offset of the data after the 8-byte header (echo data, or the quoted packet of an error). */
   get payloadOffset(): number {
@@ -107,26 +108,26 @@ export class IcmpViewMut extends IcmpView {
     this.buf[this.off + CODE] = c & 0xff;
   }
   setChecksum(c: number): void {
-    this.buf.writeUInt16BE(c & 0xffff, this.off + CHECKSUM);
+    writeU16(this.buf, this.off + CHECKSUM, c);
   }
   setIdent(id: number): void {
-    this.buf.writeUInt16BE(id & 0xffff, this.off + IDENT);
+    writeU16(this.buf, this.off + IDENT, id);
   }
   setSeq(seq: number): void {
-    this.buf.writeUInt16BE(seq & 0xffff, this.off + SEQ);
+    writeU16(this.buf, this.off + SEQ, seq);
   }
   setNextHopMtu(mtu: number): void {
-    this.buf.writeUInt16BE(mtu & 0xffff, this.off + SEQ);
+    writeU16(this.buf, this.off + SEQ, mtu);
   }
   /** Writes bytes 4-7 as one 32-bit number (e.g. 0 for TimeExceeded, the MTU for FragNeeded). */
   setRestOfHeader(v: number): void {
-    this.buf.writeUInt32BE(v >>> 0, this.off + IDENT);
+    writeU32(this.buf, this.off + IDENT, v);
   }
   /** Recomputes the checksum over the whole message (`len` bytes). */
   fillChecksum(): void {
     const o = this.off;
-    this.buf.writeUInt16BE(0, o + CHECKSUM);
-    this.buf.writeUInt16BE(checksum(this.buf, o, this.len), o + CHECKSUM);
+    writeU16(this.buf, o + CHECKSUM, 0);
+    writeU16(this.buf, o + CHECKSUM, checksum(this.buf, o, this.len));
   }
 }
 
@@ -166,10 +167,10 @@ export function icmpBufferLen(_repr?: IcmpRepr): number {
 export function emitIcmp(repr: IcmpRepr, buf: Buffer, off: number): number {
   buf[off + TYPE] = repr.type & 0xff;
   buf[off + CODE] = repr.code & 0xff;
-  buf.writeUInt16BE(0, off + CHECKSUM);
-  buf.writeUInt16BE(repr.ident & 0xffff, off + IDENT);
-  buf.writeUInt16BE(repr.seq & 0xffff, off + SEQ);
-  buf.writeUInt16BE(checksum(buf, off, ICMP_HLEN + repr.payloadLength), off + CHECKSUM);
+  writeU16(buf, off + CHECKSUM, 0);
+  writeU16(buf, off + IDENT, repr.ident);
+  writeU16(buf, off + SEQ, repr.seq);
+  writeU16(buf, off + CHECKSUM, checksum(buf, off, ICMP_HLEN + repr.payloadLength));
   return ICMP_HLEN;
 }
 
@@ -198,10 +199,10 @@ export function emitIcmpError(
   original.copy(buf, off + ICMP_HLEN, 0, quote);
   buf[off + TYPE] = type & 0xff;
   buf[off + CODE] = code & 0xff;
-  buf.writeUInt16BE(0, off + CHECKSUM);
-  buf.writeUInt16BE(0, off + IDENT);
-  buf.writeUInt16BE(nextHopMtu & 0xffff, off + SEQ);
+  writeU16(buf, off + CHECKSUM, 0);
+  writeU16(buf, off + IDENT, 0);
+  writeU16(buf, off + SEQ, nextHopMtu);
   const total = ICMP_HLEN + quote;
-  buf.writeUInt16BE(checksum(buf, off, total), off + CHECKSUM);
+  writeU16(buf, off + CHECKSUM, checksum(buf, off, total));
   return total;
 }

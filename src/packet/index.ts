@@ -3,8 +3,11 @@
  *
  * Conventions used by every protocol module:
  * - A view (`XxxView`) covers `buf[off .. off + len)`; all offsets it returns (`payloadOffset`, ...)
- *   are absolute offsets into `buf`. Reads go through the Buffer (index / `readUInt16BE` / ...), so a
- *   Buffer that is itself a subarray with a non-zero `byteOffset` works as-is.
+ *   are absolute offsets into `buf`. Fields are read and written by indexing the Buffer's bytes
+ *   (`bytes.ts`: `readU16`, `readU32`, `writeU16`, ...), never through `readUInt16BE` & co, whose
+ *   argument checks cost more than the rest of the per-packet work; indexing honours `byteOffset`, so
+ *   a Buffer that is itself a subarray works as-is. Setters do not check bounds (a view is reset
+ *   first); the `writeXxx` builders check their region once and throw RangeError.
  * - `reset(buf, off, len)` re-points a view and returns a `ParseError` number: 0 (`ParseError.Ok`)
  *   means the lengths were validated and no accessor can fail. This is the data-path contract: no
  *   exceptions, and no allocation in `reset` or in any accessor. After a non-zero result the
@@ -23,6 +26,7 @@
  *   be in place already, because checksums cover it (ICMP errors, which quote, are the exception).
  */
 export * from './errors.js';
+export * from './bytes.js';
 export * from './checksum.js';
 export * from './addr.js';
 export * from './ethernet.js';

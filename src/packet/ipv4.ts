@@ -1,8 +1,9 @@
 /** IPv4 headers (RFC 791). Options are carried but not interpreted. */
+import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { ipv4ToString, parseIpv4 as parseIpv4Address } from './addr.js';
 import { checksum, sum16, updateChecksum16 } from './checksum.js';
 import { PacketError, ParseError } from './errors.js';
-import { EMPTY_BUFFER, regionOk } from './internal.js';
+import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
 
 export const IPV4_MIN_HLEN = 20;
 export const IPV4_MAX_TOTAL_LENGTH = 0xffff;
@@ -48,7 +49,7 @@ export class Ipv4View {
     if (vihl >> 4 !== 4) return ParseError.BadVersion;
     const hlen = (vihl & 0x0f) * 4;
     if (hlen < IPV4_MIN_HLEN || hlen > len) return ParseError.BadHeaderLength;
-    const total = buf.readUInt16BE(off + TOTAL_LENGTH);
+    const total = readU16(buf, off + TOTAL_LENGTH);
     if (total < hlen || total > len) return ParseError.BadTotalLength;
     return ParseError.Ok;
   }
@@ -71,20 +72,20 @@ export class Ipv4View {
     return this.buf[this.off + TOS];
   }
   get totalLength(): number {
-    return this.buf.readUInt16BE(this.off + TOTAL_LENGTH);
+    return readU16(this.buf, this.off + TOTAL_LENGTH);
   }
   get ident(): number {
-    return this.buf.readUInt16BE(this.off + IDENT);
+    return readU16(this.buf, this.off + IDENT);
   }
   get dontFragment(): boolean {
-    return (this.buf.readUInt16BE(this.off + FLAGS_FRAG) & FLAG_DF) !== 0;
+    return (readU16(this.buf, this.off + FLAGS_FRAG) & FLAG_DF) !== 0;
   }
   get moreFragments(): boolean {
-    return (this.buf.readUInt16BE(this.off + FLAGS_FRAG) & FLAG_MF) !== 0;
+    return (readU16(this.buf, this.off + FLAGS_FRAG) & FLAG_MF) !== 0;
   }
   /** Fragment offset in bytes (the field counts 8-byte units). */
   get fragmentOffset(): number {
-    return (this.buf.readUInt16BE(this.off + FLAGS_FRAG) & FRAG_MASK) * 8;
+    return (readU16(this.buf, this.off + FLAGS_FRAG) & FRAG_MASK) * 8;
   }
   get ttl(): number {
     return this.buf[this.off + TTL];
@@ -93,13 +94,13 @@ export class Ipv4View {
     return this.buf[this.off + PROTOCOL];
   }
   get checksum(): number {
-    return this.buf.readUInt16BE(this.off + CHECKSUM);
+    return readU16(this.buf, this.off + CHECKSUM);
   }
   get src(): number {
-    return this.buf.readUInt32BE(this.off + SRC);
+    return readU32(this.buf, this.off + SRC);
   }
   get dst(): number {
-    return this.buf.readUInt32BE(this.off + DST);
+    return readU32(this.buf, this.off + DST);
   }
   /** Absolute offset of the payload in `buf`. */
   get payloadOffset(): number {
@@ -125,15 +126,15 @@ export class Ipv4ViewMut extends Ipv4View {
     this.buf[this.off + TOS] = tos & 0xff;
   }
   setTotalLength(n: number): void {
-    this.buf.writeUInt16BE(n & 0xffff, this.off + TOTAL_LENGTH);
+    writeU16(this.buf, this.off + TOTAL_LENGTH, n);
   }
   setIdent(ident: number): void {
-    this.buf.writeUInt16BE(ident & 0xffff, this.off + IDENT);
+    writeU16(this.buf, this.off + IDENT, ident);
   }
   /** `offsetBytes` should be a multiple of 8; its low three bits are dropped. The reserved bit is cleared. */
   setFlagsAndFragment(df: boolean, mf: boolean, offsetBytes: number): void {
     const v = (df ? FLAG_DF : 0) | (mf ? FLAG_MF : 0) | ((offsetBytes >>> 3) & FRAG_MASK);
-    this.buf.writeUInt16BE(v, this.off + FLAGS_FRAG);
+    writeU16(this.buf, this.off + FLAGS_FRAG, v);
   }
   setTtl(ttl: number): void {
     this.buf[this.off + TTL] = ttl & 0xff;
@@ -142,19 +143,19 @@ export class Ipv4ViewMut extends Ipv4View {
     this.buf[this.off + PROTOCOL] = p & 0xff;
   }
   setChecksum(c: number): void {
-    this.buf.writeUInt16BE(c & 0xffff, this.off + CHECKSUM);
+    writeU16(this.buf, this.off + CHECKSUM, c);
   }
   setSrc(ip: number): void {
-    this.buf.writeUInt32BE(ip >>> 0, this.off + SRC);
+    writeU32(this.buf, this.off + SRC, ip);
   }
   setDst(ip: number): void {
-    this.buf.writeUInt32BE(ip >>> 0, this.off + DST);
+    writeU32(this.buf, this.off + DST, ip);
   }
   /** Recomputes the header checksum over `headerLength` bytes. */
   fillChecksum(): void {
     const o = this.off;
-    this.buf.writeUInt16BE(0, o + CHECKSUM);
-    this.buf.writeUInt16BE(checksum(this.buf, o, this.headerLength), o + CHECKSUM);
+    writeU16(this.buf, o + CHECKSUM, 0);
+    writeU16(this.buf, o + CHECKSUM, checksum(this.buf, o, this.headerLength));
   }
   /**
    * TTL - 1 with an RFC 1624 incremental checksum update; returns the new TTL. A TTL of 0 is left
@@ -167,8 +168,8 @@ export class Ipv4ViewMut extends Ipv4View {
     if (ttl === 0) return 0;
     const proto = buf[o + PROTOCOL];
     buf[o + TTL] = ttl - 1;
-    const c = updateChecksum16(buf.readUInt16BE(o + CHECKSUM), (ttl << 8) | proto, ((ttl - 1) << 8) | proto);
-    buf.writeUInt16BE(c, o + CHECKSUM);
+    const c = updateChecksum16(readU16(buf, o + CHECKSUM), (ttl << 8) | proto, ((ttl - 1) << 8) | proto);
+    writeU16(buf, o + CHECKSUM, c);
     return ttl - 1;
   }
 }
@@ -190,17 +191,18 @@ export function writeIpv4Header(
   dontFragment = false,
   tos = 0,
 ): number {
+  checkRegion(buf, off, IPV4_MIN_HLEN, 'writeIpv4Header');
   buf[off + VER_IHL] = 0x45;
   buf[off + TOS] = tos & 0xff;
-  buf.writeUInt16BE((IPV4_MIN_HLEN + payloadLength) & 0xffff, off + TOTAL_LENGTH);
-  buf.writeUInt16BE(ident & 0xffff, off + IDENT);
-  buf.writeUInt16BE(dontFragment ? FLAG_DF : 0, off + FLAGS_FRAG);
+  writeU16(buf, off + TOTAL_LENGTH, IPV4_MIN_HLEN + payloadLength);
+  writeU16(buf, off + IDENT, ident);
+  writeU16(buf, off + FLAGS_FRAG, dontFragment ? FLAG_DF : 0);
   buf[off + TTL] = ttl & 0xff;
   buf[off + PROTOCOL] = protocol & 0xff;
-  buf.writeUInt16BE(0, off + CHECKSUM);
-  buf.writeUInt32BE(src >>> 0, off + SRC);
-  buf.writeUInt32BE(dst >>> 0, off + DST);
-  buf.writeUInt16BE(checksum(buf, off, IPV4_MIN_HLEN), off + CHECKSUM);
+  writeU16(buf, off + CHECKSUM, 0);
+  writeU32(buf, off + SRC, src);
+  writeU32(buf, off + DST, dst);
+  writeU16(buf, off + CHECKSUM, checksum(buf, off, IPV4_MIN_HLEN));
   return IPV4_MIN_HLEN;
 }
 

@@ -1,4 +1,5 @@
 /** TCP segment headers over IPv4 (RFC 9293). Options are carried as raw bytes, not interpreted. */
+import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { checksum, pseudoHeaderSum, sum16 } from './checksum.js';
 import { PacketError, ParseError } from './errors.js';
 import { IpProtocol } from './ipv4.js';
@@ -50,16 +51,16 @@ export class TcpView {
   }
 
   get srcPort(): number {
-    return this.buf.readUInt16BE(this.off + SRC_PORT);
+    return readU16(this.buf, this.off + SRC_PORT);
   }
   get dstPort(): number {
-    return this.buf.readUInt16BE(this.off + DST_PORT);
+    return readU16(this.buf, this.off + DST_PORT);
   }
   get seq(): number {
-    return this.buf.readUInt32BE(this.off + SEQ);
+    return readU32(this.buf, this.off + SEQ);
   }
   get ack(): number {
-    return this.buf.readUInt32BE(this.off + ACK);
+    return readU32(this.buf, this.off + ACK);
   }
   /** Header length in bytes (the data-offset field * 4). */
   get dataOffset(): number {
@@ -70,13 +71,13 @@ export class TcpView {
     return this.buf[this.off + FLAGS];
   }
   get window(): number {
-    return this.buf.readUInt16BE(this.off + WINDOW);
+    return readU16(this.buf, this.off + WINDOW);
   }
   get checksum(): number {
-    return this.buf.readUInt16BE(this.off + CHECKSUM);
+    return readU16(this.buf, this.off + CHECKSUM);
   }
   get urgent(): number {
-    return this.buf.readUInt16BE(this.off + URGENT);
+    return readU16(this.buf, this.off + URGENT);
   }
   /** Absolute offset of the options in `buf` (they run to `payloadOffset`). */
   get optionsOffset(): number {
@@ -102,16 +103,16 @@ export class TcpView {
 /** Writable view; setters write their field only (call `fillChecksum()` afterwards). */
 export class TcpViewMut extends TcpView {
   setSrcPort(p: number): void {
-    this.buf.writeUInt16BE(p & 0xffff, this.off + SRC_PORT);
+    writeU16(this.buf, this.off + SRC_PORT, p);
   }
   setDstPort(p: number): void {
-    this.buf.writeUInt16BE(p & 0xffff, this.off + DST_PORT);
+    writeU16(this.buf, this.off + DST_PORT, p);
   }
   setSeq(seq: number): void {
-    this.buf.writeUInt32BE(seq >>> 0, this.off + SEQ);
+    writeU32(this.buf, this.off + SEQ, seq);
   }
   setAck(ack: number): void {
-    this.buf.writeUInt32BE(ack >>> 0, this.off + ACK);
+    writeU32(this.buf, this.off + ACK, ack);
   }
   /** Header length in bytes (a multiple of 4, 20..60); keeps the reserved bits of the byte. */
   setDataOffset(bytes: number): void {
@@ -122,20 +123,20 @@ export class TcpViewMut extends TcpView {
     this.buf[this.off + FLAGS] = flags & 0xff;
   }
   setWindow(w: number): void {
-    this.buf.writeUInt16BE(w & 0xffff, this.off + WINDOW);
+    writeU16(this.buf, this.off + WINDOW, w);
   }
   setChecksum(c: number): void {
-    this.buf.writeUInt16BE(c & 0xffff, this.off + CHECKSUM);
+    writeU16(this.buf, this.off + CHECKSUM, c);
   }
   setUrgent(u: number): void {
-    this.buf.writeUInt16BE(u & 0xffff, this.off + URGENT);
+    writeU16(this.buf, this.off + URGENT, u);
   }
   /** Computes the checksum over the segment (`len` bytes) and the pseudo-header. */
   fillChecksum(srcIp: number, dstIp: number): void {
     const o = this.off;
-    this.buf.writeUInt16BE(0, o + CHECKSUM);
+    writeU16(this.buf, o + CHECKSUM, 0);
     const c = checksum(this.buf, o, this.len, pseudoHeaderSum(srcIp, dstIp, IpProtocol.TCP, this.len));
-    this.buf.writeUInt16BE(c, o + CHECKSUM);
+    writeU16(this.buf, o + CHECKSUM, c);
   }
 }
 
@@ -194,16 +195,16 @@ export function emitTcp(repr: TcpRepr, buf: Buffer, off: number, srcIp: number, 
   const optLen = repr.options?.length ?? 0;
   if (repr.options !== undefined) repr.options.copy(buf, off + TCP_MIN_HLEN);
   buf.fill(0, off + TCP_MIN_HLEN + optLen, off + hlen);
-  buf.writeUInt16BE(repr.srcPort & 0xffff, off + SRC_PORT);
-  buf.writeUInt16BE(repr.dstPort & 0xffff, off + DST_PORT);
-  buf.writeUInt32BE(repr.seq >>> 0, off + SEQ);
-  buf.writeUInt32BE(repr.ack >>> 0, off + ACK);
+  writeU16(buf, off + SRC_PORT, repr.srcPort);
+  writeU16(buf, off + DST_PORT, repr.dstPort);
+  writeU32(buf, off + SEQ, repr.seq);
+  writeU32(buf, off + ACK, repr.ack);
   buf[off + DATA_OFFSET] = (hlen >>> 2) << 4;
   buf[off + FLAGS] = repr.flags & 0xff;
-  buf.writeUInt16BE(repr.window & 0xffff, off + WINDOW);
-  buf.writeUInt16BE(0, off + CHECKSUM);
-  buf.writeUInt16BE((repr.urgent ?? 0) & 0xffff, off + URGENT);
+  writeU16(buf, off + WINDOW, repr.window);
+  writeU16(buf, off + CHECKSUM, 0);
+  writeU16(buf, off + URGENT, (repr.urgent ?? 0));
   const segLen = hlen + repr.payloadLength;
-  buf.writeUInt16BE(checksum(buf, off, segLen, pseudoHeaderSum(srcIp, dstIp, IpProtocol.TCP, segLen)), off + CHECKSUM);
+  writeU16(buf, off + CHECKSUM, checksum(buf, off, segLen, pseudoHeaderSum(srcIp, dstIp, IpProtocol.TCP, segLen)));
   return hlen;
 }

@@ -1,8 +1,9 @@
 /** UDP over IPv4 (RFC 768). */
+import { readU16, writeU16 } from './bytes.js';
 import { checksum, pseudoHeaderSum, sum16 } from './checksum.js';
 import { PacketError, ParseError } from './errors.js';
 import { IpProtocol } from './ipv4.js';
-import { EMPTY_BUFFER, regionOk } from './internal.js';
+import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
 
 export const UDP_HLEN = 8;
 
@@ -27,7 +28,7 @@ export class UdpView {
     this.off = off;
     this.len = len;
     if (!regionOk(buf, off, len) || len < UDP_HLEN) return ParseError.Truncated;
-    const length = buf.readUInt16BE(off + LENGTH);
+    const length = readU16(buf, off + LENGTH);
     if (length < UDP_HLEN || length > len) return ParseError.BadLength;
     return ParseError.Ok;
   }
@@ -40,17 +41,17 @@ export class UdpView {
   }
 
   get srcPort(): number {
-    return this.buf.readUInt16BE(this.off + SRC_PORT);
+    return readU16(this.buf, this.off + SRC_PORT);
   }
   get dstPort(): number {
-    return this.buf.readUInt16BE(this.off + DST_PORT);
+    return readU16(this.buf, this.off + DST_PORT);
   }
   /** The length field: header + payload. */
   get length(): number {
-    return this.buf.readUInt16BE(this.off + LENGTH);
+    return readU16(this.buf, this.off + LENGTH);
   }
   get checksum(): number {
-    return this.buf.readUInt16BE(this.off + CHECKSUM);
+    return readU16(this.buf, this.off + CHECKSUM);
   }
   /** Absolute offset of the payload in `buf`. */
   get payloadOffset(): number {
@@ -71,16 +72,16 @@ export class UdpView {
 /** Writable view; setters write their field only (call `fillChecksum()` afterwards). */
 export class UdpViewMut extends UdpView {
   setSrcPort(p: number): void {
-    this.buf.writeUInt16BE(p & 0xffff, this.off + SRC_PORT);
+    writeU16(this.buf, this.off + SRC_PORT, p);
   }
   setDstPort(p: number): void {
-    this.buf.writeUInt16BE(p & 0xffff, this.off + DST_PORT);
+    writeU16(this.buf, this.off + DST_PORT, p);
   }
   setLength(n: number): void {
-    this.buf.writeUInt16BE(n & 0xffff, this.off + LENGTH);
+    writeU16(this.buf, this.off + LENGTH, n);
   }
   setChecksum(c: number): void {
-    this.buf.writeUInt16BE(c & 0xffff, this.off + CHECKSUM);
+    writeU16(this.buf, this.off + CHECKSUM, c);
   }
   /** Computes the checksum over `length` bytes and the pseudo-header; a computed 0 is sent as 0xffff. */
   fillChecksum(srcIp: number, dstIp: number): void {
@@ -89,9 +90,9 @@ export class UdpViewMut extends UdpView {
 }
 
 function fillUdpChecksum(buf: Buffer, off: number, length: number, srcIp: number, dstIp: number): void {
-  buf.writeUInt16BE(0, off + CHECKSUM);
+  writeU16(buf, off + CHECKSUM, 0);
   const c = checksum(buf, off, length, pseudoHeaderSum(srcIp, dstIp, IpProtocol.UDP, length));
-  buf.writeUInt16BE(c === 0 ? 0xffff : c, off + CHECKSUM);
+  writeU16(buf, off + CHECKSUM, c === 0 ? 0xffff : c);
 }
 
 /**
@@ -108,11 +109,12 @@ export function writeUdpHeader(
   srcIp?: number,
   dstIp?: number,
 ): number {
+  checkRegion(buf, off, UDP_HLEN, 'writeUdpHeader');
   const length = (UDP_HLEN + payloadLength) & 0xffff;
-  buf.writeUInt16BE(srcPort & 0xffff, off + SRC_PORT);
-  buf.writeUInt16BE(dstPort & 0xffff, off + DST_PORT);
-  buf.writeUInt16BE(length, off + LENGTH);
-  if (srcIp === undefined || dstIp === undefined) buf.writeUInt16BE(0, off + CHECKSUM);
+  writeU16(buf, off + SRC_PORT, srcPort);
+  writeU16(buf, off + DST_PORT, dstPort);
+  writeU16(buf, off + LENGTH, length);
+  if (srcIp === undefined || dstIp === undefined) writeU16(buf, off + CHECKSUM, 0);
   else fillUdpChecksum(buf, off, length, srcIp, dstIp);
   return UDP_HLEN;
 }

@@ -1,6 +1,7 @@
 /** VXLAN (RFC 7348): an 8-byte header in a UDP datagram, carrying an inner Ethernet frame. */
+import { writeU32 } from './bytes.js';
 import { PacketError, ParseError } from './errors.js';
-import { EMPTY_BUFFER, regionOk } from './internal.js';
+import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
 
 export const VXLAN_HLEN = 8;
 /** The "VNI valid" flag; the only flag RFC 7348 defines. */
@@ -47,7 +48,9 @@ export class VxlanView {
   }
   /** The 24-bit VXLAN network identifier. */
   get vni(): number {
-    return this.buf.readUInt32BE(this.off + VNI) >>> 8;
+    const b = this.buf;
+    const o = this.off + VNI;
+    return (b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]!;
   }
   /** Absolute offset of the inner Ethernet frame in `buf`. */
   get payloadOffset(): number {
@@ -63,7 +66,7 @@ export class VxlanViewMut extends VxlanView {
   /** Writes the VNI (24 bits) and keeps the reserved byte after it. */
   setVni(vni: number): void {
     const o = this.off + VNI;
-    this.buf.writeUInt32BE((((vni & 0xffffff) << 8) | this.buf[o + 3]) >>> 0, o);
+    writeU32(this.buf, o, ((vni & 0xffffff) << 8) | this.buf[o + 3]!);
   }
   setFlags(flags: number): void {
     this.buf[this.off + FLAGS] = flags & 0xff;
@@ -72,8 +75,9 @@ export class VxlanViewMut extends VxlanView {
 
 /** Writes an 8-byte header with the I flag, the 24-bit `vni` and every reserved bit zero. Returns `VXLAN_HLEN`. */
 export function writeVxlanHeader(buf: Buffer, off: number, vni: number): number {
-  buf.writeUInt32BE(VXLAN_FLAG_I << 24, off + FLAGS);
-  buf.writeUInt32BE(((vni & 0xffffff) << 8) >>> 0, off + VNI);
+  checkRegion(buf, off, VXLAN_HLEN, 'writeVxlanHeader');
+  writeU32(buf, off + FLAGS, VXLAN_FLAG_I << 24);
+  writeU32(buf, off + VNI, (vni & 0xffffff) << 8);
   return VXLAN_HLEN;
 }
 
