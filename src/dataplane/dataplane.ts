@@ -1,3 +1,4 @@
+import { coarseClock } from '../util/clock.js';
 import { FramePool } from './pool.js';
 import type { FlushScheduler, Port, TxQueue } from './port.js';
 import { Switch } from './switch.js';
@@ -16,6 +17,12 @@ export interface IngressPort {
   receive(buf: Buffer, off: number, len: number): void;
 }
 
+/** Where the data plane reads time: whole seconds and int32 milliseconds (see `util/clock.ts`). */
+export interface ClockSource {
+  readonly seconds: number;
+  readonly ms: number;
+}
+
 /**
  * Owns one batch at a time: frames received from a device are processed to completion, frames the data
  * plane generates (ARP replies, ICMP, routed packets) are injected through a queue rather than by
@@ -25,8 +32,14 @@ export class Dataplane implements FlushScheduler {
   readonly pool = new FramePool();
   readonly switch: Switch;
   readonly neighbors = new Neighbors();
-  /** Coarse clock in seconds, refreshed once per batch. */
+  /**
+   * Whole seconds, refreshed once per batch (`tick`) from the coarse clock: a small integer, so
+   * passing it down per packet (conntrack, MAC table, service affinity) never allocates.
+   */
   now = 0;
+  /** Whole milliseconds (int32, wraps after 24.8 days: compare by `(a - b) | 0`), refreshed with `now`. */
+  nowMs = 0;
+  private readonly clock: ClockSource;
 
   private readonly dirty: TxQueue[] = [];
   private dirtyCount = 0;
@@ -42,8 +55,10 @@ export class Dataplane implements FlushScheduler {
   /** Runs once per batch after the flush (e.g. a bounded slice of conntrack garbage collection). */
   afterBatch: (() => void) | undefined;
 
-  constructor(opts: { macCapacity?: number; agingSeconds?: number; injectCapacity?: number } = {}) {
+  constructor(opts: { macCapacity?: number; agingSeconds?: number; injectCapacity?: number; clock?: ClockSource } = {}) {
     this.switch = new Switch(opts);
+    if (opts.clock === undefined) coarseClock.start();
+    this.clock = opts.clock ?? coarseClock;
     const cap = opts.injectCapacity ?? 256;
     this.injPort = new Array<Port | undefined>(cap);
     this.injBuf = new Array<Buffer | undefined>(cap);
@@ -52,8 +67,11 @@ export class Dataplane implements FlushScheduler {
     this.tick();
   }
 
+  /** Reads the clock (two integer loads; no system call, no allocation). Once per batch. */
   tick(): void {
-    this.now = performance.now() / 1000;
+    const c = this.clock;
+    this.now = c.seconds;
+    this.nowMs = c.ms;
     this.switch.now = this.now;
   }
 

@@ -111,6 +111,7 @@ export class Router {
   private readonly icmp = new IcmpView();
   private readonly icmpw = new IcmpViewMut();
   private tokens: number;
+  /** `dp.nowMs` of the last refill. */
   private tokensAt = 0;
   private readonly icmpRate: number;
 
@@ -404,10 +405,12 @@ export class Router {
   }
 
   private takeToken(): boolean {
-    const now = this.dp.now;
-    if (now !== this.tokensAt) {
-      this.tokens = Math.min(this.icmpRate, this.tokens + (now - this.tokensAt) * this.icmpRate);
-      this.tokensAt = now;
+    const nowMs = this.dp.nowMs;
+    const elapsed = (nowMs - this.tokensAt) | 0;
+    if (elapsed !== 0) {
+      // A negative difference can only come from a clock that was replaced: start full.
+      this.tokens = elapsed > 0 ? Math.min(this.icmpRate, this.tokens + (elapsed * this.icmpRate) / 1000) : this.icmpRate;
+      this.tokensAt = nowMs;
     }
     if (this.tokens < 1) return false;
     this.tokens -= 1;

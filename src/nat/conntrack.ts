@@ -29,9 +29,10 @@
  * tuple), so `ping A -> B` and `ping B -> A` with the same identifier are two connections. (Linux keeps
  * the code byte too; requests with a non-zero code are not worth distinguishing, so it is 0 here.)
  *
- * Time is passed in (seconds, float); nothing here reads a clock. Expiry needs no timer: an expired
- * entry is absent for `lookup` (which reclaims it), and `gc(now, budget)` walks a bounded slice of the
- * table per call.
+ * Time is passed in, in seconds (any number; the data plane passes whole seconds, `Dataplane.now`,
+ * so a timeout ends within a second of its nominal length); nothing here reads a clock. Expiry needs
+ * no timer: an expired entry is absent for `lookup` (which reclaims it), and `gc(now, budget)` walks
+ * a bounded slice of the table per call.
  *
  * Simplifications against Linux (documented, deliberate):
  * - No TCP window tracking (sequence/ack numbers are not checked, no retransmission counting, no

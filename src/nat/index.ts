@@ -32,10 +32,10 @@
  * can only avoid tuples it knows about, and a reply of an untracked flow could otherwise match a
  * NATed connection's REPLY tuple.
  *
- * `now` and allocation: everything here is allocation-free, but V8 boxes a double it has to pass
- * as an argument when it read it from an object field (`this.dp.now`) or computed it in the caller.
- * Read the clock once per batch and hand the same value down as a parameter (a parameter passed on
- * is not re-boxed); do not pass `this.dp.now` per packet.
+ * `now` and allocation: everything here is allocation-free, and so is passing `now` as long as it
+ * is a small integer: V8 boxes a fractional double (a new HeapNumber) each time it passes one read
+ * from an object field or computed in the caller to a function it did not inline. The data plane's
+ * `Dataplane.now` is whole seconds from a coarse clock (`util/clock.ts`) for that reason.
  */
 export * from './conntrack.js';
 export * from './nat.js';
