@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { Topology } from '../topology/topology.js';
 import { listNetns } from '../netns/run.js';
@@ -84,17 +85,47 @@ export async function demoUp(opts: DemoOptions): Promise<void> {
       const ip = await t.exec(a.netns, 'sh', ['-c', `ping -c 3 -i 0.2 -q ${b.ip} | tail -1`]);
       out(`\nRTT ${a.node}/web -> ${b.node}/web: ${ip.stdout.trim()}\n`);
     }
+    await demoService(t, pods, names, out);
+
     out('\nTry it:\n');
     out(`  podnet --node ${names[0]} status\n`);
     out(`  podnet --node ${names[0]} pod list --all\n`);
     out(`  podnet --node ${names[1] ?? names[0]} exec web -- ping -c 2 ${pods[0]!.ip}\n`);
     out(`  podnet --node ${names[0]} pod add mypod\n`);
+    out(`  podnet --node ${names[0]} service list\n`);
+    out(`  podnet --node ${names[0]} conntrack list\n`);
     out('  podnet demo down\n');
     if (failures > 0) throw new Error(`${failures} pod-to-pod pings failed (daemon logs in ${DEMO_DIR}/*.log)`);
   } catch (err) {
     out(`\ndemo failed: ${(err as Error).message}\ncleaning up...\n`);
     await demoDown(opts.out).catch(() => undefined);
     throw err;
+  }
+}
+
+/** A tiny HTTP server for the demo's web pods: answers with its pod name and the client's address. */
+const WEB_SERVER = `const h=require('http');h.createServer((q,r)=>r.end(process.argv[1]+' saw client '+q.socket.remoteAddress+'\\n')).listen(8080,'0.0.0.0')`;
+
+/** Starts a web server in every `web` pod and puts a ClusterIP + NodePort service in front of them. */
+async function demoService(t: Topology, pods: PodView[], names: string[], out: (s: string) => void): Promise<void> {
+  const webs = pods.filter((p) => p.name === 'web');
+  for (const w of webs) {
+    const child = spawn('ip', ['netns', 'exec', w.netns, process.execPath, '-e', WEB_SERVER, `${w.node}/web`], { stdio: 'ignore', detached: true });
+    child.unref();
+  }
+  const r = await t.podnet(names[0]!, ['service', 'add', 'web', '--type', 'NodePort', '--port', '80:8080', '--selector', 'app=web', '--json']);
+  if (r.code !== 0) throw new Error(`service add: ${r.stderr.trim()}`);
+  const svc = JSON.parse(r.stdout) as { clusterIp: string; ports: Array<{ nodePort: number }> };
+  out(`\nService web: ClusterIP ${svc.clusterIp}:80 and NodePort ${svc.ports[0]!.nodePort} over the web pods (conntrack NAT):\n`);
+  const client = pods.find((p) => p.name !== 'web') ?? pods[0]!;
+  for (let i = 0; i < 30; i++) {
+    const probe = await t.exec(client.netns, 'curl', ['-s', '-m', '2', `http://${svc.clusterIp}/`]);
+    if (probe.code === 0) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  for (let i = 0; i < 6; i++) {
+    const c = await t.exec(client.netns, 'curl', ['-s', '-m', '5', `http://${svc.clusterIp}/`]);
+    out(`  ${client.node}/${client.name} -> ${svc.clusterIp}: ${c.code === 0 ? c.stdout.trim() : `failed (${c.code})`}\n`);
   }
 }
 
