@@ -1,3 +1,4 @@
+import { XorShift32 } from '../util/random.js';
 import { U32Map } from '../util/u32map.js';
 
 /**
@@ -31,6 +32,8 @@ class PortSlot {
   private affEndpoint = new Uint32Array(16);
   private affExpires = new Float64Array(16);
   private affNext = 0;
+  /** Endpoint choice: an integer PRNG (`Math.random()` would box a double per new connection). */
+  private readonly rng = new XorShift32();
 
   constructor(readonly spec: ServicePortSpec) {
     this.endpoints = Uint32Array.from(spec.endpoints);
@@ -42,7 +45,7 @@ class PortSlot {
     const eps = localOnly ? this.localEndpoints : this.endpoints;
     const n = eps.length;
     if (n === 0) return 0;
-    if (!this.spec.sessionAffinity) return eps[(Math.random() * n) | 0]!;
+    if (!this.spec.sessionAffinity) return eps[this.rng.below(n)]!;
     const a = this.affinity.get(client);
     if (a >= 0 && this.affExpires[a]! > now) {
       const ep = this.affEndpoint[a]!;
@@ -53,7 +56,7 @@ class PortSlot {
         }
       }
     }
-    const ep = eps[(Math.random() * n) | 0]!;
+    const ep = eps[this.rng.below(n)]!;
     let slot = a;
     if (slot < 0) {
       slot = this.affNext++;

@@ -25,6 +25,7 @@ import { readI32, readU16, writeU16, writeU32 } from '../packet/bytes.js';
 import { ParseError } from '../packet/errors.js';
 import { IcmpType } from '../packet/icmp.js';
 import { IpProtocol, Ipv4View } from '../packet/ipv4.js';
+import { XorShift32 } from '../util/random.js';
 import { Conntrack, CtStatus, CtUpdate, REC_PORTS, REC_PROTO, REC_STATUS, REC_TUPLE_WORDS, tupleBase } from './conntrack.js';
 
 /** What the router does with a packet after `translate` / `create*`. */
@@ -104,7 +105,7 @@ export class Nat {
   private readonly maxAttempts: number;
   private readonly clashMin: number;
   private readonly clashMax: number;
-  private rng: number;
+  private readonly rng: XorShift32;
   // The tuple of the last parsed packet (int32 addresses; see the getters).
   private pProto = 0;
   private pSrc = 0;
@@ -124,7 +125,7 @@ export class Nat {
     this.clashMin = opts.clashPortMin ?? 1024;
     this.clashMax = opts.clashPortMax ?? 65535;
     checkRange(this.clashMin, this.clashMax);
-    this.rng = (opts.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 0 || 1;
+    this.rng = new XorShift32(opts.seed ?? 0);
   }
 
   // The last parsed packet's tuple, valid after any call that got past the IPv4 header (in
@@ -520,7 +521,7 @@ export class Nat {
     const size = max - min + 1;
     if (preferred >= min && preferred <= max && !this.taken(proto, rSrc, rDst, rSport, preferred, now)) return preferred;
     let attempts = size < this.maxAttempts ? size : this.maxAttempts;
-    let off = this.random() % size;
+    let off = this.rng.below(size);
     for (;;) {
       for (let i = 0; i < attempts; i++) {
         const p = min + off;
@@ -529,18 +530,8 @@ export class Nat {
       }
       if (attempts >= size || attempts < 16) return -1;
       attempts >>= 1;
-      off = this.random() % size;
+      off = this.rng.below(size);
     }
-  }
-
-  /** xorshift32, returned as a non-negative 31-bit integer. */
-  private random(): number {
-    let x = this.rng;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.rng = x;
-    return x >>> 1;
   }
 }
 
