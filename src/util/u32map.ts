@@ -23,15 +23,21 @@ export class U32Map {
     return this.count;
   }
 
+  /** An int32 (not `>>> 0`: an unsigned result >= 2^31 is a heap number wherever it is not inlined). */
   private static hash(k: number): number {
-    return Math.imul(k ^ (k >>> 16), 0x45d9f3b) >>> 0;
+    return Math.imul(k ^ (k >>> 16), 0x45d9f3b);
   }
 
-  /** The value for `key`, or -1 when absent (values are expected to be >= 0). */
+  /**
+   * The value for `key`, or -1 when absent (values are expected to be >= 0). The key may be given
+   * unsigned or as the int32 with the same bits (`ip | 0`), which the data path prefers: an int32 is
+   * always a small integer, so passing it never allocates.
+   */
   get(key: number): number {
+    const k = key >>> 0;
     let i = U32Map.hash(key) & this.mask;
     while (this.used[i] === 1) {
-      if (this.keys[i] === key >>> 0) return this.vals[i]!;
+      if (this.keys[i] === k) return this.vals[i]!;
       i = (i + 1) & this.mask;
     }
     return -1;
