@@ -1,4 +1,4 @@
-import { DropCounters, type DropReason } from './counters.js';
+import { DropCounters, TrafficCounters, type DropReason } from './counters.js';
 
 /** Where a port's frames go when flushed: a TUN/TAP device (batched writes) or a test sink. */
 export interface FrameSink {
@@ -72,10 +72,7 @@ export interface PortStats {
  */
 export abstract class Port {
   index = -1;
-  rxFrames = 0;
-  rxBytes = 0;
-  txFrames = 0;
-  txBytes = 0;
+  readonly traffic = new TrafficCounters();
   readonly drops = new DropCounters();
   macHi = -1;
   macLo = 0;
@@ -90,6 +87,19 @@ export abstract class Port {
 
   drop(reason: DropReason): void {
     this.drops.add(reason);
+  }
+
+  get rxFrames(): number {
+    return this.traffic.rxFrames;
+  }
+  get rxBytes(): number {
+    return this.traffic.rxBytes;
+  }
+  get txFrames(): number {
+    return this.traffic.txFrames;
+  }
+  get txBytes(): number {
+    return this.traffic.txBytes;
   }
 
   /** The switch hands this port a frame to send out (or, for internal ports, to process). */

@@ -1,5 +1,5 @@
 import { ArpOp, ArpView, ArpViewMut, ETH_HLEN, EthernetView, EthernetViewMut, EtherType, Ipv4View, ParseError, ARP_LEN } from '../packet/index.js';
-import { DropReason } from './counters.js';
+import { DropReason, TrafficCounters } from './counters.js';
 import type { Dataplane, IngressPort } from './dataplane.js';
 import { Port, PortKind, TxQueue, type FrameSink } from './port.js';
 
@@ -64,11 +64,11 @@ export class TunPort extends Port implements IngressPort {
   /** An IP packet from the pod at `off` (the ring leaves headroom before it). */
   receive(buf: Buffer, off: number, len: number): void {
     if (off < ETH_HLEN) {
-      this.rxFrames++;
+      this.traffic.rx(len);
       return this.drop(DropReason.MalformedEthernet);
     }
     if (this.ipv.reset(buf, off, len) !== ParseError.Ok) {
-      this.rxFrames++;
+      this.traffic.rx(len);
       return this.drop(DropReason.MalformedIpv4);
     }
     const dst = this.ipv.dst;
@@ -132,10 +132,7 @@ export class TunPort extends Port implements IngressPort {
  */
 export class HostPort implements IngressPort {
   readonly tx: TxQueue;
-  rxFrames = 0;
-  txFrames = 0;
-  rxBytes = 0;
-  txBytes = 0;
+  readonly traffic = new TrafficCounters();
   onPacket: (buf: Buffer, off: number, len: number) => void = () => {};
   constructor(
     readonly name: string,
@@ -145,13 +142,23 @@ export class HostPort implements IngressPort {
     this.tx = new TxQueue(sink, dp);
   }
   receive(buf: Buffer, off: number, len: number): void {
-    this.rxFrames++;
-    this.rxBytes += len;
+    this.traffic.rx(len);
     this.onPacket(buf, off, len);
   }
   send(buf: Buffer, off: number, len: number): void {
-    this.txFrames++;
-    this.txBytes += len;
+    this.traffic.tx(len);
     this.tx.push(buf, off, len);
+  }
+  get rxFrames(): number {
+    return this.traffic.rxFrames;
+  }
+  get rxBytes(): number {
+    return this.traffic.rxBytes;
+  }
+  get txFrames(): number {
+    return this.traffic.txFrames;
+  }
+  get txBytes(): number {
+    return this.traffic.txBytes;
   }
 }

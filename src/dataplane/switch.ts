@@ -46,8 +46,7 @@ export class Switch {
 
   /** A frame received on `port`. */
   input(port: Port, buf: Buffer, off: number, len: number): void {
-    port.rxFrames++;
-    port.rxBytes += len;
+    port.traffic.rx(len);
     const eth = this.eth;
     if (eth.reset(buf, off, len) !== ParseError.Ok) return port.drop(DropReason.MalformedEthernet);
     const srcHi = eth.srcHi;
@@ -81,8 +80,7 @@ export class Switch {
     if (this.bridgeHook !== undefined && port.restricted && dst.restricted && eth.etherType === EtherType.IPv4) {
       if (!this.bridgeHook(buf, eth.payloadOffset, eth.payloadLength)) return;
     }
-    dst.txFrames++;
-    dst.txBytes += len;
+    dst.traffic.tx(len);
     dst.output(buf, off, len);
   }
 
@@ -91,8 +89,7 @@ export class Switch {
     for (let i = 0; i < ports.length; i++) {
       const p = ports[i];
       if (p === undefined || p === from) continue;
-      p.txFrames++;
-      p.txBytes += len;
+      p.traffic.tx(len);
       p.output(buf, off, len);
     }
   }
