@@ -1,7 +1,7 @@
 /** IPv4 headers (RFC 791). Options are carried but not interpreted. */
 import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { ipv4ToString, parseIpv4 as parseIpv4Address } from './addr.js';
-import { checksum, sum16, updateChecksum16 } from './checksum.js';
+import { ipv4HeaderSum, updateChecksum16 } from './checksum.js';
 import { PacketError, ParseError } from './errors.js';
 import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
 
@@ -112,7 +112,7 @@ export class Ipv4View {
   }
   /** Whether the header (including options) sums to 0xffff. */
   verifyChecksum(): boolean {
-    return sum16(this.buf, this.off, this.headerLength) === 0xffff;
+    return ipv4HeaderSum(this.buf, this.off, this.headerLength) === 0xffff;
   }
 }
 
@@ -155,23 +155,30 @@ export class Ipv4ViewMut extends Ipv4View {
   fillChecksum(): void {
     const o = this.off;
     writeU16(this.buf, o + CHECKSUM, 0);
-    writeU16(this.buf, o + CHECKSUM, checksum(this.buf, o, this.headerLength));
+    writeU16(this.buf, o + CHECKSUM, ~ipv4HeaderSum(this.buf, o, this.headerLength));
   }
   /**
    * TTL - 1 with an RFC 1624 incremental checksum update; returns the new TTL. A TTL of 0 is left
    * unchanged (returns 0). A header whose checksum was wrong stays wrong, as a router should leave it.
    */
   decrementTtl(): number {
-    const buf = this.buf;
-    const o = this.off;
-    const ttl = buf[o + TTL];
-    if (ttl === 0) return 0;
-    const proto = buf[o + PROTOCOL];
-    buf[o + TTL] = ttl - 1;
-    const c = updateChecksum16(readU16(buf, o + CHECKSUM), (ttl << 8) | proto, ((ttl - 1) << 8) | proto);
-    writeU16(buf, o + CHECKSUM, c);
-    return ttl - 1;
+    return decrementIpv4Ttl(this.buf, this.off);
   }
+}
+
+/**
+ * `Ipv4ViewMut.decrementTtl` on the header at `buf[off]`, for a caller that has validated it already
+ * (no view to re-point): TTL - 1 with an RFC 1624 update of the checksum; returns the new TTL, and
+ * leaves a TTL of 0 alone.
+ */
+export function decrementIpv4Ttl(buf: Buffer, off: number): number {
+  const ttl = buf[off + TTL]!;
+  if (ttl === 0) return 0;
+  const proto = buf[off + PROTOCOL]!;
+  buf[off + TTL] = ttl - 1;
+  const c = updateChecksum16(readU16(buf, off + CHECKSUM), (ttl << 8) | proto, ((ttl - 1) << 8) | proto);
+  writeU16(buf, off + CHECKSUM, c);
+  return ttl - 1;
 }
 
 /**
@@ -202,7 +209,7 @@ export function writeIpv4Header(
   writeU16(buf, off + CHECKSUM, 0);
   writeU32(buf, off + SRC, src);
   writeU32(buf, off + DST, dst);
-  writeU16(buf, off + CHECKSUM, checksum(buf, off, IPV4_MIN_HLEN));
+  writeU16(buf, off + CHECKSUM, ~ipv4HeaderSum(buf, off, IPV4_MIN_HLEN));
   return IPV4_MIN_HLEN;
 }
 

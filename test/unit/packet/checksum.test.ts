@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import {
   checksum,
+  ipv4HeaderSum,
   pseudoHeaderSum,
   sum16,
   updateChecksum16,
@@ -161,5 +162,18 @@ describe('packet/checksum', () => {
       expect(updateUdpChecksum16(0xdd2f, 0x5555, 0x3285)).to.equal(0xffff);
       expect(updateUdpChecksum32(0xdd2f, 0x5555, 0x3285)).to.equal(0xffff);
     });
+  });
+
+  it('ipv4HeaderSum equals sum16 over IPv4 headers of every length, with or without options', () => {
+    const rng = new Prng(11);
+    for (let hlen = 20; hlen <= 60; hlen += 4) {
+      for (let t = 0; t < 200; t++) {
+        const b = Buffer.alloc(hlen + 9);
+        for (let i = 0; i < b.length; i++) b[i] = t % 7 === 0 ? 0xff : rng.u32() & 0xff;
+        for (const { buf, off } of placements(b.subarray(0, hlen))) {
+          expect(ipv4HeaderSum(buf, off, hlen)).to.equal(sum16(buf, off, hlen));
+        }
+      }
+    }
   });
 });
