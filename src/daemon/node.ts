@@ -95,7 +95,11 @@ export class NodeRuntime {
     const ct = this.conntrack;
     this.dp.afterBatch = () => void ct.gc(this.dp.now, 64);
     const nat = this.router.nat;
-    this.dp.switch.bridgeHook = (buf, ipOff, ipLen) => nat.translate(buf, ipOff, ipLen, this.dp.now) !== Verdict.Drop;
+    // Only the replies of DNATed connections need un-NATing between two pods, so while conntrack
+    // holds no DNAT entry (no service traffic yet) bridged frames skip it. The switch has validated
+    // the IPv4 header of a frame from a pod port.
+    const dp = this.dp;
+    this.dp.switch.bridgeHook = (buf, ipOff, ipLen) => ct.dnatCount === 0 || nat.translateValidated(buf, ipOff, ipLen, dp.now) !== Verdict.Drop;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

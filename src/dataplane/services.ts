@@ -25,22 +25,27 @@ export interface ServiceTableSpec {
 }
 
 class PortSlot {
-  readonly endpoints: Uint32Array;
-  readonly localEndpoints: Uint32Array;
+  // Endpoint addresses as int32 (same bits as the unsigned ones): what `pick` returns, a small
+  // integer whatever the address, so passing it on never allocates.
+  readonly endpoints: Int32Array;
+  readonly localEndpoints: Int32Array;
   // Session affinity: client IP -> entry; entries hold the endpoint and when the choice expires.
   private readonly affinity = new U32Map(16);
-  private affEndpoint = new Uint32Array(16);
+  private affEndpoint = new Int32Array(16);
   private affExpires = new Float64Array(16);
   private affNext = 0;
   /** Endpoint choice: an integer PRNG (`Math.random()` would box a double per new connection). */
   private readonly rng = new XorShift32();
 
   constructor(readonly spec: ServicePortSpec) {
-    this.endpoints = Uint32Array.from(spec.endpoints);
-    this.localEndpoints = Uint32Array.from(spec.localEndpoints);
+    this.endpoints = Int32Array.from(spec.endpoints, (ip) => ip | 0);
+    this.localEndpoints = Int32Array.from(spec.localEndpoints, (ip) => ip | 0);
   }
 
-  /** An endpoint for a new connection from `client`, or 0 when there is none. */
+  /**
+   * An endpoint for a new connection from `client` (unsigned or int32), as an int32 (`>>> 0` for the
+   * unsigned address), or 0 when there is none.
+   */
   pick(client: number, now: number, localOnly: boolean): number {
     const eps = localOnly ? this.localEndpoints : this.endpoints;
     const n = eps.length;
@@ -69,7 +74,7 @@ class PortSlot {
   }
 
   private growAffinity(): void {
-    const e = new Uint32Array(this.affEndpoint.length * 2);
+    const e = new Int32Array(this.affEndpoint.length * 2);
     e.set(this.affEndpoint);
     const x = new Float64Array(this.affExpires.length * 2);
     x.set(this.affExpires);
@@ -128,12 +133,12 @@ export class ServiceTable {
     return this.slots.find((s) => s.spec.service === service && s.spec.proto === proto && s.spec.port === port);
   }
 
-  /** Is `ip` a service VIP of this table? */
+  /** Is `ip` (unsigned or int32) a service VIP of this table? */
   isVip(ip: number): boolean {
     return this.byVip.get(ip) >= 0;
   }
 
-  /** Slot index of the service port at `vip:port/proto`, or -1. */
+  /** Slot index of the service port at `vip:port/proto` (`vip` unsigned or int32), or -1. */
   lookupVip(vip: number, proto: number, port: number): number {
     const v = this.byVip.get(vip);
     if (v < 0) return -1;
@@ -159,6 +164,7 @@ export class ServiceTable {
     return this.slots[slot]!.spec.policyLocal;
   }
 
+  /** An endpoint of the service port for a new connection from `client`, as an int32; 0 when none. */
   pick(slot: number, client: number, now: number, localOnly: boolean): number {
     return this.slots[slot]!.pick(client, now, localOnly);
   }

@@ -350,6 +350,7 @@ export class Conntrack {
   private readonly freeIds: Int32Array;
   private freeTop: number;
   private count = 0;
+  private dnatLive = 0;
   /** One past the highest id ever handed out: scans stop here. */
   private highWater = 0;
   private gcCursor = 0;
@@ -408,6 +409,15 @@ export class Conntrack {
   /** Live entries (expired ones count until reclaimed). */
   get size(): number {
     return this.count;
+  }
+
+  /**
+   * Live entries with destination NAT (services, node ports). While there are none, no packet
+   * between two pods of the node can belong to a NATed connection, so the switch's bridge hook
+   * need not look (replies of a DNATed connection are the only thing it un-NATs).
+   */
+  get dnatCount(): number {
+    return this.dnatLive;
   }
 
   /**
@@ -489,6 +499,7 @@ export class Conntrack {
       if (rSrc !== oDst || (rSport & 0xffff) !== (oDport & 0xffff)) status |= CtStatus.DstNat;
     }
     rec[b + REC_STATUS] = status;
+    if ((status & CtStatus.DstNat) !== 0) this.dnatLive++;
     rec[b + REC_MARK] = 0;
     rec[b + REC_PKTS] = 0;
     rec[b + REC_PKTS + 1] = 0;
@@ -748,6 +759,7 @@ export class Conntrack {
   private unlinkAndFree(e: number): void {
     this.unlink(e << 1);
     this.unlink((e << 1) | 1);
+    if ((this.rec[(e << 4) + REC_STATUS]! & CtStatus.DstNat) !== 0) this.dnatLive--;
     this.rec[(e << 4) + REC_STATUS] = 0;
     this.freeIds[this.freeTop++] = e;
     this.count--;

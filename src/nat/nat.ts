@@ -115,6 +115,9 @@ export class Nat {
   private pFlags = 0;
   private l4 = 0;
   private l4len = 0;
+  // The packet `translate` last answered `New` for, which `create*` may take as parsed and looked up.
+  private newBuf: Buffer | undefined = undefined;
+  private newOff = -1;
 
   constructor(
     readonly ct: Conntrack,
@@ -155,11 +158,23 @@ export class Nat {
    */
   translate(buf: Buffer, ipOff: number, ipLen: number, now: number): Verdict {
     this.ref = -1;
-    const r = this.parse(buf, ipOff, ipLen);
+    this.newBuf = undefined;
+    const r = this.parse(buf, ipOff, ipLen, true);
     if (r !== P_OK) return this.notATuple(r, buf, ipOff, now, MODE_TRACK);
-    const ref = this.ct.lookup(this.pProto, this.pSrc, this.pDst, this.pSport, this.pDport, now);
-    if (ref < 0) return Verdict.New;
-    return this.apply(buf, ipOff, ref, now);
+    return this.find(buf, ipOff, now);
+  }
+
+  /**
+   * `translate` for a packet whose IPv4 header the caller has validated already (an ok
+   * `Ipv4View.reset(buf, ipOff, ipLen)`), as the router and the switch have: the header is not
+   * checked again.
+   */
+  translateValidated(buf: Buffer, ipOff: number, ipLen: number, now: number): Verdict {
+    this.ref = -1;
+    this.newBuf = undefined;
+    const r = this.parse(buf, ipOff, ipLen, false);
+    if (r !== P_OK) return this.notATuple(r, buf, ipOff, now, MODE_TRACK);
+    return this.find(buf, ipOff, now);
   }
 
   /** A connection without NAT (so its tuples are known and cannot be taken by NATed ones). */
@@ -197,6 +212,19 @@ export class Nat {
 
   // ---- internals -----------------------------------------------------------------------------
 
+  /** The parsed packet's connection: `apply`, or `New` (remembering the packet for `create*`). */
+  private find(buf: Buffer, ipOff: number, now: number): Verdict {
+    const ct = this.ct;
+    // An empty table has nothing to find: skip the hash and the (cache-missing) index probe.
+    const ref = ct.size === 0 ? -1 : ct.lookup(this.pProto, this.pSrc, this.pDst, this.pSport, this.pDport, now);
+    const v = ref < 0 ? Verdict.New : this.apply(buf, ipOff, ref, now);
+    if (v === Verdict.New) {
+      this.newBuf = buf;
+      this.newOff = ipOff;
+    }
+    return v;
+  }
+
   private establish(
     buf: Buffer,
     ipOff: number,
@@ -209,18 +237,24 @@ export class Nat {
     pMin: number,
     pMax: number,
   ): Verdict {
+    // Right after `translate` said `New` for this very packet, its tuple is parsed and known to be
+    // absent from the table (the caller only looked things up in between): skip both.
+    const known = this.newBuf === buf && this.newOff === ipOff;
     this.ref = -1;
-    const r = this.parse(buf, ipOff, ipLen);
-    if (r !== P_OK) return this.notATuple(r, buf, ipOff, now, mode);
+    this.newBuf = undefined;
     const ct = this.ct;
-    const proto = this.pProto;
-    const existing = ct.lookup(proto, this.pSrc, this.pDst, this.pSport, this.pDport, now);
-    if (existing >= 0) {
-      // Already known (the caller skipped `translate`): treat it as a packet of that connection,
-      // unless it reopens a closed one, which goes on to a fresh entry below.
-      const v = this.apply(buf, ipOff, existing, now);
-      if (v !== Verdict.New) return v;
+    if (!known) {
+      const r = this.parse(buf, ipOff, ipLen, true);
+      if (r !== P_OK) return this.notATuple(r, buf, ipOff, now, mode);
+      const existing = ct.lookup(this.pProto, this.pSrc, this.pDst, this.pSport, this.pDport, now);
+      if (existing >= 0) {
+        // Already known (the caller skipped `translate`): treat it as a packet of that connection,
+        // unless it reopens a closed one, which goes on to a fresh entry below.
+        const v = this.apply(buf, ipOff, existing, now);
+        if (v !== Verdict.New) return v;
+      }
     }
+    const proto = this.pProto;
     const icmp = proto === IpProtocol.ICMP;
     const canStart = proto === IpProtocol.TCP ? ct.tcpCanStart(this.pFlags) : icmp ? this.pDport === ECHO_REQUEST_KEY : true;
     if (!canStart) {
@@ -288,9 +322,8 @@ export class Nat {
    * Fills the tuple fields from the packet. The L4 header is read at fixed offsets rather than through
    * a view so that a first fragment (whose UDP length field exceeds what is present) is handled too.
    */
-  private parse(buf: Buffer, ipOff: number, ipLen: number): number {
-    const ip = this.ip;
-    if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return P_BAD_IP;
+  private parse(buf: Buffer, ipOff: number, ipLen: number, check: boolean): number {
+    if (check && this.ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return P_BAD_IP;
     const proto = buf[ipOff + 9]!;
     this.pProto = proto;
     this.pSrc = readI32(buf, ipOff + 12);

@@ -433,3 +433,49 @@ describe('NAT: expiry seen through translate', () => {
     expect(tr(nat, tcp(E, C, 8080, 40000, ACK), 11)).to.equal(Verdict.New);
   });
 });
+
+describe('NAT: what translate carries over to create*', () => {
+  it('create* right after New reuses the parsed tuple; on another packet it parses and looks up itself', () => {
+    const { ct, nat } = setup();
+    const a = tcp(C, VIP, 40000, 80, SYN);
+    const b = tcp(C2, VIP, 40001, 80, SYN);
+    expect(tr(nat, a)).to.equal(Verdict.New);
+    // create* for a different packet than the one translate saw: its own tuple, not a's.
+    expect(nat.createDnat(b.buf, b.off, b.len, 0, ip(E), 8080)).to.equal(Verdict.Ok);
+    expect(flow(seen(b))).to.equal(`${C2}:40001 > ${E}:8080`);
+    expect(ct.lookup(IpProtocol.TCP, ip(C2), ip(VIP), 40001, 80, 0)).to.equal(nat.ref);
+    // ... and a's remembered parse is gone: creating a now parses a afresh.
+    expect(nat.createDnat(a.buf, a.off, a.len, 0, ip(E), 8080)).to.equal(Verdict.Ok);
+    expect(flow(seen(a))).to.equal(`${C}:40000 > ${E}:8080`);
+    expect(ct.size).to.equal(2);
+    expect(ct.dnatCount).to.equal(2);
+  });
+
+  it('translateValidated gives what translate gives for a valid header', () => {
+    const { nat } = setup();
+    const syn = tcp(C, VIP, 40000, 80, SYN);
+    expect(nat.translateValidated(syn.buf, syn.off, syn.len, 0)).to.equal(Verdict.New);
+    expect(nat.createDnat(syn.buf, syn.off, syn.len, 0, ip(E), 8080)).to.equal(Verdict.Ok);
+    const synack = tcp(E, C, 8080, 40000, SYN | ACK);
+    expect(nat.translateValidated(synack.buf, synack.off, synack.len, 0)).to.equal(Verdict.Ok);
+    expect(flow(seen(synack))).to.equal(`${VIP}:80 > ${C}:40000`);
+  });
+
+  it('counts live DNAT entries (what the bridge hook checks), not SNAT-only ones', () => {
+    const { ct, nat } = setup();
+    expect(ct.dnatCount).to.equal(0);
+    const q = udp(C, D, 5353, 53);
+    expect(nat.createSnat(q.buf, q.off, q.len, 0, ip(N), 61001, 65535)).to.equal(Verdict.Ok);
+    expect(ct.dnatCount).to.equal(0);
+    const syn = tcp(C, VIP, 40000, 80, SYN);
+    expect(nat.createDnat(syn.buf, syn.off, syn.len, 0, ip(E), 8080)).to.equal(Verdict.Ok);
+    expect(ct.dnatCount).to.equal(1);
+    ct.delete(nat.ref >> 1);
+    expect(ct.dnatCount).to.equal(0);
+    const syn2 = tcp(C, VIP, 40002, 80, SYN);
+    expect(nat.createDnat(syn2.buf, syn2.off, syn2.len, 0, ip(E), 8080)).to.equal(Verdict.Ok);
+    expect(ct.dnatCount).to.equal(1);
+    ct.gc(1000, 1024); // expired (SYN_SENT: 120 s)
+    expect(ct.dnatCount).to.equal(0);
+  });
+});
