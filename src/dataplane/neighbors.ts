@@ -8,10 +8,12 @@ export class Neighbors {
   private readonly index = new U32Map(256);
   private macHi = new Int32Array(256);
   private macLo = new Uint32Array(256);
+  /** Per slot, the switch port the MAC was last found on (-1: not looked up yet); a cache the router checks. */
+  private portIdx = new Int32Array(256).fill(-1);
   private free: number[] = [];
   private next = 0;
 
-  /** Slot for `ip`, or -1. Use `hi(slot)`/`lo(slot)` to read the MAC. */
+  /** Slot for `ip` (unsigned, or int32 with the same bits), or -1. Use `hi(slot)`/`lo(slot)` to read the MAC. */
   lookup(ip: number): number {
     return this.index.get(ip);
   }
@@ -20,6 +22,16 @@ export class Neighbors {
   }
   lo(slot: number): number {
     return this.macLo[slot]!;
+  }
+  /**
+   * The switch port index last recorded for the slot's MAC, or -1. A hint: the port may have gone
+   * and its index been reused since, so check the port's MAC before using it (the router does).
+   */
+  portIndex(slot: number): number {
+    return this.portIdx[slot]!;
+  }
+  setPortIndex(slot: number, index: number): void {
+    this.portIdx[slot] = index;
   }
 
   set(ip: number, hi: number, lo: number): void {
@@ -31,13 +43,17 @@ export class Neighbors {
         h.set(this.macHi);
         const l = new Uint32Array(this.macLo.length * 2);
         l.set(this.macLo);
+        const p = new Int32Array(this.portIdx.length * 2).fill(-1);
+        p.set(this.portIdx);
         this.macHi = h;
         this.macLo = l;
+        this.portIdx = p;
       }
       this.index.set(ip, slot);
     }
     this.macHi[slot] = hi;
     this.macLo[slot] = lo;
+    this.portIdx[slot] = -1;
   }
 
   delete(ip: number): void {

@@ -17,7 +17,10 @@ import {
   Ipv4View,
   Ipv4ViewMut,
   ParseError,
+  decrementIpv4Ttl,
+  readI32,
   readU16,
+  writeEthernetHeader,
   writeIpv4Header,
 } from '../packet/index.js';
 import { DropCounters, DropReason } from './counters.js';
@@ -37,7 +40,8 @@ export type OverlayResult = (typeof OverlayResult)[keyof typeof OverlayResult];
 
 /**
  * The tunnel to other nodes (VXLAN). `send` takes an IPv4 packet at `ipOff` with at least 64 bytes of
- * writable headroom before it. `mtuFor` gives the largest inner packet the path carries.
+ * writable headroom before it, and its destination address (unsigned, or the int32 with the same
+ * bits, as the router passes it). `innerMtu` is the largest inner packet the path carries.
  */
 export interface Overlay {
   send(buf: Buffer, ipOff: number, ipLen: number, dst: number): OverlayResult;
@@ -93,9 +97,19 @@ export class Router {
   nat: Nat | undefined;
   services = new ServiceTable();
   uplink: UplinkSender | undefined;
-  nodeIp: number;
-  private readonly svcNet: number;
-  private readonly svcMask: number;
+  // Addresses, networks and masks the per-packet code compares with, as int32 (the same bits as the
+  // configured unsigned numbers): compared with int32 reads of the packet, and passed on, they are
+  // always small integers (an unsigned one >= 2^31 would be boxed by every call not inlined).
+  private nodeIp32: number;
+  private readonly gw32: number;
+  private readonly host32: number;
+  private readonly subnetNet32: number;
+  private readonly subnetMask32: number;
+  private readonly podNet32: number;
+  private readonly podMask32: number;
+  private readonly svcNet32: number;
+  private readonly svcMask32: number;
+  private readonly bcast32: number;
   forwarded = 0;
   fragmented = 0;
   icmpSent = 0;
@@ -120,11 +134,26 @@ export class Router {
     readonly cfg: RouterConfig,
   ) {
     this.port = new RouterPort(this);
-    this.nodeIp = cfg.nodeIp ?? 0;
-    this.svcNet = cfg.serviceNetwork ?? 0;
-    this.svcMask = cfg.serviceMask ?? 0xffffffff;
+    this.nodeIp32 = (cfg.nodeIp ?? 0) | 0;
+    this.gw32 = cfg.gatewayIp | 0;
+    this.host32 = cfg.hostIp | 0;
+    this.subnetNet32 = cfg.subnetNetwork | 0;
+    this.subnetMask32 = cfg.subnetMask | 0;
+    this.podNet32 = cfg.podCidrNetwork | 0;
+    this.podMask32 = cfg.podCidrMask | 0;
+    this.svcNet32 = (cfg.serviceNetwork ?? 0) | 0;
+    this.svcMask32 = (cfg.serviceMask ?? 0xffffffff) | 0;
+    this.bcast32 = cfg.subnetNetwork | ~cfg.subnetMask;
     this.icmpRate = cfg.icmpRatePerSec ?? 1000;
     this.tokens = this.icmpRate;
+  }
+
+  /** The node's underlay address (masquerade source, node ports); 0 = none. */
+  get nodeIp(): number {
+    return this.nodeIp32 >>> 0;
+  }
+  set nodeIp(ip: number) {
+    this.nodeIp32 = ip | 0;
   }
 
   attachHost(host: HostPort): void {
@@ -190,6 +219,7 @@ export class Router {
 
   /** Routes an IPv4 packet at `ipOff` (the caller guarantees headroom before it). */
   routeIp(buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): void {
+    // The header is validated here, once: NAT and everything after it trust it.
     const ip = this.ipv;
     if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return this.drops.add(DropReason.MalformedIpv4);
     if (!ip.verifyChecksum()) return this.drops.add(DropReason.BadIpChecksum);
@@ -197,35 +227,26 @@ export class Router {
     let viaUplink = false;
     const nat = this.nat;
     if (nat !== undefined) {
-      let v = nat.translate(buf, ipOff, ipLen, this.dp.now);
+      let v = nat.translateValidated(buf, ipOff, ipLen, this.dp.now);
       if (v === Verdict.New) v = this.newConnection(nat, buf, ipOff, ipLen, ingress);
       if (v === Verdict.Drop) return;
       if (v === Verdict.Ok && nat.ref >= 0 && (nat.ct.mark(nat.ref >> 1) & MARK_UPLINK) !== 0) viaUplink = true;
     } else if (ingress === Ingress.Uplink) {
       return this.drops.add(DropReason.UplinkNotForUs);
     }
-    const dst = ip.dst; // after NAT
-    const cfg = this.cfg;
+    const dst = readI32(buf, ipOff + 16); // after NAT
 
-    if (dst === cfg.gatewayIp) return this.localDeliver(buf, ipOff, ipLen);
-    if (viaUplink && this.uplink !== undefined && ((dst & cfg.podCidrMask) >>> 0) !== cfg.podCidrNetwork) {
-      if (ip.ttl <= 1) {
-        this.icmpError(buf, ipOff, ipLen, IcmpType.TimeExceeded, 0, 0);
-        return this.drops.add(DropReason.TtlExceeded);
-      }
-      this.ipw.reset(buf, ipOff, ipLen);
-      this.ipw.decrementTtl();
-      this.forwarded++;
-      if (!this.uplink.send(buf, ipOff, ipLen)) this.drops.add(DropReason.TxFailed);
-      return;
-    }
-    if (ip.ttl <= 1) {
+    if (dst === this.gw32) return this.localDeliver(buf, ipOff, ipLen);
+    if (buf[ipOff + 8]! <= 1) {
       this.icmpError(buf, ipOff, ipLen, IcmpType.TimeExceeded, 0, 0);
       return this.drops.add(DropReason.TtlExceeded);
     }
-    this.ipw.reset(buf, ipOff, ipLen);
-    this.ipw.decrementTtl();
+    decrementIpv4Ttl(buf, ipOff);
     this.forwarded++;
+    if (viaUplink && this.uplink !== undefined && (dst & this.podMask32) !== this.podNet32) {
+      if (!this.uplink.send(buf, ipOff, ipLen)) this.drops.add(DropReason.TxFailed);
+      return;
+    }
     this.send(buf, ipOff, ipLen, dst, ingress);
   }
 
@@ -233,17 +254,18 @@ export class Router {
    * The first packet of a connection conntrack does not know: services (cluster, external and
    * LoadBalancer IPs), node ports from the uplink, and masquerade of pod traffic leaving the cluster.
    * Decided once here; every later packet of the connection is rewritten by `nat.translate`.
+   * Addresses are int32 here (read from the packet, which `New` leaves untouched).
    */
   private newConnection(nat: Nat, buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): Verdict {
     const proto = nat.proto;
-    const dst = nat.dst;
-    const src = nat.src;
+    const src = readI32(buf, ipOff + 12);
+    const dst = readI32(buf, ipOff + 16);
     const now = this.dp.now;
     const svc = this.services;
     const fromOutside = ingress === Ingress.Uplink;
     if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
       let slot = svc.lookupVip(dst, proto, nat.dport);
-      if (slot < 0 && fromOutside && dst === this.nodeIp) slot = svc.lookupNodePort(proto, nat.dport);
+      if (slot < 0 && fromOutside && dst === this.nodeIp32) slot = svc.lookupNodePort(proto, nat.dport);
       if (slot >= 0) {
         const localOnly = fromOutside && svc.policyLocal(slot);
         const ep = svc.pick(slot, src, now, localOnly);
@@ -256,10 +278,10 @@ export class Router {
         let v: Verdict;
         if (fromOutside && !localOnly) {
           // NodePort/LB with policy Cluster: masquerade to our gateway so replies come back here.
-          v = nat.createDnatSnat(buf, ipOff, ipLen, now, ep, port, this.cfg.gatewayIp, 1024, 65535);
+          v = nat.createDnatSnat(buf, ipOff, ipLen, now, ep, port, this.gw32, 1024, 65535);
         } else if (ep === src) {
           // Hairpin: a pod reaching itself through its service sees the gateway as the client.
-          v = nat.createDnatSnat(buf, ipOff, ipLen, now, ep, port, this.cfg.gatewayIp, 1024, 65535);
+          v = nat.createDnatSnat(buf, ipOff, ipLen, now, ep, port, this.gw32, 1024, 65535);
         } else {
           v = nat.createDnat(buf, ipOff, ipLen, now, ep, port);
         }
@@ -267,7 +289,7 @@ export class Router {
         return v;
       }
     }
-    if (svc.isVip(dst) || (((dst & this.svcMask) >>> 0) === this.svcNet && ingress !== Ingress.Uplink)) {
+    if (svc.isVip(dst) || ((dst & this.svcMask32) === this.svcNet32 && ingress !== Ingress.Uplink)) {
       this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Port, 0);
       this.drops.add(DropReason.ServiceNoPort);
       return Verdict.Drop;
@@ -279,14 +301,14 @@ export class Router {
     // Masquerade: pod traffic to anything outside the pod and service CIDRs and not this node.
     if (
       this.uplink !== undefined &&
-      this.nodeIp !== 0 &&
+      this.nodeIp32 !== 0 &&
       ingress !== Ingress.Host &&
-      ((src & this.cfg.podCidrMask) >>> 0) === this.cfg.podCidrNetwork &&
-      ((dst & this.cfg.podCidrMask) >>> 0) !== this.cfg.podCidrNetwork &&
-      dst !== this.nodeIp &&
+      (src & this.podMask32) === this.podNet32 &&
+      (dst & this.podMask32) !== this.podNet32 &&
+      dst !== this.nodeIp32 &&
       (proto === IpProtocol.TCP || proto === IpProtocol.UDP || proto === IpProtocol.ICMP)
     ) {
-      const v = nat.createSnat(buf, ipOff, ipLen, now, this.nodeIp, MASQUERADE_PORT_MIN, MASQUERADE_PORT_MAX);
+      const v = nat.createSnat(buf, ipOff, ipLen, now, this.nodeIp32, MASQUERADE_PORT_MIN, MASQUERADE_PORT_MAX);
       if (v === Verdict.Ok && nat.ref >= 0) nat.ct.setMark(nat.ref >> 1, MARK_UPLINK);
       return v;
     }
@@ -294,28 +316,38 @@ export class Router {
   }
 
   /**
-   * Sends a packet whose TTL has been handled: to a local pod through the switch, to the host, or to
-   * the overlay. Errors are reported to the source with ICMP.
+   * Sends a packet whose TTL has been handled: to a local pod, to the host, or to the overlay. `dst`
+   * is its destination as an int32. Errors are reported to the source with ICMP.
    */
   private send(buf: Buffer, ipOff: number, ipLen: number, dst: number, ingress: Ingress): void {
-    const cfg = this.cfg;
-    if (((dst & cfg.subnetMask) >>> 0) === cfg.subnetNetwork) {
-      if (dst === cfg.hostIp) return this.toHost(buf, ipOff, ipLen, ingress);
-      const slot = this.dp.neighbors.lookup(dst);
+    if ((dst & this.subnetMask32) === this.subnetNet32) {
+      if (dst === this.host32) return this.toHost(buf, ipOff, ipLen, ingress);
+      const nb = this.dp.neighbors;
+      const slot = nb.lookup(dst);
       if (slot < 0) {
         this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Host, 0);
         return this.drops.add(DropReason.HostUnreachable);
       }
       if (ipOff < ETH_HLEN) return this.drops.add(DropReason.MalformedIpv4);
-      const e = this.ethw;
-      e.reset(buf, ipOff - ETH_HLEN, ipLen + ETH_HLEN);
-      e.setDst(this.dp.neighbors.hi(slot), this.dp.neighbors.lo(slot));
-      e.setSrc(cfg.gatewayMacHi, cfg.gatewayMacLo);
-      e.setEtherType(EtherType.IPv4);
-      this.dp.inject(this.port, buf, ipOff - ETH_HLEN, ipLen + ETH_HLEN);
+      const hi = nb.hi(slot);
+      const lo = nb.lo(slot);
+      const off = ipOff - ETH_HLEN;
+      const len = ipLen + ETH_HLEN;
+      writeEthernetHeader(buf, off, hi, lo, this.cfg.gatewayMacHi, this.cfg.gatewayMacLo, EtherType.IPv4);
+      // Straight to the pod's port: the switch would only parse the frame again to find it. The
+      // frame comes from the router, so there is nothing to check; it is counted as if it had gone
+      // through the switch (in on the router port, out on the pod's).
+      const port = this.neighbourPort(slot, hi, lo);
+      if (port === undefined) {
+        this.dp.inject(this.port, buf, off, len); // not on a port (yet): let the switch flood it
+        return;
+      }
+      this.port.traffic.rx(len);
+      port.traffic.tx(len);
+      port.output(buf, off, len);
       return;
     }
-    if (((dst & cfg.podCidrMask) >>> 0) === cfg.podCidrNetwork) {
+    if ((dst & this.podMask32) === this.podNet32) {
       if (ingress === Ingress.Overlay) return this.drops.add(DropReason.NoRoute); // no transit between nodes
       const ov = this.overlay;
       const r = ov === undefined ? OverlayResult.NoRoute : ov.send(buf, ipOff, ipLen, dst);
@@ -332,6 +364,23 @@ export class Router {
       return; // Dropped: the overlay counted it
     }
     this.toHost(buf, ipOff, ipLen, ingress);
+  }
+
+  /**
+   * The switch port of a neighbour (pod) with MAC (hi, lo): the index cached with the neighbour when
+   * it still names a port with that MAC, otherwise looked up in the switch's MAC table (and cached).
+   */
+  private neighbourPort(slot: number, hi: number, lo: number): Port | undefined {
+    const nb = this.dp.neighbors;
+    const sw = this.dp.switch;
+    const i = nb.portIndex(slot);
+    let port = i >= 0 ? sw.ports[i] : undefined;
+    if (port !== undefined && port.macHi === hi && port.macLo === lo) return port;
+    const j = sw.macs.lookup(hi, lo, this.dp.now);
+    port = j >= 0 ? sw.ports[j] : undefined;
+    if (port === undefined || port === this.port) return undefined;
+    nb.setPortIndex(slot, j);
+    return port;
   }
 
   /**
@@ -395,7 +444,7 @@ export class Router {
       iw.setType(IcmpType.EchoReply);
       iw.fillChecksum();
       this.icmpSent++;
-      this.send(buf, ipOff, ipLen, src, Ingress.Switch);
+      this.send(buf, ipOff, ipLen, src | 0, Ingress.Switch);
       return;
     }
     if (ip.protocol === IpProtocol.UDP || ip.protocol === IpProtocol.TCP) {
@@ -426,7 +475,7 @@ export class Router {
     if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return;
     if (ip.fragmentOffset !== 0) return;
     const src = ip.src;
-    if (src === 0 || src === 0xffffffff || src >>> 28 === 0xe || src === ((this.cfg.subnetNetwork | ~this.cfg.subnetMask) >>> 0)) return;
+    if (src === 0 || src === 0xffffffff || src >>> 28 === 0xe || (src | 0) === this.bcast32) return;
     const hlen = ip.headerLength;
     if (ip.protocol === IpProtocol.ICMP) {
       if (ipLen < hlen + 1) return;
@@ -451,7 +500,7 @@ export class Router {
     iw.setNextHopMtu(type === IcmpType.DestUnreachable && code === IcmpUnreachCode.FragNeeded ? mtu : 0);
     iw.fillChecksum();
     this.icmpSent++;
-    this.send(out, o, total, src, Ingress.Switch);
+    this.send(out, o, total, src | 0, Ingress.Switch);
   }
 }
 

@@ -179,6 +179,32 @@ describe('dataplane: router', () => {
     expect(ipv.ttl).to.equal(63);
   });
 
+  it('hands routed frames straight to the pod port, counted as if switched, and follows a pod whose port changed', () => {
+    const n = node();
+    const routerRx = n.router.port.rxFrames;
+    send(n.dp, n.host, ipIcmpEcho({ src: '10.244.1.0', dst: '10.244.1.3' }));
+    expect(n.b.sink.take()).to.have.length(1);
+    expect(n.router.port.rxFrames - routerRx).to.equal(1);
+    expect(n.b.port.txFrames).to.equal(1);
+    expect(n.dp.injectOverflow).to.equal(0);
+
+    // Pod b goes away and a new port takes its switch index with another MAC and b's address: the
+    // router must not use the index it remembered for b's old MAC.
+    const index = n.b.port.index;
+    n.dp.switch.detach(n.b.port);
+    const sink = new RecordingSink();
+    const c = parseMac('0a:58:0a:f4:01:33');
+    const port = new TapPort('c', n.dp, sink, { macHi: c.hi, macLo: c.lo, ip: parseIpv4('10.244.1.3') });
+    n.dp.neighbors.set(parseIpv4('10.244.1.3'), c.hi, c.lo);
+    n.dp.switch.attach(port);
+    expect(port.index).to.equal(index);
+    send(n.dp, n.host, ipIcmpEcho({ src: '10.244.1.0', dst: '10.244.1.3' }));
+    expect(n.b.sink.take()).to.have.length(0);
+    const [f] = sink.take();
+    eth.reset(f!, 0, f!.length);
+    expect(macToString(eth.dstHi, eth.dstLo)).to.equal('0a:58:0a:f4:01:33');
+  });
+
   it('sends ICMP time exceeded when TTL runs out', () => {
     const n = node();
     send(n.dp, n.a.port, icmpEcho({ srcMac: A_MAC, dstMac: GW_MAC, src: '10.244.1.2', dst: '10.244.1.3', ttl: 1 }));
