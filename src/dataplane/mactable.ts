@@ -28,7 +28,7 @@ export class MacTable {
     return Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b) >>> 13;
   }
 
-  /** Port index for the MAC, or -1 if unknown or aged out. */
+  /** Port index for the MAC (`lo` unsigned or int32), or -1 if unknown or aged out. */
   lookup(hi: number, lo: number, now: number): number {
     let i = MacTable.hash(hi, lo) & this.mask;
     for (;;) {
@@ -41,7 +41,7 @@ export class MacTable {
     }
   }
 
-  /** Learns or refreshes; returns false when the table is full (nothing learned). */
+  /** Learns or refreshes (`lo` unsigned or int32); returns false when the table is full (nothing learned). */
   learn(hi: number, lo: number, portIndex: number, now: number): boolean {
     lo >>>= 0;
     let i = MacTable.hash(hi, lo) & this.mask;

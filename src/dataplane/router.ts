@@ -110,6 +110,7 @@ export class Router {
   private readonly svcNet32: number;
   private readonly svcMask32: number;
   private readonly bcast32: number;
+  private readonly gwMacLo32: number;
   forwarded = 0;
   fragmented = 0;
   icmpSent = 0;
@@ -144,6 +145,7 @@ export class Router {
     this.svcNet32 = (cfg.serviceNetwork ?? 0) | 0;
     this.svcMask32 = (cfg.serviceMask ?? 0xffffffff) | 0;
     this.bcast32 = cfg.subnetNetwork | ~cfg.subnetMask;
+    this.gwMacLo32 = cfg.gatewayMacLo | 0;
     this.icmpRate = cfg.icmpRatePerSec ?? 1000;
     this.tokens = this.icmpRate;
   }
@@ -167,7 +169,7 @@ export class Router {
     if (eth.reset(buf, off, len) !== ParseError.Ok) return this.drops.add(DropReason.MalformedEthernet);
     const type = eth.etherType;
     if (type === EtherType.ARP) return this.handleArp(buf, off, eth);
-    if (eth.dstHi !== this.cfg.gatewayMacHi || eth.dstLo !== this.cfg.gatewayMacLo) {
+    if (readU16(buf, off) !== this.cfg.gatewayMacHi || readI32(buf, off + 2) !== this.gwMacLo32) {
       this.ignored++;
       return;
     }

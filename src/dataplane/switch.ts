@@ -1,4 +1,4 @@
-import { ArpView, EthernetView, EtherType, Ipv4View, ParseError } from '../packet/index.js';
+import { ArpView, ETH_HLEN, EthernetView, EtherType, Ipv4View, ParseError, readI32, readU16 } from '../packet/index.js';
 import { DropReason } from './counters.js';
 import { MacTable } from './mactable.js';
 import type { Port } from './port.js';
@@ -44,23 +44,26 @@ export class Switch {
     port.index = -1;
   }
 
-  /** A frame received on `port`. */
+  /**
+   * A frame received on `port`. MAC low halves and addresses are read as int32 (`readI32`) and
+   * compared with the port's as int32: small integers whatever their value, so nothing is boxed.
+   */
   input(port: Port, buf: Buffer, off: number, len: number): void {
     port.traffic.rx(len);
     const eth = this.eth;
     if (eth.reset(buf, off, len) !== ParseError.Ok) return port.drop(DropReason.MalformedEthernet);
-    const srcHi = eth.srcHi;
-    const srcLo = eth.srcLo;
+    const srcHi = readU16(buf, off + 6);
+    const srcLo = readI32(buf, off + 8);
     if ((srcHi & 0x0100) !== 0) return port.drop(DropReason.MulticastSource);
+    const type = eth.etherType;
     if (port.restricted) {
-      if (srcHi !== port.macHi || srcLo !== port.macLo) return port.drop(DropReason.SpoofedSourceMac);
-      const type = eth.etherType;
+      if (srcHi !== port.macHi || srcLo !== (port.macLo | 0)) return port.drop(DropReason.SpoofedSourceMac);
       if (type === EtherType.IPv4) {
-        if (this.ipv.reset(buf, eth.payloadOffset, eth.payloadLength) !== ParseError.Ok) return port.drop(DropReason.MalformedIpv4);
-        if (this.ipv.src !== port.ip) return port.drop(DropReason.SpoofedSourceIp);
+        if (this.ipv.reset(buf, off + ETH_HLEN, len - ETH_HLEN) !== ParseError.Ok) return port.drop(DropReason.MalformedIpv4);
+        if (readI32(buf, off + ETH_HLEN + 12) !== (port.ip | 0)) return port.drop(DropReason.SpoofedSourceIp);
       } else if (type === EtherType.ARP) {
         const arp = this.arp;
-        if (arp.reset(buf, eth.payloadOffset, eth.payloadLength) !== ParseError.Ok) return port.drop(DropReason.MalformedArp);
+        if (arp.reset(buf, off + ETH_HLEN, len - ETH_HLEN) !== ParseError.Ok) return port.drop(DropReason.MalformedArp);
         if (arp.senderMacHi !== port.macHi || arp.senderMacLo !== port.macLo || (arp.senderIp !== port.ip && arp.senderIp !== 0)) {
           return port.drop(DropReason.SpoofedArp);
         }
@@ -71,14 +74,14 @@ export class Switch {
       this.macTableFull++;
     }
 
-    if (eth.isMulticast) return this.flood(port, buf, off, len);
-    const out = this.macs.lookup(eth.dstHi, eth.dstLo, this.now);
+    if ((buf[off]! & 0x01) !== 0) return this.flood(port, buf, off, len); // multicast/broadcast
+    const out = this.macs.lookup(readU16(buf, off), readI32(buf, off + 2), this.now);
     if (out < 0) return this.flood(port, buf, off, len);
     if (out === port.index) return port.drop(DropReason.SameSegment);
     const dst = this.ports[out];
     if (dst === undefined) return port.drop(DropReason.PortDown);
-    if (this.bridgeHook !== undefined && port.restricted && dst.restricted && eth.etherType === EtherType.IPv4) {
-      if (!this.bridgeHook(buf, eth.payloadOffset, eth.payloadLength)) return;
+    if (this.bridgeHook !== undefined && port.restricted && dst.restricted && type === EtherType.IPv4) {
+      if (!this.bridgeHook(buf, off + ETH_HLEN, len - ETH_HLEN)) return;
     }
     dst.traffic.tx(len);
     dst.output(buf, off, len);

@@ -1,9 +1,7 @@
 import {
   ETH_HLEN,
-  EthernetView,
   EtherType,
   IpProtocol,
-  Ipv4View,
   ParseError,
   readI32,
   readU16,
@@ -95,8 +93,6 @@ export class VxlanOverlay implements Overlay {
    */
   private readonly underlay: Array<number | undefined> = [undefined];
   private readonly vx = new VxlanView();
-  private readonly eth = new EthernetView();
-  private readonly ipv = new Ipv4View();
 
   constructor(
     readonly cfg: VxlanConfig,
@@ -175,22 +171,26 @@ export class VxlanOverlay implements Overlay {
   }
 
   /**
-   * A UDP payload received on the VXLAN port from `srcIp`: checks it and hands the inner IPv4 packet
-   * to the router. The inner packet is routed in place, so the buffer must stay valid for the batch.
+   * A UDP payload received on the VXLAN port from `srcIp` (unsigned, or int32 with the same bits):
+   * checks it and hands the inner IPv4 packet to the router, which validates it. The inner packet is
+   * routed in place, so the buffer must stay valid for the batch.
    */
   receive(buf: Buffer, off: number, len: number, srcIp: number): void {
     const vx = this.vx;
     if (vx.reset(buf, off, len) !== ParseError.Ok) return this.drops.add(DropReason.VxlanMalformed);
     if (vx.vni !== this.cfg.vni) return this.drops.add(DropReason.VxlanBadVni);
     if (this.byUnderlay.get(srcIp) < 0) return this.drops.add(DropReason.VxlanUnknownSender);
-    const eth = this.eth;
-    if (eth.reset(buf, vx.payloadOffset, vx.payloadLength) !== ParseError.Ok) return this.drops.add(DropReason.VxlanMalformed);
-    if (eth.etherType !== EtherType.IPv4) return this.drops.add(DropReason.UnsupportedEtherType);
-    if (!eth.isBroadcast && (eth.dstHi !== this.cfg.localVtepMacHi || eth.dstLo !== this.cfg.localVtepMacLo)) {
+    const e = off + VXLAN_HLEN;
+    const elen = len - VXLAN_HLEN;
+    if (elen < ETH_HLEN) return this.drops.add(DropReason.VxlanMalformed);
+    if (readU16(buf, e + 12) !== EtherType.IPv4) return this.drops.add(DropReason.UnsupportedEtherType);
+    // The inner destination MAC: ours or broadcast (int32 reads: no heap numbers).
+    const dHi = readU16(buf, e);
+    const dLo = readI32(buf, e + 2);
+    if (!(dHi === 0xffff && dLo === -1) && (dHi !== this.cfg.localVtepMacHi || dLo !== (this.cfg.localVtepMacLo | 0))) {
       return this.drops.add(DropReason.NotForRouter);
     }
-    if (this.ipv.reset(buf, eth.payloadOffset, eth.payloadLength) !== ParseError.Ok) return this.drops.add(DropReason.MalformedIpv4);
     this.decapsulated++;
-    this.router.fromOverlay(buf, eth.payloadOffset, eth.payloadLength);
+    this.router.fromOverlay(buf, e + ETH_HLEN, elen - ETH_HLEN);
   }
 }
