@@ -15,6 +15,19 @@ export interface RxRingLike {
 /** A port that receives frames from a device (or a benchmark) and feeds them into the data plane. */
 export interface IngressPort {
   receive(buf: Buffer, off: number, len: number): void;
+  /**
+   * What its frames start with: an Ethernet header (TAP) or the IP header (TUN, the host port).
+   * Lets a batch prefetch find the IP header; absent: unknown, nothing is prefetched.
+   */
+  readonly framing?: 'ethernet' | 'ip';
+}
+
+/**
+ * Runs over a received batch before it is processed, to start the cache misses its lookups will
+ * take all at once (the router's conntrack prefetch).
+ */
+export interface BatchPrefetcher {
+  prefetchBatch(port: IngressPort, ring: RxRingLike, count: number): void;
 }
 
 /** Where the data plane reads time: whole seconds and int32 milliseconds (see `util/clock.ts`). */
@@ -54,6 +67,8 @@ export class Dataplane implements FlushScheduler {
   private readonly flushables: Array<{ flush(): number }> = [];
   /** Runs once per batch after the flush (e.g. a bounded slice of conntrack garbage collection). */
   afterBatch: (() => void) | undefined;
+  /** Runs over each received batch before it is processed (the router sets itself here). */
+  prefetcher: BatchPrefetcher | undefined;
 
   constructor(opts: { macCapacity?: number; agingSeconds?: number; injectCapacity?: number; clock?: ClockSource } = {}) {
     this.switch = new Switch(opts);
@@ -133,6 +148,7 @@ export class Dataplane implements FlushScheduler {
   /** Processes `count` frames of a device's receive ring as one batch, then flushes. */
   receiveRing(port: IngressPort, ring: RxRingLike, count: number): void {
     this.tick();
+    if (this.prefetcher !== undefined) this.prefetcher.prefetchBatch(port, ring, count);
     const buf = ring.buffer;
     const lens = ring.lengths;
     let off = ring.headroom;

@@ -8,6 +8,7 @@ const BROADCAST_LO = 0xffffffff;
 
 /** A pod whose eth0 is a TAP device: Ethernet frames in and out unchanged. */
 export class TapPort extends Port implements IngressPort {
+  readonly framing = 'ethernet';
   readonly tx: TxQueue;
   constructor(
     name: string,
@@ -38,6 +39,7 @@ export class TapPort extends Port implements IngressPort {
  * headroom, no copy) and strips it from frames addressed to the pod.
  */
 export class TunPort extends Port implements IngressPort {
+  readonly framing = 'ip';
   readonly tx: TxQueue;
   private readonly eth = new EthernetView();
   private readonly ethw = new EthernetViewMut();
@@ -131,6 +133,7 @@ export class TunPort extends Port implements IngressPort {
  * and the router. Not a switch port.
  */
 export class HostPort implements IngressPort {
+  readonly framing = 'ip';
   readonly tx: TxQueue;
   readonly traffic = new TrafficCounters();
   onPacket: (buf: Buffer, off: number, len: number) => void = () => {};

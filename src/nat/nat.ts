@@ -177,6 +177,29 @@ export class Nat {
     return this.find(buf, ipOff, now);
   }
 
+  /**
+   * Batch prefetch, first step for one packet (see `Conntrack.prefetch`): hands the conntrack tuple
+   * of the IPv4 packet at `buf[ipOff, ipOff + ipLen)` to `ct.prefetch`. Nothing is validated and
+   * nothing counted: a malformed packet prefetches something useless at worst. Finish the batch with
+   * `ct.prefetchTouch()`.
+   */
+  prefetch(buf: Buffer, ipOff: number, ipLen: number): void {
+    if (ipLen < 28 || ipOff < 0 || ipOff + ipLen > buf.length) return;
+    if ((readU16(buf, ipOff + 6) & 0x1fff) !== 0) return; // no ports after the first fragment
+    const hlen = (buf[ipOff]! & 0x0f) << 2;
+    if (ipLen < hlen + 8) return;
+    const proto = buf[ipOff + 9]!;
+    const l4 = ipOff + hlen;
+    if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
+      this.ct.prefetch(proto, readI32(buf, ipOff + 12), readI32(buf, ipOff + 16), readU16(buf, l4), readU16(buf, l4 + 2));
+    } else if (proto === IpProtocol.ICMP) {
+      const t = buf[l4]!;
+      if (t === IcmpType.EchoRequest || t === IcmpType.EchoReply) {
+        this.ct.prefetch(proto, readI32(buf, ipOff + 12), readI32(buf, ipOff + 16), readU16(buf, l4 + 4), t << 8);
+      }
+    }
+  }
+
   /** A connection without NAT (so its tuples are known and cannot be taken by NATed ones). */
   createTracked(buf: Buffer, ipOff: number, ipLen: number, now: number): Verdict {
     return this.establish(buf, ipOff, ipLen, now, MODE_TRACK, 0, 0, 0, 0, 0);

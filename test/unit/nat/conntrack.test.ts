@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Conntrack, CtStatus, CtUpdate, formatCtEntry, TcpState } from '../../../src/nat/conntrack.js';
+import { Conntrack, CtStatus, CtUpdate, formatCtEntry, PREFETCH_MAX, TcpState } from '../../../src/nat/conntrack.js';
 import { IpProtocol, TcpFlags } from '../../../src/packet/index.js';
 import { ip } from './packets.js';
 
@@ -99,6 +99,20 @@ describe('Conntrack: table', () => {
       const [p, s, d, sp, dp] = k.split(' ').map(Number) as [number, number, number, number, number];
       if (ct.expiresAt(r >> 1) > now) expect(ct.lookup(p, s, d, sp, dp, now)).to.equal(r);
     }
+  });
+
+  it('batch prefetch changes nothing a lookup sees, and takes at most PREFETCH_MAX tuples', () => {
+    const ct = new Conntrack({ max: 64, seed: 21 });
+    const refs: number[] = [];
+    for (let p = 1; p <= 40; p++) refs.push(tcpConn(ct, 0, p)[0]);
+    for (let round = 0; round < 2; round++) {
+      for (let p = 1; p <= PREFETCH_MAX + 50; p++) ct.prefetch(TCP, A, B, p, 80); // present and absent tuples
+      ct.prefetch(UDP, B, A, 53, 9);
+      ct.prefetchTouch();
+    }
+    for (let p = 1; p <= 40; p++) expect(ct.lookup(TCP, A, B, p, 80, 1)).to.equal(refs[p - 1]);
+    expect(ct.lookup(TCP, A, B, 41, 80, 1)).to.equal(-1);
+    expect(ct.size).to.equal(40);
   });
 
   it('deletes, reuses freed ids and reports dead ids', () => {
