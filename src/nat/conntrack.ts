@@ -5,7 +5,8 @@
  *
  * Data layout (struct of arrays, no object per flow):
  * - `rec`: one 64-byte record (16 int32 words) per entry, so the whole entry — both tuples, the
- *   expiry, the status — shares one cache line. Word offsets within a record:
+ *   expiry, the status — shares one cache line (its memory is page-aligned for that: records over
+ *   malloc'd memory would straddle two lines each). Word offsets within a record:
  *     0..3   ORIGINAL tuple: src, dst, ports (`sport << 16 | dport`), proto
  *     4..7   REPLY tuple, same layout
  *     8, 9   hash of the ORIGINAL / REPLY tuple (its index slot is found without rehashing)
@@ -50,6 +51,7 @@
 import { ipv4ToString } from '../packet/addr.js';
 import { IpProtocol } from '../packet/ipv4.js';
 import { TcpFlags } from '../packet/tcp.js';
+import { pageAlignedBuffer } from '../util/aligned.js';
 
 /** Direction of a packet relative to the connection (the low bit of a ref). */
 export const CtDir = { Original: 0, Reply: 1 } as const;
@@ -380,9 +382,10 @@ export class Conntrack {
     this.mask = slots - 1;
     this.index = new Int32Array(slots * 2);
     for (let i = 1; i < this.index.length; i += 2) this.index[i] = -1;
-    const mem = new ArrayBuffer(max * REC_WORDS * 4);
-    this.rec = new Int32Array(mem);
-    this.f64 = new Float64Array(mem);
+    // Page-aligned, so that each 64-byte record is one cache line (see util/aligned.ts).
+    const mem = pageAlignedBuffer(max * REC_WORDS * 4);
+    this.rec = new Int32Array(mem, 0, max * REC_WORDS);
+    this.f64 = new Float64Array(mem, 0, max * (REC_WORDS >> 1));
     this.freeIds = new Int32Array(max);
     for (let i = 0; i < max; i++) this.freeIds[i] = max - 1 - i; // pop order 0, 1, 2, ...
     this.freeTop = max;
