@@ -15,6 +15,7 @@
 //                                                                  -> number written
 //   dev.stats() -> { rxFrames, rxBatches, rxErrors, txFrames, txDropped, txErrors }
 //   dev.close()                                                    idempotent
+//   copyBytes(dst, dstOff, src, srcOff, len)   memmove between Buffers, no JS allocation
 //
 // Receive path: a uv_poll_t watches the fd (level-triggered). On each readable
 // event the addon readv()s frames straight into the JS-owned ring (slot i, at
@@ -361,7 +362,40 @@ class Device : public podnet::PolledReader<Device> {
   uint64_t txErrors_ = 0;
 };
 
+// copyBytes(dst, dstOff, src, srcOff, len): memmove between two Buffers (or within one). JS has
+// no allocation-free way to copy part of one Buffer into another: Buffer.prototype.copy and
+// TypedArray.prototype.set both need a view of the source range, a new object per call. Raw
+// N-API (no C++ wrapper objects); a range outside either buffer throws RangeError.
+napi_value CopyBytes(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  uint8_t* dst = nullptr;
+  uint8_t* src = nullptr;
+  size_t dstLen = 0, srcLen = 0;
+  uint32_t dstOff = 0, srcOff = 0, len = 0;
+  if (argc < 5 || !GetBytes(env, argv[0], &dst, &dstLen) ||
+      napi_get_value_uint32(env, argv[1], &dstOff) != napi_ok ||
+      !GetBytes(env, argv[2], &src, &srcLen) ||
+      napi_get_value_uint32(env, argv[3], &srcOff) != napi_ok ||
+      napi_get_value_uint32(env, argv[4], &len) != napi_ok) {
+    napi_throw_type_error(env, nullptr,
+                          "copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number)");
+    return nullptr;
+  }
+  if (static_cast<uint64_t>(dstOff) + len > dstLen || static_cast<uint64_t>(srcOff) + len > srcLen) {
+    napi_throw_range_error(env, nullptr, "copyBytes: range outside a buffer");
+    return nullptr;
+  }
+  std::memmove(dst + dstOff, src + srcOff, len);
+  return nullptr;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  napi_value copyBytes;
+  NAPI_THROW_IF_FAILED(env, napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, CopyBytes, nullptr, &copyBytes),
+                       exports);
+  exports.Set("copyBytes", Napi::Value(env, copyBytes));
   exports.Set("Device", Device::Define(env));
   exports.Set("UdpSocket", podnet::DefineUdpSocket(env));
   return exports;

@@ -5,6 +5,7 @@ import { openStore } from '../store/index.js';
 import { ClusterRegistry, type NodeRecord, type PodRecord } from '../store/registry.js';
 import type { ClusterStore, Lease, Watch } from '../store/types.js';
 import { DgramTransport, NativeUdpTransport } from '../io/udp.js';
+import { copyBytes } from '../io/copy.js';
 import { ServiceController } from '../services/controller.js';
 import { IngressController } from '../ingress/controller.js';
 import { Uplink } from '../uplink/uplink.js';
@@ -103,15 +104,24 @@ export class ClusterMembership {
     let overlay: VxlanOverlay | undefined;
     if (this.cfg.vxlan.transport === 'native') {
       const t = await NativeUdpTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (ring, count) => {
+        // As Dataplane.receiveRing does for a device: clock, prefetch pass, every datagram to
+        // completion, one flush. Nothing here allocates per datagram (the source address goes
+        // on as an int32: an underlay address >= 128.0.0.0 would be boxed as an unsigned number).
         dp.tick();
+        if (dp.prefetcher !== undefined) dp.prefetcher.prefetchBatch('vxlan', ring, count);
         const buf = ring.buffer;
+        const lens = ring.lengths;
+        const srcIps = ring.srcIps;
+        const step = ring.slotSize;
         let off = ring.headroom;
-        for (let i = 0; i < count; i++, off += ring.slotSize) {
-          overlay!.receive(buf, off, ring.lengths[i]!, ring.srcIps[i]!);
+        for (let i = 0; i < count; i++, off += step) {
+          overlay!.receive(buf, off, lens[i]!, srcIps[i]! | 0);
           dp.drainInjected();
         }
         dp.flush();
-      });
+        // Every send happens in a data-plane batch, whose flush sends the queue (addFlushable
+        // below): no microtask per batch as a safety net.
+      }, { autoFlush: false });
       dp.addFlushable(t);
       this.transport = t;
     } else {
@@ -158,6 +168,7 @@ export class ClusterMembership {
         masqueradePortRange: [MASQUERADE_PORT_MIN, MASQUERADE_PORT_MAX],
         log: this.log,
         // Captured packets are copied into a scratch frame: the router needs headroom in front of them.
+        // copyBytes, not Buffer.copy, which allocates a view of the source range per call.
         onPacket: (buf, ipOff, ipLen) => {
           dp.tick();
           const slot = dp.allocFrame();
@@ -166,7 +177,7 @@ export class ClusterMembership {
             return;
           }
           const off = slot + 64;
-          buf.copy(dp.pool.buffer, off, ipOff, ipOff + ipLen);
+          copyBytes(dp.pool.buffer, off, buf, ipOff, ipLen);
           router.fromUplink(dp.pool.buffer, off, ipLen);
           dp.drainInjected();
           dp.flush();

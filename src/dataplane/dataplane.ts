@@ -12,14 +12,17 @@ export interface RxRingLike {
   readonly headroom: number;
 }
 
+/**
+ * What the frames of a receive ring start with: an Ethernet header (TAP), the IP header (TUN, the
+ * host port), or a VXLAN header and the inner Ethernet header (the VXLAN socket).
+ */
+export type Framing = 'ethernet' | 'ip' | 'vxlan';
+
 /** A port that receives frames from a device (or a benchmark) and feeds them into the data plane. */
 export interface IngressPort {
   receive(buf: Buffer, off: number, len: number): void;
-  /**
-   * What its frames start with: an Ethernet header (TAP) or the IP header (TUN, the host port).
-   * Lets a batch prefetch find the IP header; absent: unknown, nothing is prefetched.
-   */
-  readonly framing?: 'ethernet' | 'ip';
+  /** What its frames start with, so a batch prefetch can find their IP header; absent: nothing is prefetched. */
+  readonly framing?: Framing;
 }
 
 /**
@@ -27,7 +30,7 @@ export interface IngressPort {
  * take all at once (the router's conntrack prefetch).
  */
 export interface BatchPrefetcher {
-  prefetchBatch(port: IngressPort, ring: RxRingLike, count: number): void;
+  prefetchBatch(framing: Framing, ring: RxRingLike, count: number): void;
 }
 
 /** Where the data plane reads time: whole seconds and int32 milliseconds (see `util/clock.ts`). */
@@ -148,7 +151,7 @@ export class Dataplane implements FlushScheduler {
   /** Processes `count` frames of a device's receive ring as one batch, then flushes. */
   receiveRing(port: IngressPort, ring: RxRingLike, count: number): void {
     this.tick();
-    if (this.prefetcher !== undefined) this.prefetcher.prefetchBatch(port, ring, count);
+    if (this.prefetcher !== undefined && port.framing !== undefined) this.prefetcher.prefetchBatch(port.framing, ring, count);
     const buf = ring.buffer;
     const lens = ring.lengths;
     let off = ring.headroom;

@@ -17,6 +17,7 @@ import {
   Ipv4View,
   Ipv4ViewMut,
   ParseError,
+  VXLAN_HLEN,
   decrementIpv4Ttl,
   readI32,
   readU16,
@@ -24,7 +25,7 @@ import {
   writeIpv4Header,
 } from '../packet/index.js';
 import { DropCounters, DropReason } from './counters.js';
-import type { BatchPrefetcher, Dataplane, IngressPort, RxRingLike } from './dataplane.js';
+import type { BatchPrefetcher, Dataplane, Framing, RxRingLike } from './dataplane.js';
 import { Port, PortKind } from './port.js';
 import type { HostPort } from './ports.js';
 import { ServiceTable } from './services.js';
@@ -162,19 +163,20 @@ export class Router implements BatchPrefetcher {
    * tuple of each IPv4 packet, then the records, so the lookups that follow find them in cache.
    * Only for a large table (`PREFETCH_MIN_ENTRIES`).
    */
-  prefetchBatch(port: IngressPort, ring: RxRingLike, count: number): void {
+  prefetchBatch(framing: Framing, ring: RxRingLike, count: number): void {
     const nat = this.nat;
     if (nat === undefined || nat.ct.size < PREFETCH_MIN_ENTRIES || count < 2) return;
-    const framing = port.framing;
-    if (framing === undefined) return;
     const buf = ring.buffer;
     const lens = ring.lengths;
     const step = ring.slotSize;
+    const eth = framing === 'ip' ? -1 : framing === 'vxlan' ? VXLAN_HLEN : 0; // Ethernet header offset
     let off = ring.headroom;
     for (let i = 0; i < count; i++, off += step) {
       const len = lens[i]!;
-      if (framing === 'ip') nat.prefetch(buf, off, len);
-      else if (len >= ETH_HLEN && readU16(buf, off + 12) === EtherType.IPv4) nat.prefetch(buf, off + ETH_HLEN, len - ETH_HLEN);
+      if (eth < 0) nat.prefetch(buf, off, len);
+      else if (len >= eth + ETH_HLEN && readU16(buf, off + eth + 12) === EtherType.IPv4) {
+        nat.prefetch(buf, off + eth + ETH_HLEN, len - eth - ETH_HLEN);
+      }
     }
     nat.ct.prefetchTouch();
   }

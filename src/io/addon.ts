@@ -80,6 +80,8 @@ export interface NativeUdpSocket {
 export interface NativeAddon {
   Device: new () => NativeDevice;
   UdpSocket: new () => NativeUdpSocket;
+  /** memmove of `len` bytes from `src[srcOff]` to `dst[dstOff]`; RangeError outside either buffer. */
+  copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number): void;
 }
 
 const ADDON_FILE = join('build', 'Release', 'podnet_tuntap.node');
