@@ -7,12 +7,13 @@
 //
 // JS surface (typed in src/io/tuntap.ts, interface NativeDevice):
 //   new Device()
-//   dev.open(name, mode 'tap'|'tun', flags {}) -> { name, fd }     throws errno-coded Error
+//   dev.open(name, mode 'tap'|'tun', flags { vnetHdr? }) -> { name, fd, vnetHdr }
+//                                                                  throws errno-coded Error
 //   dev.setRing(ring Buffer, lengths Int32Array, slots, slotSize, headroom, batch)
 //   dev.start(onBatch(count), onError(err))   dev.stop()
 //   dev.write(buf, off, len) -> boolean
-//   dev.writeBatch(bufs, offs Uint32Array, lens Uint32Array, count[, bufIdx Uint32Array])
-//                                                                  -> number written
+//   dev.writeBatch(bufs, offs Uint32Array, lens Uint32Array, count[, bufIdx Uint32Array
+//                  [, hdrs Uint8Array]])                           -> number written
 //   dev.stats() -> { rxFrames, rxBatches, rxErrors, txFrames, txDropped, txErrors }
 //   dev.close()                                                    idempotent
 //   copyBytes(dst, dstOff, src, srcOff, len)   memmove between Buffers, no JS allocation
@@ -35,9 +36,14 @@
 // The reader lifecycle (uv_poll handle, start/stop/close, callbacks, teardown) and
 // the error helpers are shared with the UDP socket, in addon.h.
 //
-// The `flags` object given to open() is where later options go (for example
-// IFF_VNET_HDR for GSO super-packets, read into larger slots and the headroom);
-// slot size and headroom are already parameters of setRing().
+// Offloads (flags.vnetHdr, TAP only): IFF_VNET_HDR with a 10-byte virtio-net
+// header, and TUNSETOFFLOAD with checksum offload and IPv4 TSO (+ECN), so the
+// kernel behind the device hands over TCP super-frames (up to 64 KB) with partial
+// checksums, and takes them. On read the header lands in the last 10 bytes of the
+// slot's headroom (the frame still starts at the headroom); on write each frame
+// gets either the header in the 10 bytes before it in the caller's buffer (a frame
+// passed on as read: hdrs[i] = 1) or an all-zero one (a plain frame), by writev.
+// Slots must be large enough for a super-frame; that is the caller's geometry.
 
 #include "addon.h"
 
@@ -56,6 +62,22 @@
 namespace {
 
 using podnet::GetBytes;
+
+// sizeof(struct virtio_net_hdr): no mergeable receive buffers.
+constexpr size_t kVnetHdrLen = 10;
+
+// True when v is a Uint8Array; sets *data and *len.
+bool GetU8Array(napi_env env, napi_value v, uint8_t** data, size_t* len) {
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
+  napi_typedarray_type type;
+  void* p = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+    return false;
+  }
+  *data = static_cast<uint8_t*>(p);
+  return true;
+}
 
 // Read errors after which the fd will never deliver frames again (the device was
 // unregistered or the file detached). Anything else (ENOMEM, EFAULT, ...) loses
@@ -113,6 +135,9 @@ class Device : public podnet::PolledReader<Device> {
     const size_t slotSize = slotSize_;
     const size_t headroom = headroom_;
     const size_t cap = slotSize - headroom;
+    // With IFF_VNET_HDR every frame comes after its virtio-net header: read the header into the
+    // last kVnetHdrLen bytes of the headroom, so the frame still starts at the slot's headroom.
+    const size_t hdr = vnetHdr_ ? kVnetHdrLen : 0;
     const uint32_t batch = batch_;
     uint32_t n = 0;
     int fatal = 0;
@@ -122,11 +147,12 @@ class Device : public podnet::PolledReader<Device> {
       // The kernel truncates a frame to the space it is given, silently. One spare
       // byte after the slot tells a truncated frame from one that fits exactly;
       // a truncated frame is counted in rxErrors and its slot reused.
-      struct iovec iov[2] = {{ring + n * slotSize + headroom, cap}, {&spill_, 1}};
-      ssize_t r = ::readv(fd_, iov, 2);
+      uint8_t* const slot = ring + n * slotSize + headroom;
+      struct iovec iov[3] = {{slot - hdr, hdr}, {slot, cap}, {&spill_, 1}};
+      ssize_t r = hdr != 0 ? ::readv(fd_, iov, 3) : ::readv(fd_, iov + 1, 2);
       if (r > 0) {
-        if (static_cast<size_t>(r) <= cap) {
-          lengths[n++] = static_cast<int32_t>(r);
+        if (static_cast<size_t>(r) >= hdr && static_cast<size_t>(r) - hdr <= cap) {
+          lengths[n++] = static_cast<int32_t>(static_cast<size_t>(r) - hdr);
         } else {
           rxErrors_++;
         }
@@ -171,6 +197,8 @@ class Device : public podnet::PolledReader<Device> {
     }
     std::string name = info[0].As<Napi::String>().Utf8Value();
     std::string mode = info[1].As<Napi::String>().Utf8Value();
+    Napi::Value vnetOpt = info[2].As<Napi::Object>().Get("vnetHdr");
+    const bool vnet = vnetOpt.IsBoolean() && vnetOpt.As<Napi::Boolean>().Value();
     short flags = IFF_NO_PI;
     if (mode == "tap") {
       flags |= IFF_TAP;
@@ -178,6 +206,10 @@ class Device : public podnet::PolledReader<Device> {
       flags |= IFF_TUN;
     } else {
       throw Napi::TypeError::New(env, "mode must be 'tap' or 'tun'");
+    }
+    if (vnet) {
+      if (mode != "tap") throw Napi::TypeError::New(env, "vnetHdr is for TAP devices");
+      flags |= IFF_VNET_HDR;
     }
     // Kernel would silently truncate a long name; a NUL would cut it short.
     if (name.size() >= IFNAMSIZ) {
@@ -205,12 +237,26 @@ class Device : public podnet::PolledReader<Device> {
     std::memcpy(real, ifr.ifr_name, IFNAMSIZ);
     real[IFNAMSIZ] = '\0';
     name_ = real;
+    if (vnet) {
+      // A 10-byte header (no mergeable buffers), and what the device offers the stack behind it:
+      // checksum offload and TSO for IPv4 (with ECN), so the pod's kernel hands over TCP
+      // super-frames of up to 64 KB with a partial checksum instead of segmenting them.
+      int hdrLen = static_cast<int>(kVnetHdrLen);
+      const unsigned long offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN;
+      if (::ioctl(fd, TUNSETVNETHDRSZ, &hdrLen) < 0 || ::ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
+        int err = errno;
+        ::close(fd);
+        throw podnet::SystemError(env, err, "TUNSETOFFLOAD", "ioctl(TUNSETOFFLOAD)", "device", name_);
+      }
+      vnetHdr_ = true;
+    }
 
     Attach(env, fd);  // closes fd if it throws
 
     Napi::Object out = Napi::Object::New(env);
     out.Set("name", Napi::String::New(env, name_));
     out.Set("fd", Napi::Number::New(env, fd_));
+    out.Set("vnetHdr", Napi::Boolean::New(env, vnetHdr_));
     return out;
   }
 
@@ -232,6 +278,7 @@ class Device : public podnet::PolledReader<Device> {
     auto ring = info[0].As<Napi::Buffer<uint8_t>>();
     auto lengths = info[1].As<Napi::Int32Array>();
     if (slots == 0 || slotSize == 0 || headroom >= slotSize || batch == 0 || batch > slots ||
+        (vnetHdr_ && headroom < kVnetHdrLen) ||
         static_cast<uint64_t>(slots) * slotSize > ring.Length() || lengths.ElementLength() < batch) {
       throw Napi::RangeError::New(env, "setRing: ring geometry does not fit the buffers");
     }
@@ -264,15 +311,21 @@ class Device : public podnet::PolledReader<Device> {
 
   // ---- transmit (never throws for a frame) ---------------------------------
 
-  // One frame. true when the kernel took it whole.
-  bool WriteFrame(const uint8_t* data, size_t bufLen, uint32_t off, uint32_t len) {
-    if (fd_ < 0 || static_cast<uint64_t>(off) + len > bufLen) {
+  // One frame. true when the kernel took it whole. With IFF_VNET_HDR the frame goes after a
+  // virtio-net header: its own, in the kVnetHdrLen bytes before it in the buffer (`hdrInBuf`, a
+  // frame passed on as it was read), or an all-zero one (a plain frame: no GSO, checksum done).
+  bool WriteFrame(const uint8_t* data, size_t bufLen, uint32_t off, uint32_t len, bool hdrInBuf) {
+    if (fd_ < 0 || static_cast<uint64_t>(off) + len > bufLen || (vnetHdr_ && hdrInBuf && off < kVnetHdrLen)) {
       txErrors_++;
       return false;
     }
+    static const uint8_t kZeroHdr[kVnetHdrLen] = {};
+    struct iovec iov[2] = {{const_cast<uint8_t*>(hdrInBuf ? data + off - kVnetHdrLen : kZeroHdr), kVnetHdrLen},
+                           {const_cast<uint8_t*>(data + off), len}};
+    const size_t want = vnetHdr_ ? len + kVnetHdrLen : len;
     for (;;) {
-      ssize_t r = ::write(fd_, data + off, len);
-      if (r == static_cast<ssize_t>(len)) {
+      ssize_t r = vnetHdr_ ? ::writev(fd_, iov, 2) : ::write(fd_, data + off, len);
+      if (r == static_cast<ssize_t>(want)) {
         txFrames_++;
         return true;
       }
@@ -300,31 +353,36 @@ class Device : public podnet::PolledReader<Device> {
     }
     uint32_t off = info[1].As<Napi::Number>().Uint32Value();
     uint32_t len = info[2].As<Napi::Number>().Uint32Value();
-    return Napi::Boolean::New(info.Env(), WriteFrame(data, bufLen, off, len));
+    return Napi::Boolean::New(info.Env(), WriteFrame(data, bufLen, off, len, false));
   }
 
-  // writeBatch(bufs, offs, lens, count[, bufIdx]): frame i is
+  // writeBatch(bufs, offs, lens, count[, bufIdx[, hdrs]]): frame i is
   // bufs[i][offs[i], offs[i]+lens[i]), or with bufIdx (a Uint32Array) the same
   // range of bufs[bufIdx[i]]: bufs then holds each distinct buffer once, and each
-  // is resolved once per call instead of once per frame (BufferTable).
+  // is resolved once per call instead of once per frame (BufferTable). hdrs (a
+  // Uint8Array, IFF_VNET_HDR devices): hdrs[i] = 1 when frame i's virtio-net header
+  // is in the buffer just before it; otherwise a zero header is written.
   Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t* o = nullptr;
     uint32_t* l = nullptr;
     uint32_t* idx = nullptr;
-    size_t nOffs = 0, nLens = 0, nIdx = 0;
+    uint8_t* hdrs = nullptr;
+    size_t nOffs = 0, nLens = 0, nIdx = 0, nHdrs = 0;
     bool indexed = info.Length() >= 5 && !info[4].IsUndefined() && !info[4].IsNull();
+    bool withHdrs = info.Length() >= 6 && !info[5].IsUndefined() && !info[5].IsNull();
     if (info.Length() < 4 || !info[0].IsArray() || !podnet::GetU32Array(env, info[1], &o, &nOffs) ||
         !podnet::GetU32Array(env, info[2], &l, &nLens) || !info[3].IsNumber() ||
-        (indexed && !podnet::GetU32Array(env, info[4], &idx, &nIdx))) {
+        (indexed && !podnet::GetU32Array(env, info[4], &idx, &nIdx)) ||
+        (withHdrs && !GetU8Array(env, info[5], &hdrs, &nHdrs))) {
       throw Napi::TypeError::New(env,
                                  "writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, "
-                                 "count: number, bufIdx?: Uint32Array)");
+                                 "count: number, bufIdx?: Uint32Array, hdrs?: Uint8Array)");
     }
     Napi::Array bufs = info[0].As<Napi::Array>();
     uint32_t count = info[3].As<Napi::Number>().Uint32Value();
     if ((!indexed && count > bufs.Length()) || (indexed && count > nIdx) || count > nOffs ||
-        count > nLens) {
+        count > nLens || (withHdrs && count > nHdrs)) {
       throw Napi::RangeError::New(env, "writeBatch: count exceeds the arrays");
     }
     table_.Begin(env, bufs, bufs.Length(), idx);
@@ -336,7 +394,7 @@ class Device : public podnet::PolledReader<Device> {
         txErrors_++;
         continue;
       }
-      if (WriteFrame(data, bufLen, o[i], l[i])) written++;
+      if (WriteFrame(data, bufLen, o[i], l[i], hdrs != nullptr && hdrs[i] != 0)) written++;
     }
     table_.End();
     return Napi::Number::New(env, written);
@@ -354,6 +412,7 @@ class Device : public podnet::PolledReader<Device> {
   uint32_t headroom_ = 0;
   uint32_t batch_ = 0;
   uint8_t spill_ = 0;  // readv target for the byte that shows a frame was too big
+  bool vnetHdr_ = false;  // IFF_VNET_HDR: a virtio-net header before every frame, both ways
 
   uint64_t rxFrames_ = 0;
   uint64_t rxBatches_ = 0;

@@ -18,18 +18,23 @@ export interface NativeDeviceStats {
 }
 
 export interface NativeDevice {
-  open(name: string, mode: 'tap' | 'tun', flags: Record<string, never>): { name: string; fd: number };
+  open(name: string, mode: 'tap' | 'tun', flags: { vnetHdr?: boolean }): { name: string; fd: number; vnetHdr: boolean };
   setRing(ring: Buffer, lengths: Int32Array, slots: number, slotSize: number, headroom: number, batch: number): void;
   start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
   stop(): void;
   write(buf: Buffer, off: number, len: number): boolean;
-  /** With `bufIdx`, frame i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once. */
+  /**
+   * With `bufIdx`, frame i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once.
+   * With `hdrs` (a vnetHdr device), `hdrs[i] = 1` when frame i's virtio-net header is in the 10
+   * bytes before it; otherwise a zero header goes out with it.
+   */
   writeBatch(
     bufs: ReadonlyArray<Buffer | undefined>,
     offs: Uint32Array,
     lens: Uint32Array,
     count: number,
     bufIdx?: Uint32Array,
+    hdrs?: Uint8Array,
   ): number;
   stats(): NativeDeviceStats;
   close(): void;

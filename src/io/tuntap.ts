@@ -14,9 +14,16 @@ import { DistinctBuffers } from './batch.js';
 export type DeviceMode = 'tap' | 'tun';
 
 export interface OpenOptions {
-  /** Ring slots (default 64). */
+  /**
+   * TAP only: offloads (IFF_VNET_HDR, checksum offload, IPv4 TSO). Every frame read comes with a
+   * 10-byte virtio-net header in the `VNET_HDR_LEN` bytes before it (the end of the headroom), and
+   * may be a TCP super-frame of up to 64 KB with a partial checksum; frames written take a header
+   * too (see `writeBatch`). Default slots are larger then (`OFFLOAD_SLOT_SIZE`, 32 of them).
+   */
+  offload?: boolean;
+  /** Ring slots (default 64; 32 with `offload`). */
   slots?: number;
-  /** Bytes per slot, headroom included (default 2048). */
+  /** Bytes per slot, headroom included (default 2048; `OFFLOAD_SLOT_SIZE` with `offload`). */
   slotSize?: number;
   /** Bytes left free before each frame (default 128). */
   headroom?: number;
@@ -67,6 +74,15 @@ export class TunTapError extends Error {
 export const DEFAULT_SLOTS = 64;
 export const DEFAULT_SLOT_SIZE = 2048;
 export const DEFAULT_HEADROOM = 128;
+/** Size of the virtio-net header an offload device puts before every frame (no mergeable buffers). */
+export const VNET_HDR_LEN = 10;
+/**
+ * Slot size of an offload device: a 64 KB super-frame plus the room the data plane needs to split
+ * it into MTU-sized segments in place (a header and headroom per segment). Slots are only touched
+ * (made resident) as the kernel fills them.
+ */
+export const OFFLOAD_SLOT_SIZE = 80 * 1024;
+const OFFLOAD_SLOTS = 32;
 
 const MAX_SLOTS = 65536;
 const MAX_SLOT_SIZE = 1 << 20; // room for a 64 KiB GSO super-packet and more
@@ -93,9 +109,10 @@ interface Geometry {
 }
 
 function geometry(device: string, opts: OpenOptions): Geometry {
-  const slots = checkInt(device, 'slots', opts.slots ?? DEFAULT_SLOTS, 1, MAX_SLOTS);
-  const slotSize = checkInt(device, 'slotSize', opts.slotSize ?? DEFAULT_SLOT_SIZE, MIN_FRAME_CAPACITY, MAX_SLOT_SIZE);
-  const headroom = checkInt(device, 'headroom', opts.headroom ?? DEFAULT_HEADROOM, 0, MAX_SLOT_SIZE);
+  const offload = opts.offload === true;
+  const slots = checkInt(device, 'slots', opts.slots ?? (offload ? OFFLOAD_SLOTS : DEFAULT_SLOTS), 1, MAX_SLOTS);
+  const slotSize = checkInt(device, 'slotSize', opts.slotSize ?? (offload ? OFFLOAD_SLOT_SIZE : DEFAULT_SLOT_SIZE), MIN_FRAME_CAPACITY, MAX_SLOT_SIZE);
+  const headroom = checkInt(device, 'headroom', opts.headroom ?? DEFAULT_HEADROOM, offload ? VNET_HDR_LEN : 0, MAX_SLOT_SIZE);
   const batch = checkInt(device, 'batch', opts.batch ?? slots, 1, slots);
   if (slotSize - headroom < MIN_FRAME_CAPACITY) {
     throw new RangeError(
@@ -116,6 +133,8 @@ export class TunTap {
   readonly name: string;
   readonly mode: DeviceMode;
   readonly rx: RxRing;
+  /** Opened with offloads: a virtio-net header before every frame, both ways (see `OpenOptions.offload`). */
+  readonly offload: boolean;
 
   readonly #dev: NativeDevice;
   readonly #slotSize: number;
@@ -123,10 +142,11 @@ export class TunTap {
   readonly #distinct = new DistinctBuffers();
   #fd: number;
 
-  private constructor(dev: NativeDevice, name: string, mode: DeviceMode, fd: number, rx: RxRing) {
+  private constructor(dev: NativeDevice, name: string, mode: DeviceMode, fd: number, rx: RxRing, offload: boolean) {
     this.#dev = dev;
     this.name = name;
     this.mode = mode;
+    this.offload = offload;
     this.#fd = fd;
     this.rx = rx;
     this.#slotSize = rx.slotSize;
@@ -143,12 +163,13 @@ export class TunTap {
     if (mode !== 'tap' && mode !== 'tun') {
       throw new TypeError(`TunTap.open(${name}): mode must be 'tap' or 'tun', got ${String(mode)}`);
     }
+    if (opts.offload === true && mode !== 'tap') throw new TypeError(`TunTap.open(${name}): offload is for TAP devices`);
     const g = geometry(name, opts);
     const { Device } = loadAddon();
     const dev = new Device();
-    let opened: { name: string; fd: number };
+    let opened: { name: string; fd: number; vnetHdr: boolean };
     try {
-      opened = dev.open(name, mode, {});
+      opened = dev.open(name, mode, opts.offload === true ? { vnetHdr: true } : {});
     } catch (e) {
       throw wrapError(e);
     }
@@ -157,7 +178,7 @@ export class TunTap {
       const lengths = new Int32Array(g.slots);
       dev.setRing(buffer, lengths, g.slots, g.slotSize, g.headroom, g.batch);
       const rx: RxRing = Object.freeze({ buffer, lengths, slots: g.slots, slotSize: g.slotSize, headroom: g.headroom });
-      return new TunTap(dev, opened.name, mode, opened.fd, rx);
+      return new TunTap(dev, opened.name, mode, opened.fd, rx, opened.vnetHdr);
     } catch (e) {
       dev.close();
       throw wrapError(e);
@@ -201,16 +222,18 @@ export class TunTap {
 
   /**
    * Writes frames `bufs[i].subarray(offs[i], offs[i] + lens[i])` for i < count in
-   * one native call. Returns how many the kernel took; the others are counted in
+   * one native call. On an offload device each frame goes with a virtio-net header: its own, in
+   * the `VNET_HDR_LEN` bytes before it, when `hdrs[i]` is 1 (a frame passed on as another offload
+   * device read it), else an all-zero one (a plain frame). Returns how many the kernel took; the others are counted in
    * stats() as txDropped (EAGAIN/ENOBUFS) or txErrors. Frames sharing a buffer cost the addon one
    * lookup for that buffer, not one per frame.
    */
-  writeBatch(bufs: readonly Buffer[], offs: Uint32Array, lens: Uint32Array, count: number): number {
+  writeBatch(bufs: readonly Buffer[], offs: Uint32Array, lens: Uint32Array, count: number, hdrs?: Uint8Array): number {
     if (!(count <= bufs.length)) throw new RangeError('writeBatch: count exceeds the arrays');
     const d = this.#distinct;
     d.build(bufs, count);
     try {
-      return this.#dev.writeBatch(d.bufs, offs, lens, count, d.idx);
+      return this.#dev.writeBatch(d.bufs, offs, lens, count, d.idx, this.offload ? hdrs : undefined);
     } finally {
       d.clear();
     }
