@@ -93,13 +93,19 @@ export class NodeRuntime {
     this.conntrack = new Conntrack({ max: cfg.conntrackMax });
     this.router.nat = new Nat(this.conntrack, { drops: this.router.drops });
     const ct = this.conntrack;
-    this.dp.afterBatch = () => void ct.gc(this.dp.now, 64);
     const nat = this.router.nat;
-    // Only the replies of DNATed connections need un-NATing between two pods, so while conntrack
-    // holds no DNAT entry (no service traffic yet) bridged frames skip it. The switch has validated
-    // the IPv4 header of a frame from a pod port.
     const dp = this.dp;
-    this.dp.switch.bridgeHook = (buf, ipOff, ipLen) => ct.dnatCount === 0 || nat.translateValidated(buf, ipOff, ipLen, dp.now) !== Verdict.Drop;
+    // The switch's bridge hook shows IPv4 between two pods to conntrack, for one thing only: the
+    // replies of DNATed connections (a service endpoint answering a client on this node) are
+    // un-NATed. So it is installed only while conntrack holds DNAT entries, decided after each
+    // batch: a reply cannot come before the batch whose flush delivered its connection's first
+    // packet has ended. Without a hook, the switch passes offloaded TCP super-frames between two
+    // pods unchanged. The switch has validated the IPv4 header of a frame from a pod port.
+    const bridgeHook = (buf: Buffer, ipOff: number, ipLen: number) => nat.translateValidated(buf, ipOff, ipLen, dp.now) !== Verdict.Drop;
+    dp.afterBatch = () => {
+      ct.gc(dp.now, 64);
+      dp.switch.bridgeHook = ct.dnatCount > 0 ? bridgeHook : undefined;
+    };
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -184,7 +190,9 @@ export class NodeRuntime {
       const mac = podMac(ipNum);
       const netns = this.nsName(spec.name);
       const hostDevice = newDeviceName();
-      const dev = TunTap.open(hostDevice, spec.device);
+      // TAP pods get offloads (virtio-net headers, checksum offload, TSO): their kernel hands over
+      // TCP super-frames, which the switch passes between pods as they are and splits for the rest.
+      const dev = TunTap.open(hostDevice, spec.device, { offload: spec.device === 'tap' });
       undo.push('close device', () => dev.close());
       await plumbPod({
         netns,
@@ -200,7 +208,7 @@ export class NodeRuntime {
       const identity = { macHi: mac.hi, macLo: mac.lo, ip: ipNum };
       const port =
         spec.device === 'tap'
-          ? new TapPort(spec.name, this.dp, dev, identity)
+          ? new TapPort(spec.name, this.dp, dev, identity, { offload: dev.offload, rxCapacity: dev.rx.slotSize - dev.rx.headroom })
           : new TunPort(spec.name, this.dp, dev, identity, {
               macHi: this.gatewayMac.hi,
               macLo: this.gatewayMac.lo,

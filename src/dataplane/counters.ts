@@ -42,6 +42,8 @@ export const DropReason = {
   ServiceNoPort: 30,
   /** Taken off the uplink but matching no service, node port or tracked connection. */
   UplinkNotForUs: 31,
+  /** An offloaded frame (virtio-net header) whose offload podnet does not finish: not IPv4/TCP GSO or checksum. */
+  OffloadUnsupported: 32,
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

@@ -1,8 +1,12 @@
 import { DropCounters, TrafficCounters, type DropReason } from './counters.js';
 
-/** Where a port's frames go when flushed: a TUN/TAP device (batched writes) or a test sink. */
+/**
+ * Where a port's frames go when flushed: a TUN/TAP device (batched writes) or a test sink. `hdrs[i]`
+ * is 1 when frame i is passed on as an offload device read it, its virtio-net header in the 10 bytes
+ * before it (only an offload device looks at it).
+ */
 export interface FrameSink {
-  writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, count: number): number;
+  writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, count: number, hdrs?: Uint8Array): number;
 }
 
 /** Marks queues with pending frames so the batch owner flushes each exactly once. */
@@ -18,6 +22,8 @@ export class TxQueue {
   readonly bufs: Buffer[];
   readonly offs: Uint32Array;
   readonly lens: Uint32Array;
+  /** Per frame: 1 = its virtio-net header is in the buffer before it (see `FrameSink`). */
+  readonly hdrs: Uint8Array;
   count = 0;
   failed = 0;
 
@@ -29,14 +35,17 @@ export class TxQueue {
     this.bufs = new Array<Buffer>(capacity);
     this.offs = new Uint32Array(capacity);
     this.lens = new Uint32Array(capacity);
+    this.hdrs = new Uint8Array(capacity);
   }
 
-  push(buf: Buffer, off: number, len: number): void {
+  /** Queues a frame; `hdr` 1: its virtio-net header is in the 10 bytes before it. */
+  push(buf: Buffer, off: number, len: number, hdr = 0): void {
     if (this.count === this.capacity) this.flush();
     const i = this.count++;
     this.bufs[i] = buf;
     this.offs[i] = off;
     this.lens[i] = len;
+    this.hdrs[i] = hdr;
     if (i === 0) this.scheduler.markDirty(this);
   }
 
@@ -44,7 +53,7 @@ export class TxQueue {
   flush(): number {
     const n = this.count;
     if (n === 0) return 0;
-    const written = this.sink.writeBatch(this.bufs, this.offs, this.lens, n);
+    const written = this.sink.writeBatch(this.bufs, this.offs, this.lens, n, this.hdrs);
     this.count = 0;
     const lost = n - written;
     this.failed += lost;
@@ -84,6 +93,13 @@ export abstract class Port {
   ) {}
 
   restricted = false;
+  /**
+   * An offload port (a TAP with virtio-net headers): frames it receives have their header in the
+   * 10 bytes before them and may be super-frames or carry a partial checksum, with `rxCapacity`
+   * bytes usable from a frame's start; it can send such frames on as they are (`outputOffloaded`).
+   */
+  offload = false;
+  rxCapacity = 0;
 
   drop(reason: DropReason): void {
     this.drops.add(reason);
@@ -104,6 +120,11 @@ export abstract class Port {
 
   /** The switch hands this port a frame to send out (or, for internal ports, to process). */
   abstract output(buf: Buffer, off: number, len: number): void;
+
+  /** An offload port sends a frame of another offload port on, header and all. Others never get one. */
+  outputOffloaded(buf: Buffer, off: number, len: number): void {
+    this.output(buf, off, len);
+  }
 
   stats(): PortStats {
     return {

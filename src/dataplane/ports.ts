@@ -6,7 +6,11 @@ import { Port, PortKind, TxQueue, type FrameSink } from './port.js';
 const BROADCAST_HI = 0xffff;
 const BROADCAST_LO = 0xffffffff;
 
-/** A pod whose eth0 is a TAP device: Ethernet frames in and out unchanged. */
+/**
+ * A pod whose eth0 is a TAP device: Ethernet frames in and out unchanged. With `offload` (the device
+ * was opened with offloads) frames come and go with a virtio-net header (see `Port.offload`), and
+ * `rxCapacity` is the bytes of a receive slot from a frame's start.
+ */
 export class TapPort extends Port implements IngressPort {
   readonly framing = 'ethernet';
   readonly tx: TxQueue;
@@ -15,6 +19,7 @@ export class TapPort extends Port implements IngressPort {
     private readonly dp: Dataplane,
     sink: FrameSink,
     identity?: { macHi: number; macLo: number; ip: number },
+    opts: { offload?: boolean; rxCapacity?: number } = {},
   ) {
     super(name, PortKind.Tap);
     this.tx = new TxQueue(sink, dp);
@@ -24,12 +29,19 @@ export class TapPort extends Port implements IngressPort {
       this.ip = identity.ip;
       this.restricted = true;
     }
+    if (opts.offload === true) {
+      this.offload = true;
+      this.rxCapacity = opts.rxCapacity ?? 0;
+    }
   }
   receive(buf: Buffer, off: number, len: number): void {
     this.dp.switch.input(this, buf, off, len);
   }
   output(buf: Buffer, off: number, len: number): void {
     this.tx.push(buf, off, len);
+  }
+  override outputOffloaded(buf: Buffer, off: number, len: number): void {
+    this.tx.push(buf, off, len, 1);
   }
 }
 

@@ -1,6 +1,7 @@
 import { ArpView, ETH_HLEN, EthernetView, EtherType, Ipv4View, ParseError, readI32, readU16 } from '../packet/index.js';
 import { DropReason } from './counters.js';
 import { MacTable } from './mactable.js';
+import { OffloadResolver, offloadPending } from './offload.js';
 import type { Port } from './port.js';
 
 /**
@@ -24,6 +25,7 @@ export class Switch {
   private readonly eth = new EthernetView();
   private readonly ipv = new Ipv4View();
   private readonly arp = new ArpView();
+  private readonly resolver = new OffloadResolver();
 
   constructor(opts: { macCapacity?: number; agingSeconds?: number } = {}) {
     this.macs = new MacTable(opts.macCapacity ?? 4096, opts.agingSeconds ?? 300);
@@ -73,7 +75,33 @@ export class Switch {
     } else if (!this.macs.learn(srcHi, srcLo, port.index, this.now)) {
       this.macTableFull++;
     }
+    if (port.offload && offloadPending(buf, off)) return this.offloaded(port, buf, off, len);
+    this.forward(port, buf, off, len, type);
+  }
 
+  /**
+   * A frame with offload work left in it (a TCP super-frame, a partial checksum) from an offload
+   * port. Another offload port takes it as it is, when nothing has to look inside (no bridge hook);
+   * anywhere else it goes as the plain frames the resolver makes of it (in its own receive slot).
+   */
+  private offloaded(port: Port, buf: Buffer, off: number, len: number): void {
+    if ((buf[off]! & 0x01) === 0 && this.bridgeHook === undefined) {
+      const out = this.macs.lookup(readU16(buf, off), readI32(buf, off + 2), this.now);
+      const dst = out >= 0 && out !== port.index ? this.ports[out] : undefined;
+      if (dst !== undefined && dst.offload) {
+        dst.traffic.tx(len);
+        dst.outputOffloaded(buf, off, len);
+        return;
+      }
+    }
+    const r = this.resolver;
+    const n = r.resolve(buf, off, len, port.rxCapacity);
+    if (n === 0) return port.drop(r.dropReason);
+    for (let i = 0; i < n; i++) this.forward(port, buf, r.segOff[i]!, r.segLen[i]!, EtherType.IPv4);
+  }
+
+  /** Forwards a checked frame: flood, or to the port its destination MAC was learned on. */
+  private forward(port: Port, buf: Buffer, off: number, len: number, type: number): void {
     if ((buf[off]! & 0x01) !== 0) return this.flood(port, buf, off, len); // multicast/broadcast
     const out = this.macs.lookup(readU16(buf, off), readI32(buf, off + 2), this.now);
     if (out < 0) return this.flood(port, buf, off, len);

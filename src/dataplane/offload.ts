@@ -1,0 +1,171 @@
+/**
+ * Frames from an offload TAP (IFF_VNET_HDR with checksum offload and TSO, see `io/tuntap.ts`) come
+ * after a 10-byte virtio-net header, and the pod's kernel leaves work in them for "the device":
+ * a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum field holds the pseudo-header sum,
+ * the rest is to be added from `csum_start`) and TCP segmentation (GSO_TCPV4: one IPv4/TCP
+ * super-frame of up to 64 KB to be cut into `gso_size` segments). Another offload TAP takes such a
+ * frame as it is (its kernel finishes the job, or needs not: local delivery takes super-frames);
+ * everything else — the router, NAT, VXLAN, a TUN or plain TAP pod — needs plain frames, which
+ * `OffloadResolver` makes, in the receive ring's own slot: no copy to elsewhere, no allocation.
+ *
+ * The header's 16-bit fields are little-endian (what the TUN driver uses on a little-endian host,
+ * unless told otherwise with TUNSETVNETBE).
+ */
+import {
+  ETH_HLEN,
+  IpProtocol,
+  ipv4HeaderSum,
+  pseudoHeaderSum,
+  readI32,
+  readU16,
+  sum16,
+  TcpFlags,
+  writeU16,
+  writeU32,
+} from '../packet/index.js';
+import { DropReason } from './counters.js';
+
+/** Bytes of the virtio-net header before each frame of an offload port. */
+export const VNET_HDR_LEN = 10;
+
+const F_NEEDS_CSUM = 1;
+const GSO_NONE = 0;
+const GSO_TCPV4 = 1;
+const GSO_ECN = 0x80;
+
+/**
+ * Bytes left free in front of each segment a super-frame is split into, for the headers the data
+ * plane may put there (inner Ethernet + VXLAN: 22; the router asks for 64 in front of a packet).
+ */
+export const SEGMENT_HEADROOM = 64;
+/** Most segments one super-frame may be split into (64 KB at an MSS of 256). */
+export const MAX_SEGMENTS = 256;
+
+/** Whether the frame at `off` (from an offload port) carries work to finish: a partial checksum or GSO. */
+export function offloadPending(buf: Buffer, off: number): boolean {
+  return ((buf[off - VNET_HDR_LEN]! & F_NEEDS_CSUM) | buf[off - VNET_HDR_LEN + 1]!) !== 0;
+}
+
+function le16(buf: Buffer, o: number): number {
+  return buf[o]! | (buf[o + 1]! << 8);
+}
+
+/**
+ * Turns an offloaded frame into plain frames. Not re-entrant: the segments of one call are read
+ * from `segOff`/`segLen` before the next call.
+ */
+export class OffloadResolver {
+  /** Frame offsets and lengths of the last `resolve`'s plain frames. */
+  readonly segOff = new Int32Array(MAX_SEGMENTS);
+  readonly segLen = new Int32Array(MAX_SEGMENTS);
+  /** Why the last `resolve` returned 0. */
+  dropReason: DropReason = DropReason.MalformedL4;
+  /** Super-frames split and segments made (not drops: statistics). */
+  superFrames = 0;
+  segments = 0;
+
+  /**
+   * The Ethernet frame at `buf[off, off + len)`, its virtio-net header in the 10 bytes before it,
+   * with `capacity` bytes usable from `off` (its receive slot): completes a partial checksum, and
+   * splits a TCP super-frame into segments of `gso_size` payload bytes, each one header + payload
+   * with `SEGMENT_HEADROOM` bytes free before it, laid out from `off` on (the first segment where
+   * the frame was). Returns how many plain frames there are (`segOff`, `segLen`); 0 = drop it, for
+   * `dropReason`.
+   */
+  resolve(buf: Buffer, off: number, len: number, capacity: number): number {
+    const h = off - VNET_HDR_LEN;
+    const flags = buf[h]!;
+    const gso = buf[h + 1]! & ~GSO_ECN;
+    if (gso === GSO_NONE) {
+      if ((flags & F_NEEDS_CSUM) !== 0 && !this.completeChecksum(buf, off, len, le16(buf, h + 6), le16(buf, h + 8))) return 0;
+      this.segOff[0] = off;
+      this.segLen[0] = len;
+      return 1;
+    }
+    if (gso !== GSO_TCPV4) {
+      this.dropReason = DropReason.OffloadUnsupported;
+      return 0;
+    }
+    return this.splitTcp(buf, off, len, capacity, le16(buf, h + 4));
+  }
+
+  /** Adds the rest of a partial checksum: the field holds the pseudo-header sum, the data follows `start`. */
+  private completeChecksum(buf: Buffer, off: number, len: number, start: number, field: number): boolean {
+    // The L4 data ends where the IPv4 packet does (not at any Ethernet padding).
+    if (len < ETH_HLEN + 20 || readU16(buf, off + 12) !== 0x0800) {
+      this.dropReason = DropReason.OffloadUnsupported;
+      return false;
+    }
+    const end = ETH_HLEN + readU16(buf, off + ETH_HLEN + 2);
+    if (end > len || start < ETH_HLEN + 20 || start + field + 2 > end) {
+      this.dropReason = DropReason.MalformedL4;
+      return false;
+    }
+    let c = ~sum16(buf, off + start, end - start) & 0xffff;
+    if (c === 0 && buf[off + ETH_HLEN + 9] === IpProtocol.UDP) c = 0xffff; // 0 means "no checksum" in UDP
+    writeU16(buf, off + start + field, c);
+    return true;
+  }
+
+  private splitTcp(buf: Buffer, off: number, len: number, capacity: number, mss: number): number {
+    const ip = off + ETH_HLEN;
+    if (len < ETH_HLEN + 40 || readU16(buf, off + 12) !== 0x0800 || buf[ip + 9] !== IpProtocol.TCP) {
+      return this.bad(DropReason.OffloadUnsupported);
+    }
+    const ihl = (buf[ip]! & 0x0f) << 2;
+    const total = readU16(buf, ip + 2);
+    const tcp = ip + ihl;
+    const doff = (buf[tcp + 12]! >> 4) << 2;
+    const hdr = ETH_HLEN + ihl + doff; // bytes of headers every segment repeats
+    const end = ETH_HLEN + total;
+    if (ihl < 20 || doff < 20 || end > len || hdr > end || mss === 0) return this.bad(DropReason.MalformedL4);
+    const payload = end - hdr;
+    const n = payload <= mss ? 1 : Math.ceil(payload / mss);
+    const stride = hdr + mss + SEGMENT_HEADROOM;
+    if (n > MAX_SEGMENTS || (n - 1) * stride + hdr + (payload - (n - 1) * mss) > capacity) {
+      return this.bad(DropReason.Oversize);
+    }
+    // Payloads move forward to their segments, last first, so none is overwritten before it moves;
+    // then every segment but the first gets a copy of the headers (still intact at `off`).
+    for (let i = n - 1; i > 0; i--) {
+      const from = off + hdr + i * mss;
+      const size = i === n - 1 ? payload - i * mss : mss;
+      buf.copyWithin(off + i * stride + hdr, from, from + size);
+    }
+    for (let i = 1; i < n; i++) buf.copyWithin(off + i * stride, off, off + hdr);
+    const ident = readU16(buf, ip + 4);
+    const seq = readI32(buf, tcp + 4);
+    const tflags = buf[tcp + 13]!;
+    const src = readI32(buf, ip + 12);
+    const dst = readI32(buf, ip + 16);
+    for (let i = 0; i < n; i++) {
+      const s = off + i * stride;
+      const size = i === n - 1 ? payload - i * mss : mss;
+      const sip = s + ETH_HLEN;
+      const stcp = sip + ihl;
+      const tcpLen = doff + size;
+      writeU16(buf, sip + 2, ihl + tcpLen);
+      writeU16(buf, sip + 4, ident + i);
+      writeU16(buf, sip + 10, 0);
+      writeU16(buf, sip + 10, ~ipv4HeaderSum(buf, sip, ihl));
+      writeU32(buf, stcp + 4, seq + i * mss);
+      // FIN and PSH belong to the last segment, CWR to the first (as Linux's tcp_gso_segment).
+      let f = tflags;
+      if (i > 0) f &= ~TcpFlags.CWR;
+      if (i < n - 1) f &= ~(TcpFlags.FIN | TcpFlags.PSH);
+      buf[stcp + 13] = f;
+      writeU16(buf, stcp + 16, 0);
+      writeU16(buf, stcp + 16, ~sum16(buf, stcp, tcpLen, pseudoHeaderSum(src, dst, IpProtocol.TCP, tcpLen)));
+      this.segOff[i] = s;
+      this.segLen[i] = hdr + size;
+    }
+    this.superFrames++;
+    this.segments += n;
+    return n;
+  }
+
+  private bad(reason: DropReason): 0 {
+    this.dropReason = reason;
+    return 0;
+  }
+}
