@@ -99,9 +99,11 @@ export class NodeRuntime {
     // replies of DNATed connections (a service endpoint answering a client on this node) are
     // un-NATed. So it is installed only while conntrack holds DNAT entries, decided after each
     // batch: a reply cannot come before the batch whose flush delivered its connection's first
-    // packet has ended. Without a hook, the switch passes offloaded TCP super-frames between two
-    // pods unchanged. The switch has validated the IPv4 header of a frame from a pod port.
+    // packet has ended. Its probe lets TCP super-frames of connections conntrack does not know
+    // pass between two pods whole even then. The switch has validated the IPv4 header of a frame
+    // from a pod port.
     const bridgeHook = (buf: Buffer, ipOff: number, ipLen: number) => nat.translateValidated(buf, ipOff, ipLen, dp.now) !== Verdict.Drop;
+    dp.switch.bridgeProbe = (buf, ipOff, ipLen) => nat.tracks(buf, ipOff, ipLen, dp.now);
     dp.afterBatch = () => {
       ct.gc(dp.now, 64);
       dp.switch.bridgeHook = ct.dnatCount > 0 ? bridgeHook : undefined;

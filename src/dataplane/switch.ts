@@ -22,6 +22,12 @@ export class Switch {
    * endpoint answering a client on the same node (directly, over L2) is un-NATed. Returns false to drop.
    */
   bridgeHook: ((buf: Buffer, ipOff: number, ipLen: number) => boolean) | undefined;
+  /**
+   * With a bridge hook: whether it would act on this IPv4 packet at all (conntrack knows its
+   * connection). An offloaded super-frame it would not act on passes between two offload ports
+   * whole; without a probe, every offloaded frame the hook may see is split first.
+   */
+  bridgeProbe: ((buf: Buffer, ipOff: number, ipLen: number) => boolean) | undefined;
   private readonly eth = new EthernetView();
   private readonly ipv = new Ipv4View();
   private readonly arp = new ArpView();
@@ -81,11 +87,13 @@ export class Switch {
 
   /**
    * A frame with offload work left in it (a TCP super-frame, a partial checksum) from an offload
-   * port. Another offload port takes it as it is, when nothing has to look inside (no bridge hook);
-   * anywhere else it goes as the plain frames the resolver makes of it (in its own receive slot).
+   * port. Another offload port takes it as it is, when nothing has to look inside (no bridge hook,
+   * or one whose probe says it has nothing to do with the packet); anywhere else it goes as the
+   * plain frames the resolver makes of it (in its own receive slot).
    */
   private offloaded(port: Port, buf: Buffer, off: number, len: number): void {
-    if ((buf[off]! & 0x01) === 0 && this.bridgeHook === undefined) {
+    const probe = this.bridgeProbe;
+    if ((buf[off]! & 0x01) === 0 && (this.bridgeHook === undefined || (probe !== undefined && !probe(buf, off + ETH_HLEN, len - ETH_HLEN)))) {
       const out = this.macs.lookup(readU16(buf, off), readI32(buf, off + 2), this.now);
       const dst = out >= 0 && out !== port.index ? this.ports[out] : undefined;
       if (dst !== undefined && dst.offload) {

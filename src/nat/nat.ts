@@ -178,6 +178,20 @@ export class Nat {
   }
 
   /**
+   * Whether `translate` would find a connection for this packet (header validated by the caller),
+   * without touching the packet or the connection: lets the switch pass an offloaded super-frame
+   * between two pods whole when conntrack has nothing to do with it. A packet that is not a plain
+   * tuple (an ICMP error, a malformed one) answers true, so that `translate` gets to see it.
+   */
+  tracks(buf: Buffer, ipOff: number, ipLen: number, now: number): boolean {
+    this.newBuf = undefined;
+    const r = this.parse(buf, ipOff, ipLen, false);
+    if (r !== P_OK) return r !== P_UNTRACKED;
+    const ct = this.ct;
+    return ct.size !== 0 && ct.lookup(this.pProto, this.pSrc, this.pDst, this.pSport, this.pDport, now) >= 0;
+  }
+
+  /**
    * Batch prefetch, first step for one packet (see `Conntrack.prefetch`): hands the conntrack tuple
    * of the IPv4 packet at `buf[ipOff, ipOff + ipLen)` to `ct.prefetch`. Nothing is validated and
    * nothing counted: a malformed packet prefetches something useless at worst. Finish the batch with

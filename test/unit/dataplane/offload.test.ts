@@ -207,4 +207,19 @@ describe('dataplane/offload: the switch with offload ports', () => {
       expect(tcpv.verifyChecksum(ipv.src, ipv.dst)).to.equal(true);
     }
   });
+
+  it('keeps the super-frame whole under a bridge hook whose probe says conntrack has nothing to do with it', () => {
+    const n = node();
+    let hooked = 0;
+    let tracked = false;
+    n.dp.switch.bridgeHook = () => ++hooked > 0;
+    n.dp.switch.bridgeProbe = () => tracked;
+    send(n.dp, n.a.port, superFrame(5000, 1400, ACK | PSH));
+    expect(n.b.sink.frames.map((x) => x.hdr)).to.deep.equal([1]);
+    expect(hooked).to.equal(0);
+    tracked = true; // a connection conntrack knows (a DNATed one's reply): split, and each segment hooked
+    send(n.dp, n.a.port, superFrame(5000, 1400, ACK | PSH));
+    expect(n.b.sink.frames.map((x) => x.hdr)).to.deep.equal([1, 0, 0, 0, 0]);
+    expect(hooked).to.equal(4);
+  });
 });

@@ -461,6 +461,20 @@ describe('NAT: what translate carries over to create*', () => {
     expect(flow(seen(synack))).to.equal(`${VIP}:80 > ${C}:40000`);
   });
 
+  it('tracks() tells whether translate would find a connection, changing nothing', () => {
+    const { ct, nat } = setup();
+    const syn = tcp(C, VIP, 40000, 80, SYN);
+    expect(nat.createDnat(syn.buf, syn.off, syn.len, 0, ip(E), 8080)).to.equal(Verdict.Ok);
+    const id = nat.ref >> 1;
+    const reply = tcp(E, C, 8080, 40000, SYN | ACK);
+    const before = Buffer.from(reply.buf);
+    expect(nat.tracks(reply.buf, reply.off, reply.len, 0)).to.equal(true);
+    expect(reply.buf.equals(before)).to.equal(true);
+    expect(ct.packets(id * 2 + 1)).to.equal(0);
+    const other = tcp(C2, E, 40001, 8080, SYN);
+    expect(nat.tracks(other.buf, other.off, other.len, 0)).to.equal(false);
+  });
+
   it('counts live DNAT entries (what the bridge hook checks), not SNAT-only ones', () => {
     const { ct, nat } = setup();
     expect(ct.dnatCount).to.equal(0);
