@@ -332,6 +332,7 @@ interface StatusView {
   router: { forwarded: number; icmpSent: number; drops: Record<string, number> };
   host?: { rxFrames: number; txFrames: number };
   underlay: { interface?: string; ip?: string };
+  process?: { pid: number; uptimeSeconds: number; memory: { rss: number; heapUsed: number; external: number } };
 }
 
 function renderStatus(s: StatusView): string {
@@ -339,6 +340,11 @@ function renderStatus(s: StatusView): string {
   let out = `node ${s.node}  subnet ${s.subnet}  gateway ${s.gateway}  host ${s.hostAddress}  mtu ${s.podMtu}  underlay ${s.underlay.interface ?? '-'} ${s.underlay.ip ?? ''}\n`;
   out += `addresses ${s.ipam.used}/${s.ipam.capacity}  routed ${s.router.forwarded}  icmp sent ${s.router.icmpSent}  router drops ${drops(s.router.drops)}`;
   if (s.host) out += `  host rx ${s.host.rxFrames} tx ${s.host.txFrames}`;
+  if (s.process) {
+    const mb = (b: number) => (b / 1048576).toFixed(1);
+    const m = s.process.memory;
+    out += `\ndaemon pid ${s.process.pid}  up ${s.process.uptimeSeconds} s  rss ${mb(m.rss)} MB  heap ${mb(m.heapUsed)} MB  buffers ${mb(m.external)} MB`;
+  }
   out += '\n\n';
   out += formatTable(
     ['POD', 'IP', 'DEVICE', 'RX', 'TX', 'DROPS'],

@@ -108,7 +108,8 @@ export class Topology {
   }
 
   /** Starts `podnet daemon` inside the host's namespace and waits until its API answers. */
-  async startDaemon(name: string, extra: Record<string, unknown> = {}, opts: { detached?: boolean } = {}): Promise<Host> {
+  /** Starts podnet's daemon in a host; `opts.nodeArgs` go to node itself (e.g. --expose-gc). */
+  async startDaemon(name: string, extra: Record<string, unknown> = {}, opts: { detached?: boolean; nodeArgs?: string[] } = {}): Promise<Host> {
     const host = this.host(name);
     mkdirSync(host.stateDir, { recursive: true });
     const cfgPath = join(this.dir, `${name}.json`);
@@ -116,7 +117,7 @@ export class Topology {
     const log = openSync(host.logFile, 'a');
     // nsenter switches only the network namespace: `ip netns exec` would also give the daemon a private
     // mount namespace, and the pod namespaces it mounts under /run/netns would be invisible outside it.
-    const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, CLI, 'daemon', '--config', cfgPath], {
+    const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, ...(opts.nodeArgs ?? []), CLI, 'daemon', '--config', cfgPath], {
       stdio: ['ignore', log, log],
       detached: !!opts.detached,
     });
