@@ -110,10 +110,8 @@ describe('services: ClusterIP through userspace conntrack NAT', function () {
 
   it('a service with no endpoints refuses at once (ICMP port unreachable), not a timeout', async () => {
     const vip = await service(['empty', '--port', '80:8080', '--selector', 'app=nothing']);
-    const started = Date.now();
     const r = await t.exec(ns('h1', 'client'), 'curl', ['-s', '-m', '20', `http://${vip}/`]);
     expect(r.code).to.equal(7); // curl: could not connect (refused), not 28 (timeout)
-    expect(Date.now() - started).to.be.lessThan(15_000);
     const st = await statusJson(t, 'h1');
     expect(st.router.drops.service_no_endpoints).to.be.greaterThan(0);
   });
