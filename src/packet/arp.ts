@@ -2,8 +2,8 @@
 import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { ipv4ToString, macToString, parseIpv4, parseMac, writeMac } from './addr.js';
 import { EtherType } from './ethernet.js';
-import { PacketError, ParseError } from './errors.js';
-import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
+import { ParseError } from './errors.js';
+import { HeaderView, checkRegion } from './internal.js';
 
 export const ARP_LEN = 28;
 
@@ -28,16 +28,11 @@ const TPA = 24;
  * Read-only view of an ARP packet at `buf[off .. off + len)` (`len` may include Ethernet padding).
  * `reset` returns `Truncated` below 28 bytes and `Unsupported` for anything but Ethernet/IPv4.
  */
-export class ArpView {
-  buf: Buffer = EMPTY_BUFFER;
-  off = 0;
-  len = 0;
+export class ArpView extends HeaderView {
+  static readonly protocol = 'ARP';
 
-  reset(buf: Buffer, off: number, len: number): ParseError {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (!regionOk(buf, off, len) || len < ARP_LEN) return ParseError.Truncated;
+  protected override check(buf: Buffer, off: number, len: number): ParseError {
+    if (len < ARP_LEN) return ParseError.Truncated;
     if (
       readU16(buf, off + HTYPE) !== HTYPE_ETHERNET ||
       readU16(buf, off + PTYPE) !== EtherType.IPv4 ||
@@ -47,13 +42,6 @@ export class ArpView {
       return ParseError.Unsupported;
     }
     return ParseError.Ok;
-  }
-
-  static parse<T extends ArpView>(this: new () => T, buf: Buffer, off = 0, len = buf.length - off): T {
-    const v = new this();
-    const e = v.reset(buf, off, len);
-    if (e !== ParseError.Ok) throw PacketError.fromParse('ARP', e, off, len);
-    return v;
   }
 
   get operation(): number {

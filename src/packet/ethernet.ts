@@ -1,8 +1,8 @@
 /** Ethernet II frames (no FCS). VLAN tags are not parsed: 0x8100 is just another EtherType. */
 import { readU16, readU32, writeU16 } from './bytes.js';
 import { isBroadcastMac, macToString, parseMac, writeMac } from './addr.js';
-import { PacketError, ParseError } from './errors.js';
-import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
+import { ParseError } from './errors.js';
+import { HeaderView, checkRegion } from './internal.js';
 
 export const ETH_HLEN = 14;
 
@@ -20,30 +20,12 @@ const ETHERTYPE = 12;
  * returns a `ParseError` (0 = ok); after an ok `reset` no accessor can fail. After a failed `reset`
  * the accessors are meaningless (but `buf`/`off`/`len` are stored: see index.ts).
  */
-export class EthernetView {
-  buf: Buffer = EMPTY_BUFFER;
-  off = 0;
-  len = 0;
+export class EthernetView extends HeaderView {
+  static readonly protocol = 'Ethernet';
 
-  reset(buf: Buffer, off: number, len: number): ParseError {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (!regionOk(buf, off, len) || len < ETH_HLEN) return ParseError.Truncated;
+  protected override check(_buf: Buffer, _off: number, len: number): ParseError {
+    if (len < ETH_HLEN) return ParseError.Truncated;
     return ParseError.Ok;
-  }
-
-  /** Checked constructor for tests and the edges: throws `PacketError` instead of returning a code. */
-  static parse<T extends EthernetView>(
-    this: new () => T,
-    buf: Buffer,
-    off = 0,
-    len = buf.length - off,
-  ): T {
-    const v = new this();
-    const e = v.reset(buf, off, len);
-    if (e !== ParseError.Ok) throw PacketError.fromParse('Ethernet', e, off, len);
-    return v;
   }
 
   get dstHi(): number {

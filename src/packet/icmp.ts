@@ -1,8 +1,8 @@
 /** ICMPv4 (RFC 792; next-hop MTU from RFC 1191). */
 import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { checksum, sum16 } from './checksum.js';
-import { PacketError, ParseError } from './errors.js';
-import { EMPTY_BUFFER, regionOk } from './internal.js';
+import { ParseError } from './errors.js';
+import { HeaderView } from './internal.js';
 
 export const ICMP_HLEN = 8;
 
@@ -43,24 +43,12 @@ const SEQ = 6; // echo; next-hop MTU in frag-needed
  * length. `reset` only checks len >= 8 (`Truncated`); the checksum is `verifyChecksum()`'s job.
  * `ident`/`seq` are the echo fields; for other types they read the same bytes (4-5 and 6-7).
  */
-export class IcmpView {
-  buf: Buffer = EMPTY_BUFFER;
-  off = 0;
-  len = 0;
+export class IcmpView extends HeaderView {
+  static readonly protocol = 'ICMP';
 
-  reset(buf: Buffer, off: number, len: number): ParseError {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (!regionOk(buf, off, len) || len < ICMP_HLEN) return ParseError.Truncated;
+  protected override check(_buf: Buffer, _off: number, len: number): ParseError {
+    if (len < ICMP_HLEN) return ParseError.Truncated;
     return ParseError.Ok;
-  }
-
-  static parse<T extends IcmpView>(this: new () => T, buf: Buffer, off = 0, len = buf.length - off): T {
-    const v = new this();
-    const e = v.reset(buf, off, len);
-    if (e !== ParseError.Ok) throw PacketError.fromParse('ICMP', e, off, len);
-    return v;
   }
 
   get type(): number {

@@ -3,7 +3,7 @@ import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { ipv4ToString, parseIpv4 as parseIpv4Address } from './addr.js';
 import { ipv4HeaderSum, updateChecksum16 } from './checksum.js';
 import { PacketError, ParseError } from './errors.js';
-import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
+import { HeaderView, checkRegion } from './internal.js';
 
 export const IPV4_MIN_HLEN = 20;
 export const IPV4_MAX_TOTAL_LENGTH = 0xffff;
@@ -35,16 +35,11 @@ const FRAG_MASK = 0x1fff;
  * bytes (Ethernet padding) are outside the payload. `len` keeps the value given to `reset`.
  * The header checksum is not checked by `reset`; call `verifyChecksum()`.
  */
-export class Ipv4View {
-  buf: Buffer = EMPTY_BUFFER;
-  off = 0;
-  len = 0;
+export class Ipv4View extends HeaderView {
+  static readonly protocol = 'IPv4';
 
-  reset(buf: Buffer, off: number, len: number): ParseError {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (!regionOk(buf, off, len) || len < IPV4_MIN_HLEN) return ParseError.Truncated;
+  protected override check(buf: Buffer, off: number, len: number): ParseError {
+    if (len < IPV4_MIN_HLEN) return ParseError.Truncated;
     const vihl = buf[off + VER_IHL];
     if (vihl >> 4 !== 4) return ParseError.BadVersion;
     const hlen = (vihl & 0x0f) * 4;
@@ -52,13 +47,6 @@ export class Ipv4View {
     const total = readU16(buf, off + TOTAL_LENGTH);
     if (total < hlen || total > len) return ParseError.BadTotalLength;
     return ParseError.Ok;
-  }
-
-  static parse<T extends Ipv4View>(this: new () => T, buf: Buffer, off = 0, len = buf.length - off): T {
-    const v = new this();
-    const e = v.reset(buf, off, len);
-    if (e !== ParseError.Ok) throw PacketError.fromParse('IPv4', e, off, len);
-    return v;
   }
 
   get version(): number {

@@ -3,7 +3,7 @@ import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { checksum, pseudoHeaderSum, sum16 } from './checksum.js';
 import { PacketError, ParseError } from './errors.js';
 import { IpProtocol } from './ipv4.js';
-import { EMPTY_BUFFER, regionOk } from './internal.js';
+import { HeaderView } from './internal.js';
 
 export const TCP_MIN_HLEN = 20;
 export const TCP_MAX_HLEN = 60;
@@ -28,26 +28,14 @@ const URGENT = 18;
  * (IPv4 payload length). `reset`: len >= 20 (`Truncated`), 20 <= data offset <= len
  * (`BadHeaderLength`). The checksum is `verifyChecksum()`'s job.
  */
-export class TcpView {
-  buf: Buffer = EMPTY_BUFFER;
-  off = 0;
-  len = 0;
+export class TcpView extends HeaderView {
+  static readonly protocol = 'TCP';
 
-  reset(buf: Buffer, off: number, len: number): ParseError {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (!regionOk(buf, off, len) || len < TCP_MIN_HLEN) return ParseError.Truncated;
+  protected override check(buf: Buffer, off: number, len: number): ParseError {
+    if (len < TCP_MIN_HLEN) return ParseError.Truncated;
     const hlen = (buf[off + DATA_OFFSET] >> 4) * 4;
     if (hlen < TCP_MIN_HLEN || hlen > len) return ParseError.BadHeaderLength;
     return ParseError.Ok;
-  }
-
-  static parse<T extends TcpView>(this: new () => T, buf: Buffer, off = 0, len = buf.length - off): T {
-    const v = new this();
-    const e = v.reset(buf, off, len);
-    if (e !== ParseError.Ok) throw PacketError.fromParse('TCP', e, off, len);
-    return v;
   }
 
   get srcPort(): number {

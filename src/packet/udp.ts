@@ -3,7 +3,7 @@ import { readU16, writeU16 } from './bytes.js';
 import { checksum, pseudoHeaderSum, sum16 } from './checksum.js';
 import { PacketError, ParseError } from './errors.js';
 import { IpProtocol } from './ipv4.js';
-import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
+import { HeaderView, checkRegion } from './internal.js';
 
 export const UDP_HLEN = 8;
 
@@ -18,26 +18,14 @@ const CHECKSUM = 6;
  * length. `reset`: len >= 8 (`Truncated`), 8 <= length field <= len (`BadLength`). The datagram ends
  * at `off + length` (the length field), not at `off + len`.
  */
-export class UdpView {
-  buf: Buffer = EMPTY_BUFFER;
-  off = 0;
-  len = 0;
+export class UdpView extends HeaderView {
+  static readonly protocol = 'UDP';
 
-  reset(buf: Buffer, off: number, len: number): ParseError {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (!regionOk(buf, off, len) || len < UDP_HLEN) return ParseError.Truncated;
+  protected override check(buf: Buffer, off: number, len: number): ParseError {
+    if (len < UDP_HLEN) return ParseError.Truncated;
     const length = readU16(buf, off + LENGTH);
     if (length < UDP_HLEN || length > len) return ParseError.BadLength;
     return ParseError.Ok;
-  }
-
-  static parse<T extends UdpView>(this: new () => T, buf: Buffer, off = 0, len = buf.length - off): T {
-    const v = new this();
-    const e = v.reset(buf, off, len);
-    if (e !== ParseError.Ok) throw PacketError.fromParse('UDP', e, off, len);
-    return v;
   }
 
   get srcPort(): number {

@@ -1,7 +1,7 @@
 /** VXLAN (RFC 7348): an 8-byte header in a UDP datagram, carrying an inner Ethernet frame. */
 import { writeU32 } from './bytes.js';
-import { PacketError, ParseError } from './errors.js';
-import { checkRegion, EMPTY_BUFFER, regionOk } from './internal.js';
+import { ParseError } from './errors.js';
+import { HeaderView, checkRegion } from './internal.js';
 
 export const VXLAN_HLEN = 8;
 /** The "VNI valid" flag; the only flag RFC 7348 defines. */
@@ -21,25 +21,13 @@ const VNI = 4; // 24 bits, then a reserved byte
  * Read-only view of a VXLAN header at `buf[off .. off + len)` (the UDP payload). `reset`: len >= 8
  * (`Truncated`), I flag set (`BadFlags`). Reserved bits are ignored on receipt, as RFC 7348 says.
  */
-export class VxlanView {
-  buf: Buffer = EMPTY_BUFFER;
-  off = 0;
-  len = 0;
+export class VxlanView extends HeaderView {
+  static readonly protocol = 'VXLAN';
 
-  reset(buf: Buffer, off: number, len: number): ParseError {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (!regionOk(buf, off, len) || len < VXLAN_HLEN) return ParseError.Truncated;
+  protected override check(buf: Buffer, off: number, len: number): ParseError {
+    if (len < VXLAN_HLEN) return ParseError.Truncated;
     if ((buf[off + FLAGS] & VXLAN_FLAG_I) === 0) return ParseError.BadFlags;
     return ParseError.Ok;
-  }
-
-  static parse<T extends VxlanView>(this: new () => T, buf: Buffer, off = 0, len = buf.length - off): T {
-    const v = new this();
-    const e = v.reset(buf, off, len);
-    if (e !== ParseError.Ok) throw PacketError.fromParse('VXLAN', e, off, len);
-    return v;
   }
 
   /** The flags byte. */
