@@ -121,7 +121,10 @@ export class ClusterMembership {
         dp.flush();
         // Every send happens in a data-plane batch, whose flush sends the queue (addFlushable
         // below): no microtask per batch as a safety net.
-      }, { autoFlush: false });
+      }, { autoFlush: false, flowPorts: true });
+      if (t.flowPortsError !== undefined) {
+        this.log.warn({ err: t.flowPortsError.message }, 'vxlan: per-flow source ports unavailable (no raw socket); sending from the VXLAN port');
+      }
       dp.addFlushable(t);
       this.transport = t;
     } else {
@@ -240,6 +243,8 @@ export class ClusterMembership {
         ? {
             vni: this.cfg.vxlan.vni,
             port: this.cfg.vxlan.port,
+            // Outer UDP source port: hashed per inner flow, or the VXLAN port (dgram transport, no raw socket).
+            sourcePorts: this.transport instanceof NativeUdpTransport && this.transport.flowPorts ? 'per-flow' : 'fixed',
             innerMtu: o.innerMtu,
             encapsulated: o.encapsulated,
             decapsulated: o.decapsulated,

@@ -68,7 +68,12 @@ export interface NativeUdpSocket {
   ): void;
   start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
   stop(): void;
-  /** With `bufIdx`, datagram i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once. */
+  /** Opens the send-only raw socket that lets `sendBatch` choose each datagram's source port (CAP_NET_RAW). */
+  openFlowSender(): void;
+  /**
+   * With `bufIdx`, datagram i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once.
+   * With `srcPorts` and an open flow sender, datagram i leaves from port `srcPorts[i]`.
+   */
   sendBatch(
     bufs: ReadonlyArray<Buffer | undefined>,
     offs: Uint32Array,
@@ -77,6 +82,7 @@ export interface NativeUdpSocket {
     dstPorts: Uint16Array | Uint32Array,
     count: number,
     bufIdx?: Uint32Array,
+    srcPorts?: Uint16Array | Uint32Array,
   ): number;
   stats(): NativeUdpStats;
   close(): void;

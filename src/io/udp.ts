@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 
-import { UdpSocket, type UdpRxRing, type UdpSocketError, type UdpSocketOptions, type UdpSocketStats } from './udpsocket.js';
+import { UdpSocket, UdpSocketError, type UdpRxRing, type UdpSocketOptions, type UdpSocketStats } from './udpsocket.js';
 
 function ipString(n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
@@ -79,6 +79,12 @@ export interface NativeUdpTransportOptions extends UdpSocketOptions {
   autoFlush?: boolean;
   /** The socket failed for good and stopped reading (without it, the error is an uncaught exception). */
   onError?: (err: UdpSocketError) => void;
+  /**
+   * Send each datagram from the source port `send` is given (default false): opens a raw socket for
+   * sending (UdpSocket.enableFlowPorts). When the kernel refuses it (no CAP_NET_RAW), datagrams leave
+   * from the bound port and `flowPortsError` says why.
+   */
+  flowPorts?: boolean;
 }
 
 const DEFAULT_TX_QUEUE = 256;
@@ -103,10 +109,11 @@ const MAX_BUF_SEARCH = 8;
  * first. sendmmsg copies the data, so after `flush()` everything may be reused. Datagrams the kernel
  * refuses at flush are counted in `stats()` (txDropped, txErrors), not reported by `send()`.
  *
- * Source port: datagrams leave from the socket's own port (the VXLAN port), not the per-flow port
- * `send` is given (which is ignored): receivers accept any source port (RFC 7348 section 5, Linux
- * vxlan), but the underlay's ECMP hashing then sees one flow per pair of nodes. DgramTransport does the
- * same.
+ * Source port: with `flowPorts`, each datagram leaves from the port `send` is given (VXLAN's per-flow
+ * port, RFC 7348 section 5, so the underlay's ECMP hashing spreads the flows between two nodes as it
+ * does for Linux's vxlan); the addon then sends through a raw socket with the IPv4 + UDP headers it
+ * writes. Without it (or when the raw socket is refused) they leave from the bound port, which every
+ * receiver accepts too, as DgramTransport does.
  */
 export class NativeUdpTransport {
   readonly socket: UdpSocket;
@@ -123,6 +130,9 @@ export class NativeUdpTransport {
   private readonly lens: Uint32Array;
   private readonly dstIps: Uint32Array;
   private readonly dstPorts: Uint16Array;
+  private readonly srcPorts: Uint16Array;
+  /** Why per-flow source ports are off although asked for (the raw socket was refused). */
+  flowPortsError: UdpSocketError | undefined;
   private count = 0;
   private flushQueued = false;
   private closed = false;
@@ -141,6 +151,7 @@ export class NativeUdpTransport {
     this.lens = new Uint32Array(cap);
     this.dstIps = new Uint32Array(cap);
     this.dstPorts = new Uint16Array(cap);
+    this.srcPorts = new Uint16Array(cap);
   }
 
   /**
@@ -159,6 +170,17 @@ export class NativeUdpTransport {
     }
     const socket = UdpSocket.bind(address ?? '0.0.0.0', port, opts);
     const t = new NativeUdpTransport(socket, cap, opts.autoFlush ?? true);
+    if (opts.flowPorts) {
+      try {
+        socket.enableFlowPorts();
+      } catch (e) {
+        if (!(e instanceof UdpSocketError)) {
+          socket.close();
+          throw e;
+        }
+        t.flowPortsError = e;
+      }
+    }
     const ring = socket.rx;
     try {
       socket.start((count) => onBatch(ring, count), opts.onError);
@@ -183,16 +205,21 @@ export class NativeUdpTransport {
     return this.socket.payloadOffset(slot);
   }
 
+  /** Whether datagrams leave from their per-flow source ports. */
+  get flowPorts(): boolean {
+    return this.socket.flowPorts;
+  }
+
   /** Datagrams queued for the next flush. */
   get queued(): number {
     return this.count;
   }
 
   /**
-   * Queues `buf[off, off+len)` for `dstIp:dstPort` (host-order number); `srcPort` is ignored (see the
-   * class comment). The bytes must stay untouched until flush(). false only once closed.
+   * Queues `buf[off, off+len)` for `dstIp:dstPort` (host-order number), from `srcPort` when `flowPorts`
+   * (see the class comment). The bytes must stay untouched until flush(). false only once closed.
    */
-  send(buf: Buffer, off: number, len: number, dstIp: number, dstPort: number, _srcPort: number): boolean {
+  send(buf: Buffer, off: number, len: number, dstIp: number, dstPort: number, srcPort: number): boolean {
     if (this.closed) return false;
     if (this.count === this.cap) this.flush();
     if (buf !== this.lastBuf || this.nbufs === 0) this.indexBuffer(buf);
@@ -202,6 +229,7 @@ export class NativeUdpTransport {
     this.lens[i] = len;
     this.dstIps[i] = dstIp;
     this.dstPorts[i] = dstPort;
+    this.srcPorts[i] = srcPort;
     if (this.autoFlush && !this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(this.flushTask);
@@ -228,7 +256,7 @@ export class NativeUdpTransport {
   flush(): number {
     const count = this.count;
     if (count === 0) return 0;
-    const sent = this.socket.sendBatchIndexed(this.bufs, this.idx, this.offs, this.lens, this.dstIps, this.dstPorts, count);
+    const sent = this.socket.sendBatchIndexed(this.bufs, this.idx, this.offs, this.lens, this.dstIps, this.dstPorts, count, this.srcPorts);
     const bufs = this.bufs;
     for (let j = 0; j < this.nbufs; j++) bufs[j] = undefined;
     this.nbufs = 0;

@@ -132,6 +132,7 @@ export class UdpSocket {
   readonly #headroom: number;
   readonly #distinct = new DistinctBuffers();
   #fd: number;
+  #flowPorts = false;
 
   private constructor(sock: NativeUdpSocket, bound: { address: string; port: number; fd: number; rcvbuf: number; sndbuf: number }, rx: UdpRxRing) {
     this.#sock = sock;
@@ -191,6 +192,26 @@ export class UdpSocket {
     }
   }
 
+  /**
+   * Lets `sendBatchIndexed` give each datagram its own source port: opens a send-only raw socket
+   * (IPPROTO_RAW; needs CAP_NET_RAW) through which such datagrams leave, IPv4 + UDP headers written by
+   * the addon (TTL 64, DF clear, UDP checksum 0, as Linux's vxlan sends). Receiving is unchanged.
+   * Throws UdpSocketError (EPERM without the capability).
+   */
+  enableFlowPorts(): void {
+    try {
+      this.#sock.openFlowSender();
+    } catch (e) {
+      throw wrapError(e);
+    }
+    this.#flowPorts = true;
+  }
+
+  /** Whether datagrams can leave from per-datagram source ports (`enableFlowPorts` succeeded). */
+  get flowPorts(): boolean {
+    return this.#flowPorts;
+  }
+
   /** The file descriptor, or -1 once closed. */
   get fd(): number {
     return this.#fd;
@@ -246,6 +267,8 @@ export class UdpSocket {
   /**
    * `sendBatch` with the buffers given as each distinct buffer once (`bufs`) and an index per datagram
    * (`bufIdx[i]`): what a caller that queues datagrams can build as it goes, with no per-call indexing.
+   * With `srcPorts` (and `enableFlowPorts()` done) datagram i leaves from port `srcPorts[i]`; otherwise
+   * from the bound port.
    */
   sendBatchIndexed(
     bufs: ReadonlyArray<Buffer | undefined>,
@@ -255,8 +278,9 @@ export class UdpSocket {
     dstIps: Uint32Array,
     dstPorts: Uint16Array | Uint32Array,
     count: number,
+    srcPorts?: Uint16Array | Uint32Array,
   ): number {
-    return this.#sock.sendBatch(bufs, offs, lens, dstIps, dstPorts, count, bufIdx);
+    return this.#sock.sendBatch(bufs, offs, lens, dstIps, dstPorts, count, bufIdx, srcPorts);
   }
 
   stats(): UdpSocketStats {

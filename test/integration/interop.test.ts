@@ -58,35 +58,56 @@ describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)
     expect(await tcpTransfer(t, kernelPodNs, t.podNs('h1', 'a'), podIp, 20 * 1024 * 1024, 7002)).to.equal(kernelPodIp);
   });
 
-  it('a capture on the underlay shows well-formed VXLAN on port 8472 from podnet', async () => {
+  it('a capture on the underlay shows well-formed VXLAN on port 8472 from podnet, one source port per inner flow', async () => {
     const pcap = join(t.dir, 'underlay.pcap');
-    const cap = startIn(t.underlayNs, 'tcpdump', ['-i', 'br0', '-U', '-c', '20', '-w', pcap, 'udp', 'port', '8472'], 'listening');
+    const cap = startIn(t.underlayNs, 'tcpdump', ['-i', 'br0', '-U', '-w', pcap, 'udp', 'port', '8472'], 'listening');
     await cap.started;
-    await ping(t, t.podNs('h1', 'a'), kernelPodIp, { count: 10 });
+    await ping(t, t.podNs('h1', 'a'), kernelPodIp, { count: 5 });
+    // Eight UDP flows (destination ports 9001-9008, two datagrams from one socket each) besides the ping: RFC 7348 asks for a source port
+    // hashed from the inner flow, so that the underlay's ECMP spreads them, as Linux's vxlan does.
+    const flows = await t.exec(t.podNs('h1', 'a'), 'bash', ['-c', `for p in $(seq 9001 9008); do exec 3>/dev/udp/${kernelPodIp}/$p; echo x >&3; echo y >&3; exec 3>&-; done`]);
+    expect(flows.code, flows.stderr).to.equal(0);
+    await ping(t, t.podNs('h1', 'a'), kernelPodIp, { count: 2 }); // and the capture has caught up
+    cap.child.kill('SIGINT'); // tcpdump writes out what it has and exits
     await within(cap.exited, 10_000, -1);
-    cap.stop();
-    const r = await t.exec(t.underlayNs, 'tshark', [
-      '-r', pcap, '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=,', '-E', 'occurrence=f',
-      '-e', 'ip.src', '-e', 'udp.dstport', '-e', 'vxlan.flags', '-e', 'vxlan.vni',
-    ]);
-    expect(r.code, r.stderr).to.equal(0);
-    const rows = r.stdout.trim().split('\n').map((l) => l.split(','));
+    const fields = async (occurrence: 'f' | 'l', names: string[]) => {
+      const r = await t.exec(t.underlayNs, 'tshark', [
+        '-r', pcap, '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=,', '-E', `occurrence=${occurrence}`,
+        ...names.flatMap((n) => ['-e', n]),
+      ]);
+      expect(r.code, r.stderr).to.equal(0);
+      return r.stdout.trim().split('\n').map((l) => l.split(','));
+    };
+    // First occurrence of each field: the outer header (the underlay sender); last: the inner packet.
+    const outer = await fields('f', ['ip.src', 'udp.srcport', 'udp.dstport', 'vxlan.flags', 'vxlan.vni']);
+    const inner = await fields('l', ['ip.proto', 'udp.dstport']);
+    expect(inner.length).to.equal(outer.length);
     const h1 = t.host('h1').underlayIp;
-    // First occurrence of each field: the outer header (the underlay sender).
-    const fromPodnet = rows.filter((c) => c[0] === h1);
-    const fromKernel = rows.filter((c) => c[0] === t.host('k2').underlayIp);
-    expect(fromPodnet.length).to.be.greaterThan(0);
+    const fromKernel = outer.filter((c) => c[0] === t.host('k2').underlayIp);
     expect(fromKernel.length).to.be.greaterThan(0);
-    for (const c of fromPodnet) {
-      expect(c[1]).to.equal('8472');
-      expect(Number(c[2]) & 0x0800).to.equal(0x0800); // I flag
-      expect(c[3]).to.equal('1');
-    }
+    const portsByFlow = new Map<string, Set<number>>();
+    outer.forEach((c, i) => {
+      if (c[0] !== h1) return;
+      expect(c[2]).to.equal('8472');
+      expect(Number(c[3]) & 0x0800).to.equal(0x0800); // I flag
+      expect(c[4]).to.equal('1');
+      const sport = Number(c[1]);
+      expect(sport).to.be.within(32768, 60999); // Linux's default range for it
+      const flow = inner[i]![0] === '17' ? `udp/${inner[i]![1]}` : `proto ${inner[i]![0]}`;
+      if (!portsByFlow.has(flow)) portsByFlow.set(flow, new Set());
+      portsByFlow.get(flow)!.add(sport);
+    });
+    // Every packet of a flow left from one port; the flows did not all share one.
+    expect([...portsByFlow.keys()].sort()).to.include.members(['proto 1', 'udp/9001', 'udp/9008']);
+    for (const [flow, ports] of portsByFlow) expect(ports.size, `${flow}: ${[...ports].join(' ')}`).to.equal(1);
+    const distinct = new Set([...portsByFlow.values()].map((p) => [...p][0]));
+    expect(distinct.size, 'distinct source ports over the nine flows').to.be.greaterThan(4);
   });
 
   it('the podnet side counts the decapsulated kernel traffic and drops nothing', async () => {
     const st = await statusJson(t, 'h1');
     expect(st.cluster.vxlan.decapsulated).to.be.greaterThan(0);
+    expect(st.cluster.vxlan.sourcePorts).to.equal('per-flow');
     expect(st.cluster.vxlan.drops).to.deep.equal({});
     expect(st.cluster.vxlan.peers.map((p: any) => p.underlayIp)).to.include(t.host('k2').underlayIp);
   });

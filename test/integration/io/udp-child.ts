@@ -471,6 +471,47 @@ async function transport(): Promise<unknown> {
   return result;
 }
 
+/**
+ * Per-datagram source ports (NativeUdpTransport with flowPorts: a raw socket sends, the addon writes the
+ * IPv4 + UDP headers): B records the source port and bytes of everything it receives. A transport
+ * without flowPorts sends from its bound port whatever `send` is given.
+ */
+async function flowPorts(): Promise<unknown> {
+  const got: Array<{ srcIp: string; srcPort: number; data: string }> = [];
+  const b = await NativeUdpTransport.bind(0, '127.0.0.1', (ring, n) => {
+    for (let i = 0; i < n; i++) {
+      const off = i * ring.slotSize + ring.headroom;
+      got.push({ srcIp: ipv4String(ring.srcIps[i]!), srcPort: ring.srcPorts[i]!, data: ring.buffer.toString('hex', off, off + ring.lengths[i]!) });
+    }
+  });
+  const a = await NativeUdpTransport.bind(0, '127.0.0.1', () => {}, { flowPorts: true, autoFlush: false });
+  const plain = await NativeUdpTransport.bind(0, '127.0.0.1', () => {}, { autoFlush: false });
+  const ports = [32768, 40001, 50002, 60999];
+  const sent: Array<{ srcPort: number; data: string }> = [];
+  const src = Buffer.alloc(ports.length * 2 * 1400);
+  let off = 0;
+  for (let k = 0; k < 2; k++) {
+    for (const [j, port] of ports.entries()) {
+      const len = 100 + 400 * j + k; // up to 1301 bytes
+      const d = datagram(7, j * 2 + k, len);
+      d.copy(src, off);
+      a.send(src, off, len, LO, b.port, port);
+      sent.push({ srcPort: port, data: d.toString('hex') });
+      off += len;
+    }
+  }
+  const flushed = a.flush();
+  const aStats = a.stats();
+  plain.send(src, 0, 100, LO, b.port, 40001);
+  plain.flush();
+  await until(() => got.length >= sent.length + 1, `${sent.length + 1} datagrams`);
+  const result = { flowPorts: a.flowPorts, plainFlowPorts: plain.flowPorts, flushed, aStats, sent, got, aPort: a.port, plainPort: plain.port };
+  await a.close();
+  await b.close();
+  await plain.close();
+  return result;
+}
+
 const scenarios: Record<string, () => Promise<unknown>> = {
   'rx-batch': rxBatch,
   'tx-batch': txBatch,
@@ -479,6 +520,7 @@ const scenarios: Record<string, () => Promise<unknown>> = {
   closing,
   'send-buffer-full': sendBufferFull,
   transport,
+  'flow-ports': flowPorts,
 };
 
 const name = process.argv[2] ?? '';

@@ -247,4 +247,19 @@ describe('native UDP socket (integration, needs root)', function () {
     // Without flush(), the microtask sends it before the event loop goes on.
     expect(r.auto).to.deep.equal({ queuedSync: 1, queuedAfter: 0, txFrames: 1 });
   });
+  it('NativeUdpTransport with flowPorts sends each datagram from the source port it is given (raw socket), bytes intact', async function () {
+    const r = await scenario('flow-ports');
+    expect(r.flowPorts).to.equal(true);
+    expect(r.plainFlowPorts).to.equal(false);
+    expect(r.flushed).to.equal(r.sent.length);
+    expect(r.aStats.txCalls).to.equal(1); // still one sendmmsg for the batch
+    expect(r.aStats.txErrors).to.equal(0);
+    const fromA = r.got.filter((g: { srcPort: number }) => g.srcPort !== r.plainPort);
+    for (const g of r.got) expect(g.srcIp).to.equal('127.0.0.1');
+    expect(fromA.map((g: { srcPort: number; data: string }) => `${g.srcPort} ${g.data}`).sort()).to.deep.equal(
+      r.sent.map((s: { srcPort: number; data: string }) => `${s.srcPort} ${s.data}`).sort(),
+    );
+    // Without flowPorts the port given to send() is ignored: the datagram comes from the bound port.
+    expect(r.got.filter((g: { srcPort: number }) => g.srcPort === r.plainPort)).to.have.length(1);
+  });
 });
