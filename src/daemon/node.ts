@@ -289,7 +289,7 @@ export class NodeRuntime {
       pods: this.podStats(),
       router: { forwarded: r.forwarded, icmpSent: r.icmpSent, ignored: r.ignored, drops: r.drops.toJSON(), port: r.port.stats() },
       host: this.hostPort
-        ? { device: this.hostDeviceName, rxFrames: this.hostPort.rxFrames, txFrames: this.hostPort.txFrames, rxBytes: this.hostPort.rxBytes, txBytes: this.hostPort.txBytes }
+        ? { device: this.hostDeviceName, ...this.hostPort.traffic.toJSON() }
         : undefined,
       conntrack: { entries: this.conntrack.size, max: this.cfg.conntrackMax, ...this.conntrack.stats },
       nat: { ...this.router.nat!.stats },

@@ -100,4 +100,7 @@ export class TrafficCounters {
   get txBytes(): number {
     return this.c[3]!;
   }
+  toJSON(): { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number } {
+    return { rxFrames: this.rxFrames, rxBytes: this.rxBytes, txFrames: this.txFrames, txBytes: this.txBytes };
+  }
 }

@@ -105,19 +105,6 @@ export abstract class Port {
     this.drops.add(reason);
   }
 
-  get rxFrames(): number {
-    return this.traffic.rxFrames;
-  }
-  get rxBytes(): number {
-    return this.traffic.rxBytes;
-  }
-  get txFrames(): number {
-    return this.traffic.txFrames;
-  }
-  get txBytes(): number {
-    return this.traffic.txBytes;
-  }
-
   /** The switch hands this port a frame to send out (or, for internal ports, to process). */
   abstract output(buf: Buffer, off: number, len: number): void;
 
@@ -130,10 +117,7 @@ export abstract class Port {
     return {
       name: this.name,
       kind: this.kind,
-      rxFrames: this.rxFrames,
-      rxBytes: this.rxBytes,
-      txFrames: this.txFrames,
-      txBytes: this.txBytes,
+      ...this.traffic.toJSON(),
       drops: this.drops.toJSON(),
     };
   }

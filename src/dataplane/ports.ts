@@ -164,16 +164,4 @@ export class HostPort implements IngressPort {
     this.traffic.tx(len);
     this.tx.push(buf, off, len);
   }
-  get rxFrames(): number {
-    return this.traffic.rxFrames;
-  }
-  get rxBytes(): number {
-    return this.traffic.rxBytes;
-  }
-  get txFrames(): number {
-    return this.traffic.txFrames;
-  }
-  get txBytes(): number {
-    return this.traffic.txBytes;
-  }
 }

@@ -40,16 +40,25 @@ export interface NativeDevice {
   close(): void;
 }
 
-/** Counters of a UDP socket (see UdpSocketStats in udpsocket.ts for their meaning). */
+/** Counters of a UDP socket (`UdpSocket.stats()`; udpsocket.ts exports it as UdpSocketStats). */
 export interface NativeUdpStats {
+  /** Datagrams delivered to onBatch. */
   rxFrames: number;
+  /** onBatch calls. */
   rxBatches: number;
+  /** Datagrams lost on receive: truncated (see rxTruncated, included here) or a failed recvmmsg/poll. */
   rxErrors: number;
+  /** Datagrams larger than `slotSize - headroom`: dropped, never delivered truncated. */
   rxTruncated: number;
+  /** recvmmsg system calls. */
   rxCalls: number;
+  /** Datagrams the kernel accepted. */
   txFrames: number;
+  /** Datagrams not sent because the send buffer was full (EAGAIN/ENOBUFS): the refused one and the rest of its call. */
   txDropped: number;
+  /** Datagrams refused otherwise: out-of-bounds off/len, not a Buffer, kernel errors (EMSGSIZE, EINVAL, ENETUNREACH, ...), closed socket. */
   txErrors: number;
+  /** sendmmsg system calls. */
   txCalls: number;
 }
 

@@ -13,7 +13,7 @@
 // data when it returns, so the buffers may be reused at once. Nothing on the send path throws for a
 // datagram; failures are counted in stats().
 
-import { isNativeSystemError, loadAddon, type NativeUdpSocket } from './addon.js';
+import { isNativeSystemError, loadAddon, type NativeUdpSocket, type NativeUdpStats } from './addon.js';
 import { DistinctBuffers } from './batch.js';
 
 export interface UdpSocketOptions {
@@ -40,26 +40,8 @@ export interface UdpRxRing {
   readonly headroom: number;
 }
 
-export interface UdpSocketStats {
-  /** Datagrams delivered to onBatch. */
-  rxFrames: number;
-  /** onBatch calls. */
-  rxBatches: number;
-  /** Datagrams lost on receive: truncated (see rxTruncated, included here) or a failed recvmmsg/poll. */
-  rxErrors: number;
-  /** Datagrams larger than `slotSize - headroom`: dropped, never delivered truncated. */
-  rxTruncated: number;
-  /** recvmmsg system calls. */
-  rxCalls: number;
-  /** Datagrams the kernel accepted. */
-  txFrames: number;
-  /** Datagrams not sent because the send buffer was full (EAGAIN/ENOBUFS): the refused one and the rest of its call. */
-  txDropped: number;
-  /** Datagrams refused otherwise: out-of-bounds off/len, not a Buffer, kernel errors (EMSGSIZE, EINVAL, ENETUNREACH, ...), closed socket. */
-  txErrors: number;
-  /** sendmmsg system calls. */
-  txCalls: number;
-}
+/** A UDP socket's counters (documented in addon.ts). */
+export type UdpSocketStats = NativeUdpStats;
 
 /** A failed system call on a UDP socket. `errno` is the positive Linux errno; `address` is "ip:port". */
 export class UdpSocketError extends Error {

@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { Dataplane } from '../../../src/dataplane/dataplane.js';
 import { TapPort, TunPort, HostPort } from '../../../src/dataplane/ports.js';
-import { Router } from '../../../src/dataplane/router.js';
 import { dropReasonName } from '../../../src/dataplane/counters.js';
 import {
   ArpOp,
@@ -19,26 +18,15 @@ import {
   macToString,
 } from '../../../src/packet/index.js';
 import { arpRequest, icmpEcho, ipIcmpEcho, RecordingSink, udpFrame, type Frame } from '../../helpers/frames.js';
+import { GATEWAY_MAC, routedDataplane } from '../../helpers/node.js';
 
-const GW_MAC = '0a:59:0a:f4:01:01';
+const GW_MAC = GATEWAY_MAC;
 const A_MAC = '0a:58:0a:f4:01:02';
 const B_MAC = '0a:58:0a:f4:01:03';
 const T_MAC = '0a:58:0a:f4:01:04';
 
 function node() {
-  const dp = new Dataplane();
-  const gw = parseMac(GW_MAC);
-  const router = new Router(dp, {
-    gatewayIp: parseIpv4('10.244.1.1'),
-    gatewayMacHi: gw.hi,
-    gatewayMacLo: gw.lo,
-    hostIp: parseIpv4('10.244.1.0'),
-    subnetNetwork: parseIpv4('10.244.1.0'),
-    subnetMask: 0xffffff00,
-    podCidrNetwork: parseIpv4('10.244.0.0'),
-    podCidrMask: 0xffff0000,
-  });
-  dp.switch.attach(router.port);
+  const { dp, router } = routedDataplane();
   const mk = (name: string, mac: string, ip: string) => {
     const sink = new RecordingSink();
     const m = parseMac(mac);
@@ -88,8 +76,8 @@ describe('dataplane: switch', () => {
     send(n.dp, n.a.port, icmpEcho({ srcMac: A_MAC, dstMac: B_MAC, src: '10.244.1.2', dst: '10.244.1.3' }));
     expect(n.b.sink.take()).to.have.length(1);
     expect(n.a.sink.take()).to.have.length(0);
-    expect(n.a.port.rxFrames).to.equal(1);
-    expect(n.b.port.txFrames).to.equal(1);
+    expect(n.a.port.traffic.rxFrames).to.equal(1);
+    expect(n.b.port.traffic.txFrames).to.equal(1);
   });
 
   it('floods unknown unicast to every port but the ingress', () => {
@@ -181,11 +169,11 @@ describe('dataplane: router', () => {
 
   it('hands routed frames straight to the pod port, counted as if switched, and follows a pod whose port changed', () => {
     const n = node();
-    const routerRx = n.router.port.rxFrames;
+    const routerRx = n.router.port.traffic.rxFrames;
     send(n.dp, n.host, ipIcmpEcho({ src: '10.244.1.0', dst: '10.244.1.3' }));
     expect(n.b.sink.take()).to.have.length(1);
-    expect(n.router.port.rxFrames - routerRx).to.equal(1);
-    expect(n.b.port.txFrames).to.equal(1);
+    expect(n.router.port.traffic.rxFrames - routerRx).to.equal(1);
+    expect(n.b.port.traffic.txFrames).to.equal(1);
     expect(n.dp.injectOverflow).to.equal(0);
 
     // Pod b goes away and a new port takes its switch index with another MAC and b's address: the

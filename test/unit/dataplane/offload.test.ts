@@ -4,7 +4,6 @@ import { DropReason } from '../../../src/dataplane/counters.js';
 import { OffloadResolver, SEGMENT_HEADROOM, VNET_HDR_LEN } from '../../../src/dataplane/offload.js';
 import type { FrameSink } from '../../../src/dataplane/port.js';
 import { HostPort, TapPort } from '../../../src/dataplane/ports.js';
-import { Router } from '../../../src/dataplane/router.js';
 import {
   emitTcp,
   ETH_HLEN,
@@ -23,13 +22,14 @@ import {
   writeUdpHeader,
 } from '../../../src/packet/index.js';
 import { RecordingSink } from '../../helpers/frames.js';
+import { GATEWAY_MAC, routedDataplane } from '../../helpers/node.js';
 
 const A = '10.244.1.2';
 const B = '10.244.1.3';
 const HOST = '10.244.1.0';
 const A_MAC = parseMac('0a:58:0a:f4:01:02');
 const B_MAC = parseMac('0a:58:0a:f4:01:03');
-const GW_MAC = parseMac('0a:59:0a:f4:01:01');
+const GW_MAC = parseMac(GATEWAY_MAC);
 const HEAD = 128;
 const CAPACITY = 80 * 1024;
 const TCP_HLEN = 32; // with a timestamp option, as Linux sends
@@ -144,18 +144,7 @@ class HdrSink implements FrameSink {
 }
 
 function node() {
-  const dp = new Dataplane();
-  const router = new Router(dp, {
-    gatewayIp: parseIpv4('10.244.1.1'),
-    gatewayMacHi: GW_MAC.hi,
-    gatewayMacLo: GW_MAC.lo,
-    hostIp: parseIpv4(HOST),
-    subnetNetwork: parseIpv4('10.244.1.0'),
-    subnetMask: 0xffffff00,
-    podCidrNetwork: parseIpv4('10.244.0.0'),
-    podCidrMask: 0xffff0000,
-  });
-  dp.switch.attach(router.port);
+  const { dp, router } = routedDataplane();
   const pod = (ip: string, mac: { hi: number; lo: number }) => {
     const sink = new HdrSink();
     const port = new TapPort(ip, dp, sink, { macHi: mac.hi, macLo: mac.lo, ip: parseIpv4(ip) }, { offload: true, rxCapacity: CAPACITY });
@@ -184,7 +173,7 @@ describe('dataplane/offload: the switch with offload ports', () => {
     expect(n.b.sink.frames).to.have.length(1);
     expect(n.b.sink.frames[0]!.hdr).to.equal(1);
     expect(n.b.sink.frames[0]!.frame.length).to.equal(f.len);
-    expect(n.b.port.txBytes).to.equal(f.len);
+    expect(n.b.port.traffic.txBytes).to.equal(f.len);
   });
 
   it('splits it when the bridge hook has to see inside, and when it is routed', () => {

@@ -1,12 +1,11 @@
 import { expect } from 'chai';
-import { Dataplane } from '../../../src/dataplane/dataplane.js';
 import { TapPort } from '../../../src/dataplane/ports.js';
-import { Router } from '../../../src/dataplane/router.js';
 import { VxlanOverlay, type UdpTransport } from '../../../src/dataplane/vxlan.js';
 import { ETH_HLEN, Ipv4View, ParseError, parseIpv4, parseMac, VXLAN_HLEN, writeVxlanHeader } from '../../../src/packet/index.js';
 import { ipIcmpEcho, RecordingSink, udpFrame } from '../../helpers/frames.js';
+import { GATEWAY_MAC, routedDataplane } from '../../helpers/node.js';
 
-const GW_MAC = '0a:59:0a:f4:01:01';
+const GW_MAC = GATEWAY_MAC;
 const POD_MAC = '0a:58:0a:f4:01:02';
 // Underlay addresses and VTEP MACs above 2^31, as 198.18.0.0/15 gives them.
 const LOCAL_VTEP = '0a:5a:c6:12:00:0b';
@@ -31,19 +30,7 @@ class RecordingTransport implements UdpTransport {
 }
 
 function node() {
-  const dp = new Dataplane();
-  const gw = parseMac(GW_MAC);
-  const router = new Router(dp, {
-    gatewayIp: parseIpv4('10.244.1.1'),
-    gatewayMacHi: gw.hi,
-    gatewayMacLo: gw.lo,
-    hostIp: parseIpv4('10.244.1.0'),
-    subnetNetwork: parseIpv4('10.244.1.0'),
-    subnetMask: 0xffffff00,
-    podCidrNetwork: parseIpv4('10.244.0.0'),
-    podCidrMask: 0xffff0000,
-  });
-  dp.switch.attach(router.port);
+  const { dp, router } = routedDataplane();
   const sink = new RecordingSink();
   const m = parseMac(POD_MAC);
   const pod = new TapPort('a', dp, sink, { macHi: m.hi, macLo: m.lo, ip: parseIpv4('10.244.1.2') });
