@@ -18,6 +18,9 @@ import type { Config } from './config.js';
 import type { Underlay } from './daemon.js';
 import type { NodeRuntime, PodInfo } from './node.js';
 
+/** Receive slot of the VXLAN socket: the largest UDP payload (64 KB) and the ring's headroom. */
+const VXLAN_RX_SLOT_SIZE = 65536 + 128;
+
 /** The VTEP MAC of a node: locally administered 0a:5a + its underlay IPv4 (random when it has none). */
 export function vtepMacFor(underlayIp: string | undefined): string {
   const bytes = underlayIp ? underlayIp.split('.').map(Number) : [...randomBytes(4)];
@@ -121,7 +124,13 @@ export class ClusterMembership {
         dp.flush();
         // Every send happens in a data-plane batch, whose flush sends the queue (addFlushable
         // below): no microtask per batch as a safety net.
-      }, { autoFlush: false, flowPorts: true });
+      }, {
+        autoFlush: false,
+        flowPorts: true,
+        // A datagram may be a whole GSO super-frame: a kernel VXLAN peer behind a veth hands its
+        // TSO segments on unsegmented (see Router.splitFromWire), up to 64 KB.
+        slotSize: VXLAN_RX_SLOT_SIZE,
+      });
       if (t.flowPortsError !== undefined) {
         this.log.warn({ err: t.flowPortsError.message }, 'vxlan: per-flow source ports unavailable (no raw socket); sending from the VXLAN port');
       }
@@ -174,8 +183,16 @@ export class ClusterMembership {
         // copyBytes, not Buffer.copy, which allocates a view of the source range per call.
         onPacket: (buf, ipOff, ipLen) => {
           dp.tick();
+          if (ipLen > dp.pool.capacity - 64) {
+            // A super-frame (a client's TSO segment over a veth): the router cuts it into scratch
+            // frames of their own, so it needs no headroom here.
+            router.fromUplink(buf, ipOff, ipLen);
+            dp.drainInjected();
+            dp.flush();
+            return;
+          }
           const slot = dp.allocFrame();
-          if (slot < 0 || ipLen > dp.pool.capacity - 64) {
+          if (slot < 0) {
             dropped++;
             return;
           }

@@ -88,6 +88,7 @@ export class NodeRuntime {
       podCidrMask: this.podCidr.mask,
       serviceNetwork: parseSubnet(cfg.serviceCidr).network,
       serviceMask: parseSubnet(cfg.serviceCidr).mask,
+      mtu: cfg.podMtu,
     });
     this.dp.switch.attach(this.router.port);
     this.conntrack = new Conntrack({ max: cfg.conntrackMax });
@@ -287,7 +288,16 @@ export class NodeRuntime {
       podMtu: this.cfg.podMtu,
       ipam: { used: this.ipam.used(), capacity: this.ipam.capacity() },
       pods: this.podStats(),
-      router: { forwarded: r.forwarded, icmpSent: r.icmpSent, ignored: r.ignored, drops: r.drops.toJSON(), port: r.port.stats() },
+      router: {
+        forwarded: r.forwarded,
+        icmpSent: r.icmpSent,
+        ignored: r.ignored,
+        // Offload work finished for packets from the overlay and the uplink (see Router.routeIp).
+        checksumsCompleted: r.checksumsCompleted,
+        superFramesSplit: r.splitter.superFrames,
+        drops: r.drops.toJSON(),
+        port: r.port.stats(),
+      },
       host: this.hostPort
         ? { device: this.hostDeviceName, ...this.hostPort.traffic.toJSON() }
         : undefined,

@@ -137,6 +137,19 @@ export class Dataplane implements FlushScheduler {
     this.injHead = this.injTail = 0;
   }
 
+  /**
+   * Makes sure `n` scratch frames can be allocated: when fewer are left in this batch, everything
+   * queued so far is written now (a flush in the middle of the batch) and the pool starts over.
+   * False when `n` is more than the pool has at all.
+   */
+  reserveFrames(n: number): boolean {
+    const p = this.pool;
+    if (p.slots - p.inUse >= n) return true;
+    if (n > p.slots) return false;
+    this.flush();
+    return true;
+  }
+
   /** Allocates a scratch frame; -1 when the pool is exhausted for this batch. */
   allocFrame(): number {
     return this.pool.alloc();

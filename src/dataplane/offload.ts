@@ -23,6 +23,7 @@ import {
   writeU16,
   writeU32,
 } from '../packet/index.js';
+import { copyBytes } from '../io/copy.js';
 import { DropReason } from './counters.js';
 
 /** Bytes of the virtio-net header before each frame of an offload port. */
@@ -136,27 +137,104 @@ export class OffloadResolver {
     const ident = readU16(buf, ip + 4);
     const seq = readI32(buf, tcp + 4);
     const tflags = buf[tcp + 13]!;
-    const src = readI32(buf, ip + 12);
-    const dst = readI32(buf, ip + 16);
     for (let i = 0; i < n; i++) {
       const s = off + i * stride;
       const size = i === n - 1 ? payload - i * mss : mss;
-      const sip = s + ETH_HLEN;
-      const stcp = sip + ihl;
-      const tcpLen = doff + size;
-      writeU16(buf, sip + 2, ihl + tcpLen);
-      writeU16(buf, sip + 4, ident + i);
-      writeU16(buf, sip + 10, 0);
-      writeU16(buf, sip + 10, ~ipv4HeaderSum(buf, sip, ihl));
-      writeU32(buf, stcp + 4, seq + i * mss);
-      // FIN and PSH belong to the last segment, CWR to the first (as Linux's tcp_gso_segment).
-      let f = tflags;
-      if (i > 0) f &= ~TcpFlags.CWR;
-      if (i < n - 1) f &= ~(TcpFlags.FIN | TcpFlags.PSH);
-      buf[stcp + 13] = f;
-      writeU16(buf, stcp + 16, 0);
-      writeU16(buf, stcp + 16, ~sum16(buf, stcp, tcpLen, pseudoHeaderSum(src, dst, IpProtocol.TCP, tcpLen)));
+      writeSegmentHeaders(buf, s + ETH_HLEN, ihl, doff, size, ident, seq, tflags, i, n, mss);
       this.segOff[i] = s;
+      this.segLen[i] = hdr + size;
+    }
+    this.superFrames++;
+    this.segments += n;
+    return n;
+  }
+
+  private bad(reason: DropReason): 0 {
+    this.dropReason = reason;
+    return 0;
+  }
+}
+
+/**
+ * Segment `i` of `n` of a TCP super-frame, laid out at `ip` as IPv4 header (`ihl`) + TCP header
+ * (`doff`) + `size` payload bytes: its length, IP ID, sequence number, flags and both checksums,
+ * as Linux's tcp_gso_segment writes them (FIN and PSH on the last segment only, CWR on the first).
+ */
+function writeSegmentHeaders(buf: Buffer, ip: number, ihl: number, doff: number, size: number, ident: number, seq: number, tflags: number, i: number, n: number, mss: number): void {
+  const tcp = ip + ihl;
+  const tcpLen = doff + size;
+  writeU16(buf, ip + 2, ihl + tcpLen);
+  writeU16(buf, ip + 4, ident + i);
+  writeU16(buf, ip + 10, 0);
+  writeU16(buf, ip + 10, ~ipv4HeaderSum(buf, ip, ihl));
+  writeU32(buf, tcp + 4, seq + i * mss);
+  let f = tflags;
+  if (i > 0) f &= ~TcpFlags.CWR;
+  if (i < n - 1) f &= ~(TcpFlags.FIN | TcpFlags.PSH);
+  buf[tcp + 13] = f;
+  writeU16(buf, tcp + 16, 0);
+  writeU16(buf, tcp + 16, ~sum16(buf, tcp, tcpLen, pseudoHeaderSum(readI32(buf, ip + 12), readI32(buf, ip + 16), IpProtocol.TCP, tcpLen)));
+}
+
+/** Where `TcpSplitter` takes fresh frames from: the data plane's scratch pool. */
+export interface ScratchFrames {
+  readonly buffer: Buffer;
+  /** Offset of a fresh frame with headroom before it, or -1 when none is left. */
+  alloc(): number;
+  /** Bytes usable from a frame's offset. */
+  readonly capacity: number;
+}
+
+/** Bytes a scratch frame keeps free before a segment's IP header: Ethernet, or VXLAN + inner Ethernet. */
+const SCRATCH_HEADROOM = 64;
+
+/**
+ * Cuts an IPv4/TCP super-frame that arrived without its offload metadata into segments of at most
+ * `mss` payload bytes, each copied into a fresh scratch frame with its own headers and a full
+ * checksum. Such frames are GSO packets that crossed a veth into a socket or a capture (VXLAN from
+ * a kernel peer, a client's TSO segment on the uplink): larger than any MTU on the way, with the
+ * segment size they were meant for lost, so they are cut to fit the path they go on. Not
+ * re-entrant, like `OffloadResolver`.
+ */
+export class TcpSplitter {
+  readonly segOff = new Int32Array(MAX_SEGMENTS);
+  readonly segLen = new Int32Array(MAX_SEGMENTS);
+  dropReason: DropReason = DropReason.MalformedL4;
+  superFrames = 0;
+  segments = 0;
+
+  /**
+   * The IPv4 packet at `buf[ipOff, ipOff + ipLen)` (header validated, `ipLen` its total length),
+   * into `pool`: returns how many segments (IP offsets and lengths in `segOff`/`segLen`, in
+   * `pool.buffer`), 0 = drop it, for `dropReason`.
+   */
+  split(buf: Buffer, ipOff: number, ipLen: number, mss: number, pool: ScratchFrames): number {
+    if (buf[ipOff + 9] !== IpProtocol.TCP || (readU16(buf, ipOff + 6) & 0x3fff) !== 0) {
+      this.dropReason = DropReason.Oversize; // only TCP is ever segmented by the kernel's GSO here
+      return 0;
+    }
+    const ihl = (buf[ipOff]! & 0x0f) << 2;
+    const tcp = ipOff + ihl;
+    if (ipLen < ihl + 20) return this.bad(DropReason.MalformedL4);
+    const doff = (buf[tcp + 12]! >> 4) << 2;
+    const hdr = ihl + doff;
+    if (doff < 20 || hdr > ipLen) return this.bad(DropReason.MalformedL4);
+    const payload = ipLen - hdr;
+    const n = payload <= mss ? 1 : Math.ceil(payload / mss);
+    if (mss <= 0 || n > MAX_SEGMENTS || SCRATCH_HEADROOM + hdr + mss > pool.capacity) return this.bad(DropReason.Oversize);
+    const out = pool.buffer;
+    const ident = readU16(buf, ipOff + 4);
+    const seq = readI32(buf, tcp + 4);
+    const tflags = buf[tcp + 13]!;
+    for (let i = 0; i < n; i++) {
+      const slot = pool.alloc();
+      if (slot < 0) return this.bad(DropReason.TxFailed);
+      const o = slot + SCRATCH_HEADROOM;
+      const size = i === n - 1 ? payload - i * mss : mss;
+      copyBytes(out, o, buf, ipOff, hdr);
+      copyBytes(out, o + hdr, buf, ipOff + hdr + i * mss, size);
+      writeSegmentHeaders(out, o, ihl, doff, size, ident, seq, tflags, i, n, mss);
+      this.segOff[i] = o;
       this.segLen[i] = hdr + size;
     }
     this.superFrames++;

@@ -18,6 +18,7 @@ import {
   Ipv4ViewMut,
   ParseError,
   VXLAN_HLEN,
+  completePartialChecksum,
   decrementIpv4Ttl,
   readI32,
   readU16,
@@ -25,6 +26,7 @@ import {
   writeIpv4Header,
 } from '../packet/index.js';
 import { DropCounters, DropReason } from './counters.js';
+import { TcpSplitter } from './offload.js';
 import type { BatchPrefetcher, Dataplane, Framing, RxRingLike } from './dataplane.js';
 import { Port, PortKind } from './port.js';
 import type { HostPort } from './ports.js';
@@ -77,6 +79,11 @@ export interface RouterConfig {
   serviceMask?: number;
   /** The node's underlay address (masquerade source, node ports); 0 = none. */
   nodeIp?: number;
+  /**
+   * Largest IPv4 packet the node's pods and its tunnel carry (the pod MTU, default 1450): a TCP
+   * super-frame from a socket or a capture is cut to fit it.
+   */
+  mtu?: number;
 }
 
 /** Byte budget for an ICMP error: the whole error fits in 576 bytes (RFC 1812 4.3.2.3). */
@@ -118,6 +125,11 @@ export class Router implements BatchPrefetcher {
   private readonly svcMask32: number;
   private readonly bcast32: number;
   private readonly gwMacLo32: number;
+  private readonly mtu: number;
+  /** Cuts super-frames from the overlay and the uplink into segments (see `TcpSplitter`). */
+  readonly splitter = new TcpSplitter();
+  /** Unfinished (CHECKSUM_PARTIAL) TCP/UDP checksums completed on packets from the overlay or uplink. */
+  checksumsCompleted = 0;
   forwarded = 0;
   fragmented = 0;
   icmpSent = 0;
@@ -154,6 +166,7 @@ export class Router implements BatchPrefetcher {
     this.bcast32 = cfg.subnetNetwork | ~cfg.subnetMask;
     this.gwMacLo32 = cfg.gatewayMacLo | 0;
     this.icmpRate = cfg.icmpRatePerSec ?? 1000;
+    this.mtu = cfg.mtu ?? 1450;
     this.tokens = this.icmpRate;
     dp.prefetcher = this;
   }
@@ -257,6 +270,12 @@ export class Router implements BatchPrefetcher {
     if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return this.drops.add(DropReason.MalformedIpv4);
     if (!ip.verifyChecksum()) return this.drops.add(DropReason.BadIpChecksum);
     ipLen = ip.totalLength; // ignore Ethernet padding
+    if (ingress >= Ingress.Overlay) {
+      // From a socket or a capture, with no word on offloads: a packet a sender on this kernel left
+      // for the device (see `completePartialChecksum`), or a whole GSO super-frame.
+      if (ipLen > this.mtu) return this.splitFromWire(buf, ipOff, ipLen, ip.headerLength, ingress);
+      if (completePartialChecksum(buf, ipOff, ipLen, ip.headerLength, ip.protocol)) this.checksumsCompleted++;
+    }
     let viaUplink = false;
     const nat = this.nat;
     if (nat !== undefined) {
@@ -281,6 +300,18 @@ export class Router implements BatchPrefetcher {
       return;
     }
     this.send(buf, ipOff, ipLen, dst, ingress);
+  }
+
+  /** A TCP super-frame from the overlay or the uplink: routed as segments that fit the pod MTU. */
+  private splitFromWire(buf: Buffer, ipOff: number, ipLen: number, ihl: number, ingress: Ingress): void {
+    const doff = ipLen >= ihl + 13 ? (buf[ipOff + ihl + 12]! >> 4) << 2 : 0;
+    const sp = this.splitter;
+    const mss = this.mtu - ihl - doff;
+    if (mss > 0 && !this.dp.reserveFrames(Math.ceil((ipLen - ihl - doff) / mss))) return this.drops.add(DropReason.Oversize);
+    const n = sp.split(buf, ipOff, ipLen, mss, this.dp.pool);
+    if (n === 0) return this.drops.add(sp.dropReason);
+    const out = this.dp.pool.buffer;
+    for (let i = 0; i < n; i++) this.routeIp(out, sp.segOff[i]!, sp.segLen[i]!, ingress);
   }
 
   /**

@@ -128,3 +128,41 @@ export function updateUdpChecksum32(csum: number, oldVal: number, newVal: number
   const r = updateChecksum32(csum, oldVal, newVal);
   return r === 0 ? 0xffff : r;
 }
+
+/**
+ * Finishes a TCP or UDP checksum that its sender left to "the device" (Linux's CHECKSUM_PARTIAL):
+ * the field holds the folded pseudo-header sum and the rest was to be added by a NIC. A real NIC
+ * does that on the wire, but a packet that crosses a veth, or comes from a VM's virtio-net with
+ * checksum offload, reaches a socket or a packet capture with the field still unfinished, and a user
+ * space receiver is told nothing about it (a UDP socket has no flag for it; libpcap drops
+ * PACKET_AUXDATA's TP_STATUS_CSUMNOTREADY). So the rule is the field's own value: one equal to the
+ * pseudo-header sum of the packet is a partial checksum, and gets the data added (one pass over
+ * the L4 bytes, only for such packets); any other value is left for the receiver to verify, as the
+ * kernel leaves it. A full checksum equals that sum by chance once in 65536 packets: then the data
+ * is summed again and the same correct value is written back, so the rule never breaks a packet.
+ *
+ * `ipOff` is a validated IPv4 header of `ihl` bytes, `ipLen` the packet's total length, `proto` its
+ * protocol. Fragments are left alone (their checksum covers bytes that are not all here). Returns
+ * true when it completed a checksum.
+ */
+export function completePartialChecksum(buf: Buffer, ipOff: number, ipLen: number, ihl: number, proto: number): boolean {
+  let field: number;
+  if (proto === 6) field = 16;
+  else if (proto === 17) field = 6;
+  else return false;
+  const l4 = ipOff + ihl;
+  const l4Len = ipLen - ihl;
+  if (l4Len < field + 2 || ((buf[ipOff + 6]! & 0x3f) | buf[ipOff + 7]!) !== 0) return false; // short, MF or offset
+  const f = l4 + field;
+  const stored = (buf[f]! << 8) | buf[f + 1]!;
+  if (stored === 0) return false; // UDP without a checksum (TCP: 0 is never a partial sum)
+  const src = (buf[ipOff + 12]! << 24) | (buf[ipOff + 13]! << 16) | (buf[ipOff + 14]! << 8) | buf[ipOff + 15]!;
+  const dst = (buf[ipOff + 16]! << 24) | (buf[ipOff + 17]! << 16) | (buf[ipOff + 18]! << 8) | buf[ipOff + 19]!;
+  if (stored !== pseudoHeaderSum(src, dst, proto, l4Len)) return false;
+  // The field holds the pseudo-header sum: summing the segment with it in place adds exactly that.
+  let c = ~sum16(buf, l4, l4Len) & 0xffff;
+  if (c === 0 && proto === 17) c = 0xffff; // 0 means "no checksum" in UDP
+  buf[f] = c >>> 8;
+  buf[f + 1] = c & 0xff;
+  return true;
+}
