@@ -53,6 +53,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -61,6 +62,13 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 namespace podnet {
 namespace {
@@ -106,6 +114,8 @@ class UdpSocket : public PolledReader<UdpSocket> {
                            InstanceMethod<&UdpSocket::Start>("start"),
                            InstanceMethod<&UdpSocket::Stop>("stop"),
                            InstanceMethod<&UdpSocket::OpenFlowSender>("openFlowSender"),
+                           InstanceMethod<&UdpSocket::OpenGsoSenders>("openGsoSenders"),
+                           InstanceMethod<&UdpSocket::EnableGro>("enableGro"),
                            InstanceMethod<&UdpSocket::SendBatch>("sendBatch"),
                            InstanceMethod<&UdpSocket::Stats>("stats"),
                            InstanceMethod<&UdpSocket::CloseMethod>("close"),
@@ -130,7 +140,21 @@ class UdpSocket : public PolledReader<UdpSocket> {
       r.msg_iovlen = 2;
       rawIovs_[2 * m].iov_base = rawHdrs_[m].data();
       rawIovs_[2 * m].iov_len = kRawHdrLen;
+      msghdr& g = gsoMsgs_[m].msg_hdr;
+      std::memset(&g, 0, sizeof g);
+      g.msg_name = &sendAddrs_[m];
+      g.msg_namelen = sizeof(sockaddr_in);
+      g.msg_iov = &sendIovs_[m];
+      g.msg_iovlen = 1;
+      std::memset(gsoCtl_[m].data(), 0, kGsoCtlLen);
+      g.msg_control = gsoCtl_[m].data();
+      g.msg_controllen = kGsoCtlLen;
+      cmsghdr* c = CMSG_FIRSTHDR(&g);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
     }
+    portToGso_.fill(0);
   }
 
   ~UdpSocket() override {
@@ -141,6 +165,9 @@ class UdpSocket : public PolledReader<UdpSocket> {
   void CloseRaw() {
     if (rawFd_ >= 0) ::close(rawFd_);
     rawFd_ = -1;
+    for (int fd : gsoFds_) ::close(fd);
+    gsoFds_.clear();
+    portToGso_.fill(0);
   }
 
   // ---- hooks for PolledReader ---------------------------------------------------
@@ -157,6 +184,8 @@ class UdpSocket : public PolledReader<UdpSocket> {
     srcIps_ = nullptr;
     srcPorts16_ = nullptr;
     srcPorts32_ = nullptr;
+    segSizesRef_.Reset();
+    segSizes_ = nullptr;
   }
 
   Napi::Error ErrorFor(Napi::Env env, int err, const std::string& op, const std::string& syscall) {
@@ -189,6 +218,7 @@ class UdpSocket : public PolledReader<UdpSocket> {
       for (uint32_t j = n; j < batch; j++) {
         recvMsgs_[j].msg_hdr.msg_namelen = sizeof(sockaddr_in);
         recvMsgs_[j].msg_hdr.msg_flags = 0;
+        if (segSizes_ != nullptr) recvMsgs_[j].msg_hdr.msg_controllen = kGroCtlLen;
       }
       int r = ::recvmmsg(fd_, &recvMsgs_[n], want, MSG_DONTWAIT, nullptr);
       rxCalls_++;
@@ -218,6 +248,7 @@ class UdpSocket : public PolledReader<UdpSocket> {
         const uint32_t len = m.msg_len;
         if (j != w) std::memmove(data0 + w * slotSize, data0 + j * slotSize, len);
         lengths_[w] = static_cast<int32_t>(len);
+        if (segSizes_ != nullptr) segSizes_[w] = GroSegmentSize(m.msg_hdr);
         srcIps_[w] = ntohl(recvAddrs_[j].sin_addr.s_addr);
         const uint16_t port = ntohs(recvAddrs_[j].sin_port);
         if (srcPorts16_ != nullptr) {
@@ -273,6 +304,91 @@ class UdpSocket : public PolledReader<UdpSocket> {
       }
     }
     rawFd_ = fd;
+  }
+
+  // Opens `count` send-only UDP sockets bound to the socket's address and an ephemeral port each,
+  // and checks that the kernel takes UDP_SEGMENT on them (Linux 4.18+). A datagram sent with a
+  // segment size leaves through the one whose port is its source port: one buffer of up to 64 KB
+  // that the kernel cuts into datagrams of that size (UDP GSO), from that port. Returns the ports.
+  Napi::Value OpenGsoSenders(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw Napi::Error::New(env, kClosedMessage);
+    if (!opened_) throw Napi::Error::New(env, "openGsoSenders before bind");
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "openGsoSenders(count: number)");
+    const uint32_t count = info[0].As<Napi::Number>().Uint32Value();
+    if (count == 0 || count > kMaxGsoSenders) throw Napi::RangeError::New(env, "openGsoSenders: count must be in [1, 250]");
+    if (!gsoFds_.empty()) throw Napi::Error::New(env, "openGsoSenders: already open");
+    Napi::Uint16Array ports = Napi::Uint16Array::New(env, count);
+    auto fail = [&](int err, const char* syscall) {
+      for (int fd : gsoFds_) ::close(fd);
+      gsoFds_.clear();
+      portToGso_.fill(0);
+      return SystemError(env, err, syscall, syscall, "address", address_, "UDP GSO send socket");
+    };
+    for (uint32_t k = 0; k < count; k++) {
+      int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) throw fail(errno, "socket");
+      gsoFds_.push_back(fd);
+      if (bufferBytes_ > 0) {
+        int err = SetBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, bufferBytes_);
+        if (err != 0) throw fail(err, "setsockopt");
+      }
+      int probe = 1400;
+      if (::setsockopt(fd, SOL_UDP, UDP_SEGMENT, &probe, sizeof probe) < 0) throw fail(errno, "setsockopt");
+      probe = 0;  // no default segment size: each datagram says its own
+      ::setsockopt(fd, SOL_UDP, UDP_SEGMENT, &probe, sizeof probe);
+      sockaddr_in sa;
+      std::memset(&sa, 0, sizeof sa);
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = localAddr_;
+      if (::bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) < 0) throw fail(errno, "bind");
+      socklen_t len = sizeof sa;
+      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) < 0) throw fail(errno, "getsockname");
+      const uint16_t port = ntohs(sa.sin_port);
+      portToGso_[port] = static_cast<uint8_t>(k + 1);
+      ports[k] = port;
+    }
+    return ports;
+  }
+
+  // Turns on UDP_GRO (Linux 5.0+): the kernel may hand over a run of datagrams of one flow as one
+  // buffer, all but the last of the same size; that size goes to segSizes[slot] (0: one datagram).
+  // After setRing, before start; segSizes is JS-owned, one entry per ring slot of a batch.
+  void EnableGro(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw Napi::Error::New(env, kClosedMessage);
+    if (!opened_ || ring_ == nullptr) throw Napi::Error::New(env, "enableGro before bind and setRing");
+    if (polling_) throw Napi::Error::New(env, "enableGro while started");
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array ||
+        info[0].As<Napi::TypedArray>().ElementLength() < batch_) {
+      throw Napi::TypeError::New(env, "enableGro(segSizes: Uint16Array of at least `batch` entries)");
+    }
+    int one = 1;
+    if (::setsockopt(fd_, SOL_UDP, UDP_GRO, &one, sizeof one) < 0) {
+      throw SystemError(env, errno, "setsockopt", "setsockopt", "address", address_, "UDP_GRO");
+    }
+    auto arr = info[0].As<Napi::Uint16Array>();
+    segSizesRef_.Reset(arr, 1);
+    segSizes_ = arr.Data();
+    groCtl_.assign(batch_, GroCtl{});
+    for (uint32_t j = 0; j < batch_; j++) {
+      recvMsgs_[j].msg_hdr.msg_control = groCtl_[j].b;
+      recvMsgs_[j].msg_hdr.msg_controllen = kGroCtlLen;
+    }
+  }
+
+  // The UDP_GRO segment size of a received message, 0 when it is one datagram.
+  static uint16_t GroSegmentSize(const msghdr& ch) {
+    msghdr& h = const_cast<msghdr&>(ch);
+    for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+        int size = 0;
+        std::memcpy(&size, CMSG_DATA(c), sizeof size);
+        return size > 0 && size < 65536 ? static_cast<uint16_t>(size) : 0;
+      }
+    }
+    return 0;
   }
 
   // ---- setup (throws) -------------------------------------------------------
@@ -430,35 +546,41 @@ class UdpSocket : public PolledReader<UdpSocket> {
     bool indexed = info.Length() >= 7 && !info[6].IsUndefined() && !info[6].IsNull();
     PortArray srcPorts;
     const bool flow = info.Length() >= 8 && !info[7].IsUndefined() && !info[7].IsNull();
+    PortArray gsoSizes;
+    const bool gso = info.Length() >= 9 && !info[8].IsUndefined() && !info[8].IsNull();
     if (info.Length() < 6 || !info[0].IsArray() || !GetU32Array(env, info[1], &offs, &nOffs) ||
         !GetU32Array(env, info[2], &lens, &nLens) || !GetU32Array(env, info[3], &dstIps, &nIps) ||
         !dstPorts.Set(env, info[4]) || !info[5].IsNumber() ||
-        (indexed && !GetU32Array(env, info[6], &idx, &nIdx)) || (flow && !srcPorts.Set(env, info[7]))) {
+        (indexed && !GetU32Array(env, info[6], &idx, &nIdx)) || (flow && !srcPorts.Set(env, info[7])) ||
+        (gso && (!flow || !gsoSizes.Set(env, info[8])))) {
       throw Napi::TypeError::New(
           env,
           "sendBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, dstIps: Uint32Array, "
           "dstPorts: Uint16Array | Uint32Array, count: number, bufIdx?: Uint32Array, "
-          "srcPorts?: Uint16Array | Uint32Array)");
+          "srcPorts?: Uint16Array | Uint32Array, gsoSizes?: Uint16Array | Uint32Array)");
     }
     Napi::Array bufs = info[0].As<Napi::Array>();
     const uint32_t count = info[5].As<Napi::Number>().Uint32Value();
     if ((!indexed && count > bufs.Length()) || (indexed && count > nIdx) || count > nOffs ||
-        count > nLens || count > nIps || count > dstPorts.length || (flow && count > srcPorts.length)) {
+        count > nLens || count > nIps || count > dstPorts.length || (flow && count > srcPorts.length) ||
+        (gso && count > gsoSizes.length)) {
       throw Napi::RangeError::New(env, "sendBatch: count exceeds the arrays");
     }
     if (fd_ < 0) {
       txErrors_ += count;
       return Napi::Number::New(env, 0);
     }
-    // Per-datagram source ports only through the raw socket; without it they are ignored.
+    // Per-datagram source ports only through the raw socket; without it they are ignored. A
+    // datagram with a segment size goes through the GSO socket bound to its source port.
     const bool raw = flow && rawFd_ >= 0;
-    const int sendFd = raw ? rawFd_ : fd_;
-    mmsghdr* msgs = raw ? rawMsgs_.data() : sendMsgs_.data();
     table_.Begin(env, bufs, bufs.Length(), idx);
     uint32_t sent = 0;
     uint32_t i = 0;
     bool full = false;
     while (i < count && !full) {
+      // One run: consecutive datagrams that leave through the same fd, at most kSendChunk.
+      int runFd = -1;
+      bool runGso = false;
       uint32_t m = 0;
       for (; i < count && m < kSendChunk; i++) {
         uint8_t* data = nullptr;
@@ -467,8 +589,27 @@ class UdpSocket : public PolledReader<UdpSocket> {
           txErrors_++;
           continue;
         }
+        const uint16_t seg = gso ? gsoSizes.Get(i) : 0;
+        int fd;
+        if (seg != 0) {
+          const uint8_t k = portToGso_[srcPorts.Get(i)];
+          if (k == 0 || lens[i] > 65507) {  // no GSO socket on that port, or more than one UDP payload holds
+            txErrors_++;
+            continue;
+          }
+          fd = gsoFds_[k - 1];
+        } else {
+          fd = raw ? rawFd_ : fd_;
+        }
+        if (m > 0 && fd != runFd) break;  // the run ends here; datagram i starts the next one
+        runFd = fd;
+        runGso = seg != 0;
         const uint32_t dst = htonl(dstIps[i]);
-        if (raw) {
+        if (runGso) {
+          sendIovs_[m].iov_base = data + offs[i];
+          sendIovs_[m].iov_len = lens[i];
+          std::memcpy(CMSG_DATA(CMSG_FIRSTHDR(&gsoMsgs_[m].msg_hdr)), &seg, sizeof seg);
+        } else if (raw) {
           if (lens[i] > 65535 - kRawHdrLen) {
             txErrors_++;
             continue;
@@ -484,9 +625,10 @@ class UdpSocket : public PolledReader<UdpSocket> {
         sendAddrs_[m].sin_port = htons(dstPorts.Get(i));
         m++;
       }
+      mmsghdr* msgs = runGso ? gsoMsgs_.data() : (runFd == rawFd_ && raw ? rawMsgs_.data() : sendMsgs_.data());
       uint32_t k = 0;
       while (k < m) {
-        int r = ::sendmmsg(sendFd, &msgs[k], m - k, MSG_DONTWAIT);
+        int r = ::sendmmsg(runFd, &msgs[k], m - k, MSG_DONTWAIT);
         txCalls_++;
         if (r > 0) {
           k += static_cast<uint32_t>(r);
@@ -535,6 +677,9 @@ class UdpSocket : public PolledReader<UdpSocket> {
   }
 
   static constexpr uint32_t kRawHdrLen = 28;
+  static constexpr uint32_t kMaxGsoSenders = 250;
+  static constexpr size_t kGsoCtlLen = CMSG_SPACE(sizeof(uint16_t));
+  static constexpr size_t kGroCtlLen = CMSG_SPACE(sizeof(int));
 
   std::string address_;  // "ip:port", bound address once bound
   uint32_t localAddr_ = 0;  // bound address, network order (0: the kernel fills in the source)
@@ -566,6 +711,20 @@ class UdpSocket : public PolledReader<UdpSocket> {
   std::array<mmsghdr, kSendChunk> rawMsgs_;
   std::array<iovec, 2 * kSendChunk> rawIovs_;
   std::array<std::array<uint8_t, kRawHdrLen>, kSendChunk> rawHdrs_;
+  std::array<mmsghdr, kSendChunk> gsoMsgs_;
+  struct alignas(cmsghdr) GsoCtl {
+    uint8_t b[kGsoCtlLen];
+    uint8_t* data() { return b; }
+  };
+  std::array<GsoCtl, kSendChunk> gsoCtl_;  // one UDP_SEGMENT cmsg per message
+  std::vector<int> gsoFds_;                                          // UDP GSO send sockets
+  struct alignas(cmsghdr) GroCtl {
+    uint8_t b[kGroCtlLen];
+  };
+  std::vector<GroCtl> groCtl_;  // one UDP_GRO cmsg buffer per receive message
+  Napi::ObjectReference segSizesRef_;
+  uint16_t* segSizes_ = nullptr;
+  std::array<uint8_t, 65536> portToGso_;                             // source port -> index in gsoFds_ + 1, or 0
 
   uint64_t rxFrames_ = 0;
   uint64_t rxBatches_ = 0;

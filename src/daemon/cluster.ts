@@ -21,6 +21,12 @@ import type { NodeRuntime, PodInfo } from './node.js';
 /** Receive slot of the VXLAN socket: the largest UDP payload (64 KB) and the ring's headroom. */
 const VXLAN_RX_SLOT_SIZE = 65536 + 128;
 
+/**
+ * UDP GSO send sockets of the VXLAN transport: their ephemeral ports are the outer source ports
+ * flows are hashed to (RFC 7348's entropy), so enough of them that flows rarely share one.
+ */
+const VXLAN_GSO_SOCKETS = 64;
+
 /** The VTEP MAC of a node: locally administered 0a:5a + its underlay IPv4 (random when it has none). */
 export function vtepMacFor(underlayIp: string | undefined): string {
   const bytes = underlayIp ? underlayIp.split('.').map(Number) : [...randomBytes(4)];
@@ -115,10 +121,15 @@ export class ClusterMembership {
         const buf = ring.buffer;
         const lens = ring.lengths;
         const srcIps = ring.srcIps;
+        const segs = ring.segSizes;
         const step = ring.slotSize;
         let off = ring.headroom;
         for (let i = 0; i < count; i++, off += step) {
-          overlay!.receive(buf, off, lens[i]!, srcIps[i]! | 0);
+          const len = lens[i]!;
+          const seg = segs[i]!;
+          // A run of datagrams the kernel coalesced (UDP_GRO): decapsulated and joined per flow.
+          if (seg !== 0 && len > seg) overlay!.receiveRun(buf, off, len, seg, srcIps[i]! | 0, off - ring.headroom + step);
+          else overlay!.receive(buf, off, len, srcIps[i]! | 0);
           dp.drainInjected();
         }
         dp.flush();
@@ -130,9 +141,19 @@ export class ClusterMembership {
         // A datagram may be a whole GSO super-frame: a kernel VXLAN peer behind a veth hands its
         // TSO segments on unsegmented (see Router.splitFromWire), up to 64 KB.
         slotSize: VXLAN_RX_SLOT_SIZE,
+        // Pods' TCP super-frames leave as one UDP GSO run each, from one of these sockets' ports.
+        gsoSockets: VXLAN_GSO_SOCKETS,
+        // ... and arrive as runs of datagrams (UDP_GRO), joined back into super-frames for the pods.
+        gro: true,
       });
       if (t.flowPortsError !== undefined) {
         this.log.warn({ err: t.flowPortsError.message }, 'vxlan: per-flow source ports unavailable (no raw socket); sending from the VXLAN port');
+      }
+      if (t.socket.groError !== undefined) {
+        this.log.warn({ err: t.socket.groError.message }, 'vxlan: UDP GRO unavailable; datagrams are received one by one');
+      }
+      if (t.gsoError !== undefined) {
+        this.log.warn({ err: t.gsoError.message }, 'vxlan: UDP GSO unavailable; super-frames are split and sent datagram by datagram');
       }
       dp.addFlushable(t);
       this.transport = t;
@@ -262,6 +283,14 @@ export class ClusterMembership {
             port: this.cfg.vxlan.port,
             // Outer UDP source port: hashed per inner flow, or the VXLAN port (dgram transport, no raw socket).
             sourcePorts: this.transport instanceof NativeUdpTransport && this.transport.flowPorts ? 'per-flow' : 'fixed',
+            // Pods' super-frames sent as one UDP GSO run each (udp-gso), or split into datagrams (none).
+            txOffload: this.transport instanceof NativeUdpTransport && this.transport.sourcePorts !== undefined ? 'udp-gso' : 'none',
+            rxOffload: this.transport instanceof NativeUdpTransport && this.transport.socket.gro ? 'udp-gro' : 'none',
+            groSuperFrames: o.gro.superFrames,
+            groSegments: o.gro.segments,
+            gsoRuns: this.transport instanceof NativeUdpTransport ? this.transport.gsoRuns : 0,
+            gsoDatagrams: this.transport instanceof NativeUdpTransport ? this.transport.gsoDatagrams : 0,
+            socket: this.transport instanceof NativeUdpTransport ? this.transport.stats() : undefined,
             innerMtu: o.innerMtu,
             encapsulated: o.encapsulated,
             decapsulated: o.decapsulated,

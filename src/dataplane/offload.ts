@@ -42,6 +42,12 @@ export const SEGMENT_HEADROOM = 64;
 /** Most segments one super-frame may be split into (64 KB at an MSS of 256). */
 export const MAX_SEGMENTS = 256;
 
+/** The segment size of a TCP super-frame at `off` (from an offload port), or 0 when it is not one. */
+export function superFrameMss(buf: Buffer, off: number): number {
+  const h = off - VNET_HDR_LEN;
+  return (buf[h + 1]! & ~GSO_ECN) === GSO_TCPV4 ? le16(buf, h + 4) : 0;
+}
+
 /** Whether the frame at `off` (from an offload port) carries work to finish: a partial checksum or GSO. */
 export function offloadPending(buf: Buffer, off: number): boolean {
   return ((buf[off - VNET_HDR_LEN]! & F_NEEDS_CSUM) | buf[off - VNET_HDR_LEN + 1]!) !== 0;
@@ -160,7 +166,7 @@ export class OffloadResolver {
  * (`doff`) + `size` payload bytes: its length, IP ID, sequence number, flags and both checksums,
  * as Linux's tcp_gso_segment writes them (FIN and PSH on the last segment only, CWR on the first).
  */
-function writeSegmentHeaders(buf: Buffer, ip: number, ihl: number, doff: number, size: number, ident: number, seq: number, tflags: number, i: number, n: number, mss: number): void {
+export function writeSegmentHeaders(buf: Buffer, ip: number, ihl: number, doff: number, size: number, ident: number, seq: number, tflags: number, i: number, n: number, mss: number): void {
   const tcp = ip + ihl;
   const tcpLen = doff + size;
   writeU16(buf, ip + 2, ihl + tcpLen);

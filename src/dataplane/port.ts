@@ -108,6 +108,15 @@ export abstract class Port {
   /** The switch hands this port a frame to send out (or, for internal ports, to process). */
   abstract output(buf: Buffer, off: number, len: number): void;
 
+  /**
+   * A TCP super-frame of an offload port (its virtio-net header before it: GSO_TCPV4, `mss` the
+   * segment size), with `capacity` bytes usable from `off`, offered whole. True when the port took
+   * it; false (the default) when it needs plain frames, which the switch then makes.
+   */
+  outputSuper(_buf: Buffer, _off: number, _len: number, _mss: number, _capacity: number): boolean {
+    return false;
+  }
+
   /** An offload port sends a frame of another offload port on, header and all. Others never get one. */
   outputOffloaded(buf: Buffer, off: number, len: number): void {
     this.output(buf, off, len);

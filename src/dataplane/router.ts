@@ -20,13 +20,15 @@ import {
   VXLAN_HLEN,
   completePartialChecksum,
   decrementIpv4Ttl,
+  pseudoHeaderSum,
   readI32,
   readU16,
   writeEthernetHeader,
   writeIpv4Header,
+  writeU16,
 } from '../packet/index.js';
 import { DropCounters, DropReason } from './counters.js';
-import { TcpSplitter } from './offload.js';
+import { OffloadResolver, TcpSplitter, VNET_HDR_LEN } from './offload.js';
 import type { BatchPrefetcher, Dataplane, Framing, RxRingLike } from './dataplane.js';
 import { Port, PortKind } from './port.js';
 import type { HostPort } from './ports.js';
@@ -49,6 +51,13 @@ export type OverlayResult = (typeof OverlayResult)[keyof typeof OverlayResult];
 export interface Overlay {
   send(buf: Buffer, ipOff: number, ipLen: number, dst: number): OverlayResult;
   readonly innerMtu: number;
+  /** Whether `sendSegmented` can send TCP super-frames whole (UDP GSO). */
+  readonly segmentedSend: boolean;
+  /**
+   * Sends a TCP super-frame as datagrams of `mss` inner payload bytes, built in place within the
+   * `room` bytes from `ipOff` (see VxlanOverlay.sendSegmented). TooBig: split it and `send` each.
+   */
+  sendSegmented(buf: Buffer, ipOff: number, ipLen: number, dst: number, mss: number, room: number): OverlayResult;
 }
 
 /** Raw IP sends out of the node's uplink (NodePort replies, masqueraded egress). */
@@ -128,6 +137,10 @@ export class Router implements BatchPrefetcher {
   private readonly mtu: number;
   /** Cuts super-frames from the overlay and the uplink into segments (see `TcpSplitter`). */
   readonly splitter = new TcpSplitter();
+  /** Splits a pod's super-frame in place where it cannot go on whole (see `sendSuper`). */
+  private readonly resolver = new OffloadResolver();
+  /** Pods' TCP super-frames routed whole (and sent as one GSO run, or split once after routing). */
+  superFramesRouted = 0;
   /** Unfinished (CHECKSUM_PARTIAL) TCP/UDP checksums completed on packets from the overlay or uplink. */
   checksumsCompleted = 0;
   forwarded = 0;
@@ -221,6 +234,20 @@ export class Router implements BatchPrefetcher {
     this.routeIp(buf, eth.payloadOffset, eth.payloadLength, Ingress.Switch);
   }
 
+  /**
+   * A pod's TCP super-frame addressed to the gateway (an Ethernet frame with its virtio-net header
+   * before it, `mss` its segment size, `capacity` bytes usable from `off`). Taken (true) when the
+   * overlay can send super-frames whole: routed and NATed once, then sent as one UDP GSO run, or
+   * split after routing where it goes elsewhere. False: the switch splits it first, as for any port.
+   */
+  fromSwitchSuper(buf: Buffer, off: number, len: number, mss: number, capacity: number): boolean {
+    const ov = this.overlay;
+    if (ov === undefined || !ov.segmentedSend || len < ETH_HLEN || readU16(buf, off + 12) !== EtherType.IPv4) return false;
+    this.superFramesRouted++;
+    this.routeIp(buf, off + ETH_HLEN, len - ETH_HLEN, Ingress.Switch, mss, capacity - ETH_HLEN);
+    return true;
+  }
+
   /** An IP packet from the host kernel (host port). */
   fromHost(buf: Buffer, off: number, len: number): void {
     this.routeIp(buf, off, len, Ingress.Host);
@@ -229,6 +256,15 @@ export class Router implements BatchPrefetcher {
   /** An IP packet taken off the node's uplink (copied into a frame with headroom). */
   fromUplink(buf: Buffer, off: number, len: number): void {
     this.routeIp(buf, off, len, Ingress.Uplink);
+  }
+
+  /**
+   * A super-frame joined from another node's TCP segments (`TcpCoalescer`): IPv4 at `ipOff` with
+   * its virtio-net header before its Ethernet header, `room` bytes usable from `ipOff`.
+   */
+  fromOverlaySuper(buf: Buffer, ipOff: number, ipLen: number, mss: number, room: number): void {
+    this.superFramesRouted++;
+    this.routeIp(buf, ipOff, ipLen, Ingress.Overlay, mss, room);
   }
 
   /** An inner IP packet decapsulated from another node. */
@@ -263,14 +299,18 @@ export class Router implements BatchPrefetcher {
     this.dp.inject(this.port, out, slot, ETH_HLEN + ARP_LEN);
   }
 
-  /** Routes an IPv4 packet at `ipOff` (the caller guarantees headroom before it). */
-  routeIp(buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): void {
+  /**
+   * Routes an IPv4 packet at `ipOff` (the caller guarantees headroom before it). With `gso` > 0 it
+   * is a pod's TCP super-frame of that segment size, its virtio-net header 10 bytes before its
+   * Ethernet header, with `room` bytes usable from `ipOff` (see `fromSwitchSuper`).
+   */
+  routeIp(buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress, gso = 0, room = 0): void {
     // The header is validated here, once: NAT and everything after it trust it.
     const ip = this.ipv;
     if (ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return this.drops.add(DropReason.MalformedIpv4);
     if (!ip.verifyChecksum()) return this.drops.add(DropReason.BadIpChecksum);
     ipLen = ip.totalLength; // ignore Ethernet padding
-    if (ingress >= Ingress.Overlay) {
+    if (ingress >= Ingress.Overlay && gso === 0) {
       // From a socket or a capture, with no word on offloads: a packet a sender on this kernel left
       // for the device (see `completePartialChecksum`), or a whole GSO super-frame.
       if (ipLen > this.mtu) return this.splitFromWire(buf, ipOff, ipLen, ip.headerLength, ingress);
@@ -295,6 +335,7 @@ export class Router implements BatchPrefetcher {
     }
     decrementIpv4Ttl(buf, ipOff);
     this.forwarded++;
+    if (gso !== 0) return this.sendSuper(buf, ipOff, ipLen, dst, ingress, gso, room, viaUplink);
     if (viaUplink && this.uplink !== undefined && (dst & this.podMask32) !== this.podNet32) {
       if (!this.uplink.send(buf, ipOff, ipLen)) this.drops.add(DropReason.TxFailed);
       return;
@@ -428,6 +469,53 @@ export class Router implements BatchPrefetcher {
       return; // Dropped: the overlay counted it
     }
     this.toHost(buf, ipOff, ipLen, ingress);
+  }
+
+  /**
+   * A routed (TTL and NAT done) TCP super-frame: to another node as one GSO run when it fits its
+   * slot; anywhere else, or when it does not fit, split in place once (the resolver rewrites every
+   * segment's headers from the routed ones) and each segment sent on as a routed packet.
+   */
+  private sendSuper(buf: Buffer, ipOff: number, ipLen: number, dst: number, ingress: Ingress, mss: number, room: number, viaUplink: boolean): void {
+    if (!viaUplink && (dst & this.subnetMask32) === this.subnetNet32 && dst !== this.host32 && ipOff >= ETH_HLEN + VNET_HDR_LEN) {
+      // A local pod with an offload TAP takes the super-frame whole: its kernel needs no segments.
+      const nb = this.dp.neighbors;
+      const slot = nb.lookup(dst);
+      const hi = slot >= 0 ? nb.hi(slot) : 0;
+      const lo = slot >= 0 ? nb.lo(slot) : 0;
+      const port = slot >= 0 ? this.neighbourPort(slot, hi, lo) : undefined;
+      if (port !== undefined && port.offload) {
+        const off = ipOff - ETH_HLEN;
+        writeEthernetHeader(buf, off, hi, lo, this.cfg.gatewayMacHi, this.cfg.gatewayMacLo, EtherType.IPv4);
+        // Its partial checksum is the pseudo-header sum of the addresses it has now (after NAT).
+        const ihl = (buf[ipOff]! & 0x0f) << 2;
+        writeU16(buf, ipOff + ihl + 16, pseudoHeaderSum(readI32(buf, ipOff + 12), dst, IpProtocol.TCP, ipLen - ihl));
+        this.port.traffic.rx(ipLen + ETH_HLEN);
+        port.traffic.tx(ipLen + ETH_HLEN);
+        port.outputOffloaded(buf, off, ipLen + ETH_HLEN);
+        return;
+      }
+    }
+    const ov = this.overlay;
+    if (!viaUplink && ingress !== Ingress.Overlay && ov !== undefined && (dst & this.podMask32) === this.podNet32 && (dst & this.subnetMask32) !== this.subnetNet32) {
+      const r = ov.sendSegmented(buf, ipOff, ipLen, dst, mss, room);
+      if (r === OverlayResult.Sent || r === OverlayResult.Dropped) return;
+      if (r === OverlayResult.NoRoute) {
+        this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Net, 0);
+        return this.drops.add(DropReason.NoRoute);
+      }
+    }
+    const rs = this.resolver;
+    const n = rs.resolve(buf, ipOff - ETH_HLEN, ipLen + ETH_HLEN, room + ETH_HLEN);
+    if (n === 0) return this.drops.add(rs.dropReason);
+    const up = viaUplink && this.uplink !== undefined && (dst & this.podMask32) !== this.podNet32 ? this.uplink : undefined;
+    for (let i = 0; i < n; i++) {
+      const so = rs.segOff[i]! + ETH_HLEN;
+      const sl = rs.segLen[i]! - ETH_HLEN;
+      if (up !== undefined) {
+        if (!up.send(buf, so, sl)) this.drops.add(DropReason.TxFailed);
+      } else this.send(buf, so, sl, dst, ingress);
+    }
   }
 
   /**
@@ -577,5 +665,8 @@ export class RouterPort extends Port {
   }
   output(buf: Buffer, off: number, len: number): void {
     this.router.fromSwitch(buf, off, len);
+  }
+  override outputSuper(buf: Buffer, off: number, len: number, mss: number, capacity: number): boolean {
+    return this.router.fromSwitchSuper(buf, off, len, mss, capacity);
   }
 }

@@ -1,8 +1,8 @@
 import { ArpView, ETH_HLEN, EthernetView, EtherType, Ipv4View, ParseError, readI32, readU16 } from '../packet/index.js';
 import { DropReason } from './counters.js';
 import { MacTable } from './mactable.js';
-import { OffloadResolver, offloadPending } from './offload.js';
-import type { Port } from './port.js';
+import { OffloadResolver, offloadPending, superFrameMss } from './offload.js';
+import { PortKind, type Port } from './port.js';
 
 /**
  * The node's L2 switch. Learns source MACs with aging, forwards known unicast to one port, floods
@@ -92,14 +92,23 @@ export class Switch {
    * plain frames the resolver makes of it (in its own receive slot).
    */
   private offloaded(port: Port, buf: Buffer, off: number, len: number): void {
-    const probe = this.bridgeProbe;
-    if ((buf[off]! & 0x01) === 0 && (this.bridgeHook === undefined || (probe !== undefined && !probe(buf, off + ETH_HLEN, len - ETH_HLEN)))) {
+    if ((buf[off]! & 0x01) === 0) {
       const out = this.macs.lookup(readU16(buf, off), readI32(buf, off + 2), this.now);
       const dst = out >= 0 && out !== port.index ? this.ports[out] : undefined;
-      if (dst !== undefined && dst.offload) {
-        dst.traffic.tx(len);
-        dst.outputOffloaded(buf, off, len);
-        return;
+      if (dst !== undefined && dst.kind === PortKind.Router) {
+        // The router takes a TCP super-frame whole when it can send it on whole (VXLAN with GSO).
+        const mss = superFrameMss(buf, off);
+        if (mss !== 0 && dst.outputSuper(buf, off, len, mss, port.rxCapacity)) {
+          dst.traffic.tx(len);
+          return;
+        }
+      } else if (dst !== undefined && dst.offload) {
+        const probe = this.bridgeProbe;
+        if (this.bridgeHook === undefined || (probe !== undefined && !probe(buf, off + ETH_HLEN, len - ETH_HLEN))) {
+          dst.traffic.tx(len);
+          dst.outputOffloaded(buf, off, len);
+          return;
+        }
       }
     }
     const r = this.resolver;

@@ -13,6 +13,8 @@ import {
 } from '../packet/index.js';
 import { U32Map } from '../util/u32map.js';
 import { DropCounters, DropReason } from './counters.js';
+import { MAX_SEGMENTS, writeSegmentHeaders } from './offload.js';
+import { TcpCoalescer } from './gro.js';
 import { OverlayResult, type Overlay, type Router } from './router.js';
 
 /** Carries VXLAN payloads (VXLAN header + inner frame) between nodes over UDP. */
@@ -22,6 +24,13 @@ export interface UdpTransport {
    * it per packet; false when the packet was dropped. The bytes may be reused as soon as it returns.
    */
   send(buf: Buffer, off: number, len: number, dstIp: number, dstPort: number, srcPort: number): boolean;
+  /**
+   * A run of datagrams of `segSize` bytes laid end to end in `buf[off, off+len)`, handed to the kernel
+   * as one buffer (UDP GSO) from `srcPort`, one of `sourcePorts`. Absent or false: not available.
+   */
+  sendSegmented?(buf: Buffer, off: number, len: number, segSize: number, dstIp: number, dstPort: number, srcPort: number): boolean;
+  /** With GSO: the source ports every datagram must leave from (a flow keeps its port either way). */
+  readonly sourcePorts?: Uint16Array | undefined;
 }
 
 export interface VxlanConfig {
@@ -51,7 +60,7 @@ const HDR_WORDS = 6;
  * they are inside the packet. In Linux's default range for it, the ephemeral ports 32768-60999.
  * Everything is read as int32, so nothing here is ever a heap number.
  */
-function flowPort(buf: Buffer, ipOff: number, ipLen: number): number {
+function flowHash(buf: Buffer, ipOff: number, ipLen: number): number {
   const proto = buf[ipOff + 9]!;
   let h = Math.imul(readI32(buf, ipOff + 12) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(readI32(buf, ipOff + 16), 0xc2b2ae35) ^ proto;
   const ihl = (buf[ipOff]! & 0x0f) << 2;
@@ -61,8 +70,14 @@ function flowPort(buf: Buffer, ipOff: number, ipLen: number): number {
   h ^= h >>> 15;
   h = Math.imul(h, 0x2c1b3c6d);
   h ^= h >>> 12;
-  return 32768 + ((h >>> 0) % (61000 - 32768));
+  return h >>> 1; // a non-negative small integer
 }
+
+/** Largest UDP payload one send may carry (IPv4: 65535 - 20 - 8), a GSO run included. */
+const UDP_MAX_PAYLOAD = 65507;
+
+/** Bytes the overlay writes in front of an inner IP packet: the VXLAN header and the inner Ethernet header. */
+export const ENCAP_HLEN = VXLAN_HLEN + ETH_HLEN;
 
 /**
  * VXLAN overlay in the flannel L3 model: every other node owns one subnet of the pod CIDR and has a VTEP
@@ -75,6 +90,8 @@ export class VxlanOverlay implements Overlay {
   readonly drops = new DropCounters();
   encapsulated = 0;
   decapsulated = 0;
+  /** Super-frames sent as one UDP GSO run (their datagrams count in `encapsulated`). */
+  segmentedRuns = 0;
   private readonly bySubnet = new U32Map(64);
   private readonly byUnderlay = new U32Map(64);
   private peers: Array<VxlanPeer | undefined> = [];
@@ -93,12 +110,19 @@ export class VxlanOverlay implements Overlay {
    */
   private readonly underlay: Array<number | undefined> = [undefined];
   private readonly vx = new VxlanView();
+  /** Joins the TCP segments of a received run into super-frames for the router. */
+  readonly gro: TcpCoalescer;
 
   constructor(
     readonly cfg: VxlanConfig,
     private readonly transport: UdpTransport,
     private readonly router: Router,
-  ) {}
+  ) {
+    this.gro = new TcpCoalescer({
+      plain: (buf, ipOff, ipLen) => router.fromOverlay(buf, ipOff, ipLen),
+      superFrame: (buf, ipOff, ipLen, mss, room) => router.fromOverlaySuper(buf, ipOff, ipLen, mss, room),
+    });
+  }
 
   get innerMtu(): number {
     return this.cfg.innerMtu;
@@ -163,9 +187,89 @@ export class VxlanOverlay implements Overlay {
     writeU16(buf, vxOff + 20, w[b + 5]!);
     this.encapsulated++;
     const len = ipLen + ETH_HLEN + VXLAN_HLEN;
-    if (!this.transport.send(buf, vxOff, len, this.underlay[slot]!, this.cfg.port, flowPort(buf, ipOff, ipLen))) {
+    if (!this.transport.send(buf, vxOff, len, this.underlay[slot]!, this.cfg.port, this.sourcePort(flowHash(buf, ipOff, ipLen)))) {
       this.drops.add(DropReason.TxFailed);
       return OverlayResult.Dropped;
+    }
+    return OverlayResult.Sent;
+  }
+
+  /**
+   * Outer UDP source port for a flow hash: in Linux's default range for it (the ephemeral ports
+   * 32768-60999), or, with GSO, one of the transport's GSO sockets' ports (ephemeral ports too).
+   */
+  private sourcePort(h: number): number {
+    const ports = this.transport.sourcePorts;
+    if (ports !== undefined) return ports[h % ports.length]!;
+    return 32768 + (h % (61000 - 32768));
+  }
+
+  /** Whether `sendSegmented` can hand TCP super-frames to the kernel as UDP GSO runs. */
+  get segmentedSend(): boolean {
+    return this.transport.sendSegmented !== undefined && this.transport.sourcePorts !== undefined;
+  }
+
+  /**
+   * Sends a TCP super-frame (IPv4 at `ipOff`, `ipLen` bytes, TTL and NAT done) to another node as
+   * VXLAN datagrams of at most `mss` inner payload bytes each, built in place and handed to the
+   * kernel as one UDP GSO run: the segments are laid end to end from `ipOff - ENCAP_HLEN` on, each
+   * VXLAN header + inner Ethernet + IP + TCP header + payload, with its own lengths, sequence
+   * number, flags and checksums (as Linux's tcp_gso_segment writes them), so every datagram is one
+   * a kernel VXLAN peer takes as it is. `room` is the bytes usable from `ipOff` (the rest of its
+   * receive slot). Returns NoRoute / TooBig (does not fit the slot: split it first) / Sent / Dropped.
+   */
+  sendSegmented(buf: Buffer, ipOff: number, ipLen: number, dst: number, mss: number, room: number): OverlayResult {
+    const slot = this.bySubnet.get(dst & this.cfg.subnetMask);
+    if (slot < 0) return OverlayResult.NoRoute;
+    const ihl = (buf[ipOff]! & 0x0f) << 2;
+    const tcp = ipOff + ihl;
+    const doff = (buf[tcp + 12]! >> 4) << 2;
+    const hdr = ihl + doff;
+    const payload = ipLen - hdr;
+    if (mss <= 0 || hdr + mss > this.cfg.innerMtu || payload <= 0) return OverlayResult.TooBig;
+    const n = Math.ceil(payload / mss);
+    const stride = ENCAP_HLEN + hdr + mss;
+    const last = payload - (n - 1) * mss;
+    const total = (n - 1) * stride + ENCAP_HLEN + hdr + last;
+    const base = ipOff - ENCAP_HLEN;
+    if (base < 0 || n > MAX_SEGMENTS || total - ENCAP_HLEN > room) return OverlayResult.TooBig;
+    // Headers of segment 0: the peer's precomputed VXLAN + inner Ethernet words.
+    const w = this.encapWords;
+    const b = slot * HDR_WORDS;
+    writeU32(buf, base, w[b]!);
+    writeU32(buf, base + 4, w[b + 1]!);
+    writeU32(buf, base + 8, w[b + 2]!);
+    writeU32(buf, base + 12, w[b + 3]!);
+    writeU32(buf, base + 16, w[b + 4]!);
+    writeU16(buf, base + 20, w[b + 5]!);
+    // Payloads move forward to their segments, last first, so none is overwritten before it moves;
+    // then every segment but the first gets a copy of segment 0's headers (still as they came).
+    for (let i = n - 1; i > 0; i--) {
+      const from = ipOff + hdr + i * mss;
+      buf.copyWithin(ipOff + hdr + i * stride, from, from + (i === n - 1 ? last : mss));
+    }
+    const hdrEnd = ipOff + hdr;
+    for (let i = 1; i < n; i++) buf.copyWithin(base + i * stride, base, hdrEnd);
+    const ident = readU16(buf, ipOff + 4);
+    const seq = readI32(buf, tcp + 4);
+    const tflags = buf[tcp + 13]!;
+    for (let i = 0; i < n; i++) {
+      writeSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss);
+    }
+    this.encapsulated += n;
+    // One send takes at most one UDP payload's worth (65507 bytes); the VXLAN and inner headers
+    // of a 64 KB super-frame's segments make it larger, so it may take two runs.
+    const perRun = Math.floor(UDP_MAX_PAYLOAD / stride);
+    const port = this.sourcePort(flowHash(buf, ipOff, ipLen));
+    const dstIp = this.underlay[slot]!;
+    for (let first = 0; first < n; first += perRun) {
+      const off = base + first * stride;
+      const len = first + perRun >= n ? total - first * stride : perRun * stride;
+      this.segmentedRuns++;
+      if (!this.transport.sendSegmented!(buf, off, len, stride, dstIp, this.cfg.port, port)) {
+        this.drops.add(DropReason.TxFailed);
+        return OverlayResult.Dropped;
+      }
     }
     return OverlayResult.Sent;
   }
@@ -176,21 +280,47 @@ export class VxlanOverlay implements Overlay {
    * routed in place, so the buffer must stay valid for the batch.
    */
   receive(buf: Buffer, off: number, len: number, srcIp: number): void {
-    const vx = this.vx;
-    if (vx.reset(buf, off, len) !== ParseError.Ok) return this.drops.add(DropReason.VxlanMalformed);
-    if (vx.vni !== this.cfg.vni) return this.drops.add(DropReason.VxlanBadVni);
-    if (this.byUnderlay.get(srcIp) < 0) return this.drops.add(DropReason.VxlanUnknownSender);
+    if (!this.accept(buf, off, len, srcIp)) return;
     const e = off + VXLAN_HLEN;
-    const elen = len - VXLAN_HLEN;
-    if (elen < ETH_HLEN) return this.drops.add(DropReason.VxlanMalformed);
-    if (readU16(buf, e + 12) !== EtherType.IPv4) return this.drops.add(DropReason.UnsupportedEtherType);
+    this.router.fromOverlay(buf, e + ETH_HLEN, len - VXLAN_HLEN - ETH_HLEN);
+  }
+
+  /**
+   * A run of VXLAN datagrams the kernel coalesced (UDP_GRO): `segSize` bytes each (the last may be
+   * shorter) from `off`, in a receive slot that ends at `slotEnd`. Each is checked as `receive`
+   * checks one; consecutive TCP segments of one flow are joined into super-frames (`TcpCoalescer`).
+   */
+  receiveRun(buf: Buffer, off: number, len: number, segSize: number, srcIp: number, slotEnd: number): void {
+    const gro = this.gro;
+    const end = off + len;
+    for (let o = off; o < end; o += segSize) {
+      const l = end - o < segSize ? end - o : segSize;
+      if (this.accept(buf, o, l, srcIp)) gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd);
+    }
+    gro.flush(buf);
+  }
+
+  /** Checks one VXLAN datagram: our VNI, a known sender, an IPv4 inner frame to our VTEP MAC. */
+  private accept(buf: Buffer, off: number, len: number, srcIp: number): boolean {
+    const vx = this.vx;
+    if (vx.reset(buf, off, len) !== ParseError.Ok) return this.drop(DropReason.VxlanMalformed);
+    if (vx.vni !== this.cfg.vni) return this.drop(DropReason.VxlanBadVni);
+    if (this.byUnderlay.get(srcIp) < 0) return this.drop(DropReason.VxlanUnknownSender);
+    const e = off + VXLAN_HLEN;
+    if (len - VXLAN_HLEN < ETH_HLEN) return this.drop(DropReason.VxlanMalformed);
+    if (readU16(buf, e + 12) !== EtherType.IPv4) return this.drop(DropReason.UnsupportedEtherType);
     // The inner destination MAC: ours or broadcast (int32 reads: no heap numbers).
     const dHi = readU16(buf, e);
     const dLo = readI32(buf, e + 2);
     if (!(dHi === 0xffff && dLo === -1) && (dHi !== this.cfg.localVtepMacHi || dLo !== (this.cfg.localVtepMacLo | 0))) {
-      return this.drops.add(DropReason.NotForRouter);
+      return this.drop(DropReason.NotForRouter);
     }
     this.decapsulated++;
-    this.router.fromOverlay(buf, e + ETH_HLEN, elen - ETH_HLEN);
+    return true;
+  }
+
+  private drop(reason: DropReason): false {
+    this.drops.add(reason);
+    return false;
   }
 }

@@ -80,8 +80,20 @@ export interface NativeUdpSocket {
   /** Opens the send-only raw socket that lets `sendBatch` choose each datagram's source port (CAP_NET_RAW). */
   openFlowSender(): void;
   /**
+   * Opens `count` send-only UDP sockets on ephemeral ports of the bound address that take UDP_SEGMENT
+   * (UDP GSO, Linux 4.18+); returns their ports. Throws an errno-coded error when the kernel refuses.
+   */
+  openGsoSenders(count: number): Uint16Array;
+  /**
+   * Turns on UDP_GRO: a received slot may hold a run of datagrams of one flow, all but the last of
+   * the size written to `segSizes[slot]` (0: one datagram). After setRing, before start.
+   */
+  enableGro(segSizes: Uint16Array): void;
+  /**
    * With `bufIdx`, datagram i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once.
-   * With `srcPorts` and an open flow sender, datagram i leaves from port `srcPorts[i]`.
+   * With `srcPorts` and an open flow sender, datagram i leaves from port `srcPorts[i]`. With
+   * `gsoSizes[i]` > 0, `lens[i]` bytes are a run of datagrams of that size (the last may be shorter),
+   * sent as one buffer through the GSO socket whose port is `srcPorts[i]`.
    */
   sendBatch(
     bufs: ReadonlyArray<Buffer | undefined>,
@@ -92,6 +104,7 @@ export interface NativeUdpSocket {
     count: number,
     bufIdx?: Uint32Array,
     srcPorts?: Uint16Array | Uint32Array,
+    gsoSizes?: Uint16Array | Uint32Array,
   ): number;
   stats(): NativeUdpStats;
   close(): void;

@@ -85,6 +85,13 @@ export interface NativeUdpTransportOptions extends UdpSocketOptions {
    * from the bound port and `flowPortsError` says why.
    */
   flowPorts?: boolean;
+  /**
+   * UDP GSO send sockets to open (default 0: none): with them `sendSegmented` hands the kernel a run
+   * of equal-size datagrams as one buffer. Their ephemeral ports are the transport's `sourcePorts`:
+   * with GSO every datagram of a flow, run or not, leaves from one of them. When the kernel refuses
+   * (no UDP_SEGMENT), `gsoError` says why and `sendSegmented` is unavailable.
+   */
+  gsoSockets?: number;
 }
 
 const DEFAULT_TX_QUEUE = 256;
@@ -131,8 +138,14 @@ export class NativeUdpTransport {
   private readonly dstIps: Uint32Array;
   private readonly dstPorts: Uint16Array;
   private readonly srcPorts: Uint16Array;
+  private readonly gsoSizes: Uint16Array;
   /** Why per-flow source ports are off although asked for (the raw socket was refused). */
   flowPortsError: UdpSocketError | undefined;
+  /** Why UDP GSO is off although asked for. */
+  gsoError: UdpSocketError | undefined;
+  /** Runs handed to the kernel as one buffer (`sendSegmented`), and the datagrams in them. */
+  gsoRuns = 0;
+  gsoDatagrams = 0;
   private count = 0;
   private flushQueued = false;
   private closed = false;
@@ -152,6 +165,7 @@ export class NativeUdpTransport {
     this.dstIps = new Uint32Array(cap);
     this.dstPorts = new Uint16Array(cap);
     this.srcPorts = new Uint16Array(cap);
+    this.gsoSizes = new Uint16Array(cap);
   }
 
   /**
@@ -179,6 +193,17 @@ export class NativeUdpTransport {
           throw e;
         }
         t.flowPortsError = e;
+      }
+    }
+    if ((opts.gsoSockets ?? 0) > 0 && t.flowPortsError === undefined) {
+      try {
+        socket.enableGso(opts.gsoSockets!);
+      } catch (e) {
+        if (!(e instanceof UdpSocketError)) {
+          socket.close();
+          throw e;
+        }
+        t.gsoError = e;
       }
     }
     const ring = socket.rx;
@@ -210,6 +235,14 @@ export class NativeUdpTransport {
     return this.socket.flowPorts;
   }
 
+  /**
+   * The source ports datagrams leave from when a flow must keep one port whether its datagrams go
+   * alone or in runs: the GSO sockets' ports (undefined without GSO: any port, see `send`).
+   */
+  get sourcePorts(): Uint16Array | undefined {
+    return this.socket.gsoPorts;
+  }
+
   /** Datagrams queued for the next flush. */
   get queued(): number {
     return this.count;
@@ -230,6 +263,34 @@ export class NativeUdpTransport {
     this.dstIps[i] = dstIp;
     this.dstPorts[i] = dstPort;
     this.srcPorts[i] = srcPort;
+    this.gsoSizes[i] = 0;
+    if (this.autoFlush && !this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushTask);
+    }
+    return true;
+  }
+
+  /**
+   * Queues a run of datagrams of `segSize` bytes each (the last may be shorter) laid end to end in
+   * `buf[off, off+len)`, to leave as one buffer that the kernel cuts (UDP GSO), from `srcPort`, which
+   * must be one of `sourcePorts`. Like `send`, the bytes must stay untouched until flush(). false
+   * when closed or without GSO (then send the datagrams one by one).
+   */
+  sendSegmented(buf: Buffer, off: number, len: number, segSize: number, dstIp: number, dstPort: number, srcPort: number): boolean {
+    if (this.closed || this.socket.gsoPorts === undefined) return false;
+    if (this.count === this.cap) this.flush();
+    if (buf !== this.lastBuf || this.nbufs === 0) this.indexBuffer(buf);
+    const i = this.count++;
+    this.idx[i] = this.lastIdx;
+    this.offs[i] = off;
+    this.lens[i] = len;
+    this.dstIps[i] = dstIp;
+    this.dstPorts[i] = dstPort;
+    this.srcPorts[i] = srcPort;
+    this.gsoSizes[i] = len > segSize ? segSize : 0;
+    this.gsoRuns++;
+    this.gsoDatagrams += Math.ceil(len / segSize);
     if (this.autoFlush && !this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(this.flushTask);
@@ -256,7 +317,7 @@ export class NativeUdpTransport {
   flush(): number {
     const count = this.count;
     if (count === 0) return 0;
-    const sent = this.socket.sendBatchIndexed(this.bufs, this.idx, this.offs, this.lens, this.dstIps, this.dstPorts, count, this.srcPorts);
+    const sent = this.socket.sendBatchIndexed(this.bufs, this.idx, this.offs, this.lens, this.dstIps, this.dstPorts, count, this.srcPorts, this.socket.gsoPorts !== undefined ? this.gsoSizes : undefined);
     const bufs = this.bufs;
     for (let j = 0; j < this.nbufs; j++) bufs[j] = undefined;
     this.nbufs = 0;

@@ -27,6 +27,12 @@ export interface UdpSocketOptions {
   batch?: number;
   /** SO_RCVBUF and SO_SNDBUF (default 4 MiB; as root SO_*BUFFORCE, past net.core.*mem_max). 0 keeps the kernel's. */
   bufferBytes?: number;
+  /**
+   * Receive coalesced runs of datagrams (UDP_GRO, Linux 5.0+; default false): see `UdpRxRing.segSizes`.
+   * A slot must then hold a whole run, so slotSize - headroom should be 65536. Where the kernel
+   * refuses, `groError` says why and every slot is one datagram.
+   */
+  gro?: boolean;
 }
 
 export interface UdpRxRing {
@@ -35,6 +41,11 @@ export interface UdpRxRing {
   /** Source IPv4 address of slot i, a host-order number. */
   readonly srcIps: Uint32Array;
   readonly srcPorts: Uint16Array;
+  /**
+   * With `gro`: slot i holds a run of datagrams of `segSizes[i]` bytes each (the last may be
+   * shorter), as the kernel's UDP GRO coalesced them; 0 = one datagram.
+   */
+  readonly segSizes: Uint16Array;
   readonly slots: number;
   readonly slotSize: number;
   readonly headroom: number;
@@ -108,6 +119,10 @@ export class UdpSocket {
   readonly rcvbuf: number;
   readonly sndbuf: number;
   readonly rx: UdpRxRing;
+  /** Whether received slots may hold coalesced runs (`gro` asked and granted). */
+  gro = false;
+  /** Why UDP_GRO is off although asked for. */
+  groError: UdpSocketError | undefined;
 
   readonly #sock: NativeUdpSocket;
   readonly #slotSize: number;
@@ -115,6 +130,7 @@ export class UdpSocket {
   readonly #distinct = new DistinctBuffers();
   #fd: number;
   #flowPorts = false;
+  #gsoPorts: Uint16Array | undefined;
 
   private constructor(sock: NativeUdpSocket, bound: { address: string; port: number; fd: number; rcvbuf: number; sndbuf: number }, rx: UdpRxRing) {
     this.#sock = sock;
@@ -165,9 +181,23 @@ export class UdpSocket {
       const lengths = new Int32Array(slots);
       const srcIps = new Uint32Array(slots);
       const srcPorts = new Uint16Array(slots);
+      const segSizes = new Uint16Array(slots);
       sock.setRing(buffer, lengths, srcIps, srcPorts, slots, slotSize, headroom, batch);
-      const rx: UdpRxRing = Object.freeze({ buffer, lengths, srcIps, srcPorts, slots, slotSize, headroom });
-      return new UdpSocket(sock, bound, rx);
+      let groError: UdpSocketError | undefined;
+      if (opts.gro === true) {
+        try {
+          sock.enableGro(segSizes);
+        } catch (e) {
+          const err = wrapError(e);
+          if (!(err instanceof UdpSocketError)) throw err;
+          groError = err;
+        }
+      }
+      const rx: UdpRxRing = Object.freeze({ buffer, lengths, srcIps, srcPorts, segSizes, slots, slotSize, headroom });
+      const s = new UdpSocket(sock, bound, rx);
+      s.groError = groError;
+      s.gro = opts.gro === true && groError === undefined;
+      return s;
     } catch (e) {
       sock.close();
       throw wrapError(e);
@@ -187,6 +217,26 @@ export class UdpSocket {
       throw wrapError(e);
     }
     this.#flowPorts = true;
+  }
+
+  /**
+   * Lets `sendBatchIndexed` hand the kernel runs of equal-size datagrams as one buffer (UDP GSO):
+   * opens `count` send-only UDP sockets on ephemeral ports of the bound address, and returns their
+   * ports; a run leaves from the socket of the source port it is given, so a flow keeps its port.
+   * Throws UdpSocketError when the kernel refuses (no UDP_SEGMENT before Linux 4.18).
+   */
+  enableGso(count: number): Uint16Array {
+    try {
+      this.#gsoPorts = this.#sock.openGsoSenders(count);
+    } catch (e) {
+      throw wrapError(e);
+    }
+    return this.#gsoPorts;
+  }
+
+  /** The GSO sockets' ports (`enableGso`), or undefined. */
+  get gsoPorts(): Uint16Array | undefined {
+    return this.#gsoPorts;
   }
 
   /** Whether datagrams can leave from per-datagram source ports (`enableFlowPorts` succeeded). */
@@ -250,7 +300,8 @@ export class UdpSocket {
    * `sendBatch` with the buffers given as each distinct buffer once (`bufs`) and an index per datagram
    * (`bufIdx[i]`): what a caller that queues datagrams can build as it goes, with no per-call indexing.
    * With `srcPorts` (and `enableFlowPorts()` done) datagram i leaves from port `srcPorts[i]`; otherwise
-   * from the bound port.
+   * from the bound port. With `gsoSizes[i]` > 0 (and `enableGso` done), entry i is a run of datagrams
+   * of that size, sent as one buffer from the GSO socket of port `srcPorts[i]`.
    */
   sendBatchIndexed(
     bufs: ReadonlyArray<Buffer | undefined>,
@@ -261,8 +312,9 @@ export class UdpSocket {
     dstPorts: Uint16Array | Uint32Array,
     count: number,
     srcPorts?: Uint16Array | Uint32Array,
+    gsoSizes?: Uint16Array | Uint32Array,
   ): number {
-    return this.#sock.sendBatch(bufs, offs, lens, dstIps, dstPorts, count, bufIdx, srcPorts);
+    return this.#sock.sendBatch(bufs, offs, lens, dstIps, dstPorts, count, bufIdx, srcPorts, gsoSizes);
   }
 
   stats(): UdpSocketStats {

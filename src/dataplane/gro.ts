@@ -1,0 +1,196 @@
+/**
+ * Receive-side coalescing of TCP segments into super-frames (GRO), for the VXLAN datagrams the
+ * kernel hands over in runs (UDP_GRO): the segments of one run lie one after another in a receive
+ * slot, each its own VXLAN header + inner Ethernet + IPv4 + TCP + payload. Consecutive segments of
+ * one flow are joined in place into one IPv4/TCP super-frame (the first segment's headers, then
+ * every payload), which a pod's offload TAP takes whole with a virtio-net GSO header: one write
+ * and one trip through the pod's stack for up to 64 KB, instead of one per segment.
+ *
+ * The rules are Linux GRO's (tcp_gro_receive): IPv4 without options or fragments, same addresses,
+ * ports, TOS, TTL and DF; TCP with the same header length and options, the same ACK number, flags
+ * ACK (PSH allowed, and then it ends the super-frame); each sequence number follows on from the
+ * last, every segment but the last has the first one's size; every segment's checksums are right
+ * (a segment whose checksum does not verify is passed on alone, for its receiver to judge).
+ * Anything else is passed on as it is, in order: a segment that does not join ends the pending
+ * super-frame first.
+ *
+ * Nothing is allocated: the pending super-frame is a handful of numbers, payloads move backward
+ * within the slot with `copyWithin`, and the super-frame's virtio-net header is written into the
+ * bytes before its Ethernet header (the VXLAN header, no longer needed).
+ */
+import { ETH_HLEN, IpProtocol, ipv4HeaderSum, pseudoHeaderSum, readI32, readU16, sum16, TcpFlags, writeU16 } from '../packet/index.js';
+import { SEGMENT_HEADROOM, VNET_HDR_LEN } from './offload.js';
+
+/** Where joined super-frames and passed-on segments go (the router). */
+export interface GroSink {
+  /** An inner IPv4 packet as it came (`ipOff`, `ipLen` from the datagram). */
+  plain(buf: Buffer, ipOff: number, ipLen: number): void;
+  /**
+   * A super-frame: IPv4 at `ipOff` with its virtio-net header (GSO_TCPV4, `mss`, partial checksum)
+   * in the 10 bytes before its Ethernet header, `room` bytes usable from `ipOff`.
+   */
+  superFrame(buf: Buffer, ipOff: number, ipLen: number, mss: number, room: number): void;
+}
+
+const IP_HLEN = 20; // only option-less headers join
+const F_NEEDS_CSUM = 1;
+const GSO_TCPV4 = 1;
+
+export class TcpCoalescer {
+  /** Super-frames made, and the segments that went into them. */
+  superFrames = 0;
+  segments = 0;
+
+  // The pending super-frame (count 0: none). Addresses and words as int32.
+  private count = 0;
+  private eth = 0; // its Ethernet header
+  private end = 0; // where the next payload goes
+  private doff = 0;
+  private mss = 0;
+  private lastSize = 0;
+  private nextSeq = 0;
+  private src = 0;
+  private dst = 0;
+  private ports = 0;
+  private ack = 0;
+  private ipWord1 = 0; // TOS (and version/IHL) with the TTL, as a check that they match
+  private ttl = 0;
+  private df = 0;
+  private limit = 0; // where the slot ends: the super-frame must stay splittable within it
+
+  constructor(private readonly sink: GroSink) {}
+
+  /**
+   * One decapsulated inner Ethernet frame at `e` (`elen` bytes, IPv4 checked by the caller to be
+   * the EtherType), in a slot that ends at `slotEnd`. Joins the pending super-frame, starts one,
+   * or is passed on (after the pending one).
+   */
+  add(buf: Buffer, e: number, elen: number, slotEnd: number): void {
+    const ip = e + ETH_HLEN;
+    const tcp = ip + IP_HLEN;
+    // A candidate: option-less IPv4 with a right header checksum, not a fragment, TCP with payload,
+    // flags ACK or ACK|PSH, TCP checksum right.
+    if (
+      elen < ETH_HLEN + IP_HLEN + 20 ||
+      buf[ip] !== 0x45 ||
+      buf[ip + 9] !== IpProtocol.TCP ||
+      (readU16(buf, ip + 6) & 0x3fff) !== 0
+    ) {
+      return this.pass(buf, ip, elen - ETH_HLEN);
+    }
+    const total = readU16(buf, ip + 2);
+    const doff = (buf[tcp + 12]! >> 4) << 2;
+    const flags = buf[tcp + 13]!;
+    const size = total - IP_HLEN - doff;
+    if (
+      total > elen - ETH_HLEN ||
+      doff < 20 ||
+      size <= 0 ||
+      (flags & ~TcpFlags.PSH) !== TcpFlags.ACK ||
+      ipv4HeaderSum(buf, ip, IP_HLEN) !== 0xffff
+    ) {
+      return this.pass(buf, ip, elen - ETH_HLEN);
+    }
+    const src = readI32(buf, ip + 12);
+    const dst = readI32(buf, ip + 16);
+    if (sum16(buf, tcp, total - IP_HLEN, pseudoHeaderSum(src, dst, IpProtocol.TCP, total - IP_HLEN)) !== 0xffff) {
+      return this.pass(buf, ip, total);
+    }
+    const seq = readI32(buf, tcp + 4);
+    if (this.count > 0 && this.joins(buf, ip, tcp, doff, size, src, dst, seq, slotEnd)) {
+      buf.copyWithin(this.end, tcp + doff, tcp + doff + size);
+      this.end += size;
+      this.nextSeq = (this.nextSeq + size) | 0;
+      this.lastSize = size;
+      this.count++;
+      if ((flags & TcpFlags.PSH) !== 0) {
+        buf[this.eth + ETH_HLEN + IP_HLEN + 13] |= TcpFlags.PSH;
+        this.flush(buf);
+      } else if (size < this.mss) this.flush(buf);
+      return;
+    }
+    this.flush(buf);
+    if ((flags & TcpFlags.PSH) !== 0) return this.sink.plain(buf, ip, total);
+    this.count = 1;
+    this.eth = e;
+    this.end = tcp + doff + size;
+    this.doff = doff;
+    this.mss = size;
+    this.lastSize = size;
+    this.nextSeq = (seq + size) | 0;
+    this.src = src;
+    this.dst = dst;
+    this.ports = readI32(buf, tcp);
+    this.ack = readI32(buf, tcp + 8);
+    this.ipWord1 = buf[ip + 1]!;
+    this.ttl = buf[ip + 8]!;
+    this.df = buf[ip + 6]! & 0x40;
+    this.limit = slotEnd;
+  }
+
+  private joins(buf: Buffer, ip: number, tcp: number, doff: number, size: number, src: number, dst: number, seq: number, slotEnd: number): boolean {
+    if (
+      src !== this.src ||
+      dst !== this.dst ||
+      seq !== this.nextSeq ||
+      size > this.mss ||
+      this.lastSize !== this.mss ||
+      doff !== this.doff ||
+      slotEnd !== this.limit ||
+      readI32(buf, tcp) !== this.ports ||
+      readI32(buf, tcp + 8) !== this.ack ||
+      buf[ip + 1] !== this.ipWord1 ||
+      buf[ip + 8] !== this.ttl ||
+      (buf[ip + 6]! & 0x40) !== this.df
+    ) {
+      return false;
+    }
+    // The options (timestamps) must be the same bytes.
+    const first = this.eth + ETH_HLEN + IP_HLEN;
+    for (let o = 20; o < doff; o += 4) if (readI32(buf, tcp + o) !== readI32(buf, first + o)) return false;
+    // Within one IPv4 packet, and splittable within the slot should it go where super-frames don't.
+    const payload = this.end - (first + doff) + size;
+    const segs = this.count + 1;
+    if (IP_HLEN + doff + payload > 0xffff) return false;
+    if (this.eth + segs * (ETH_HLEN + IP_HLEN + doff + this.mss + SEGMENT_HEADROOM) > slotEnd) return false;
+    return true;
+  }
+
+  /** Passes the pending super-frame on (one segment goes as it is). Call at the end of every run. */
+  flush(buf: Buffer): void {
+    const n = this.count;
+    if (n === 0) return;
+    this.count = 0;
+    const e = this.eth;
+    const ip = e + ETH_HLEN;
+    if (n === 1) return this.sink.plain(buf, ip, this.end - ip);
+    const total = this.end - ip;
+    const tcpLen = total - IP_HLEN;
+    writeU16(buf, ip + 2, total);
+    writeU16(buf, ip + 10, 0);
+    writeU16(buf, ip + 10, ~ipv4HeaderSum(buf, ip, IP_HLEN));
+    // A partial checksum, as a TSO sender leaves it: the pseudo-header sum, the rest for the device.
+    writeU16(buf, ip + IP_HLEN + 16, pseudoHeaderSum(this.src, this.dst, IpProtocol.TCP, tcpLen));
+    const h = e - VNET_HDR_LEN; // little-endian fields, as the TUN driver reads them
+    const hdrLen = ETH_HLEN + IP_HLEN + this.doff;
+    buf[h] = F_NEEDS_CSUM;
+    buf[h + 1] = GSO_TCPV4;
+    buf[h + 2] = hdrLen & 0xff;
+    buf[h + 3] = hdrLen >> 8;
+    buf[h + 4] = this.mss & 0xff;
+    buf[h + 5] = this.mss >> 8;
+    buf[h + 6] = ETH_HLEN + IP_HLEN;
+    buf[h + 7] = 0;
+    buf[h + 8] = 16; // TCP checksum field
+    buf[h + 9] = 0;
+    this.superFrames++;
+    this.segments += n;
+    this.sink.superFrame(buf, ip, total, this.mss, this.limit - ip);
+  }
+
+  /** A segment that does not join: after the pending super-frame, in order. */
+  private pass(buf: Buffer, ip: number, len: number): void {
+    this.flush(buf);
+    this.sink.plain(buf, ip, len);
+  }
+}
