@@ -108,11 +108,14 @@ async function main(): Promise<number> {
   let podnetStatus: Record<string, unknown> = {};
   let sides: Record<SideKind, Side> | undefined;
   let ctx: Ctx | undefined;
+  let offloads: Offloads | undefined;
   try {
     await step('creating the underlay', () => t.createUnderlay());
     const podnet = await step(`podnet cluster: h1, h2 (${PODNET.podCidr}), pods a1 a2 on h1, b1 on h2`, () => buildPodnet(t));
     const kernel = await step(`kernel cluster: k1, k2 (flannel-style, ${KERNEL.podCidr}), pods a1 a2 on k1, b1 on k2`, () => buildKernel(t));
     sides = { podnet, kernel };
+    offloads = await step('reading the offload settings of both sides', () => readOffloads(t, podnet, kernel));
+    log(`offloads: ${describeOffloads(offloads)}`);
     await step('waiting until the pods reach each other', async () => {
       await waitReachable(podnet);
       await waitReachable(kernel);
@@ -165,7 +168,8 @@ async function main(): Promise<number> {
         git: gitInfo(),
         machine: { ...machine, loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
         topology: {
-          underlay: 'one bridge in its own namespace; hosts are namespaces with a veth eth0 (TX checksum offload off)',
+          underlay: 'one bridge in its own namespace; hosts are namespaces with a veth eth0 at its default offloads',
+          offloads,
           podnet: { podCidr: PODNET.podCidr, hosts: PODNET.hosts, pods: sides && podPositions(sides.podnet) },
           kernel: { podCidr: KERNEL.podCidr, nodes: KERNEL.nodes, pods: sides && podPositions(sides.kernel) },
           clusterIps: ctx?.services,
@@ -186,6 +190,48 @@ async function main(): Promise<number> {
     return signal ? 130 : 1;
   }
   return 0;
+}
+
+/** Offload features of a device (`ethtool -k`), by name: on, off, or with [fixed]. */
+type Features = Record<string, string>;
+interface Offloads {
+  /** Each host's underlay eth0 (both sides: veth at its defaults), and the kernel nodes' flannel.1. */
+  devices: Record<string, Features>;
+  /** What podnet's VXLAN transport does with super-frames (from `podnet status`). */
+  podnet: Record<string, { txOffload?: string; rxOffload?: string }>;
+}
+
+const SHOWN_FEATURES = ['tx-checksumming', 'tcp-segmentation-offload', 'generic-segmentation-offload', 'generic-receive-offload', 'tx-udp_tnl-segmentation', 'tx-udp-segmentation'];
+
+async function readOffloads(t: Topology, podnet: Side, kernel: Side): Promise<Offloads> {
+  const features = async (ns: string, dev: string): Promise<Features> => {
+    const out = await new Promise<string>((res) => execFile('ip', ['netns', 'exec', ns, 'ethtool', '-k', dev], (err, stdout) => res(err ? '' : stdout)));
+    const f: Features = {};
+    for (const line of out.split('\n')) {
+      const m = /^\s*([\w-]+):\s*(.+)$/.exec(line);
+      if (m && SHOWN_FEATURES.includes(m[1]!)) f[m[1]!] = m[2]!.trim();
+    }
+    return f;
+  };
+  const devices: Record<string, Features> = {};
+  for (const h of [...podnet.hosts, ...kernel.hosts]) devices[`${h} eth0`] = await features(t.host(h).netns, 'eth0');
+  for (const h of kernel.hosts) devices[`${h} flannel.1`] = await features(t.host(h).netns, 'flannel.1');
+  const pn: Offloads['podnet'] = {};
+  for (const h of podnet.hosts) {
+    const r = await t.podnet(h, ['status', '--json']);
+    const vx = r.code === 0 ? JSON.parse(r.stdout).cluster?.vxlan : undefined;
+    pn[h] = { txOffload: vx?.txOffload, rxOffload: vx?.rxOffload };
+  }
+  return { devices, podnet: pn };
+}
+
+function describeOffloads(o: Offloads): string {
+  const eth = (d: string) => {
+    const f = o.devices[d] ?? {};
+    return `tx-csum ${f['tx-checksumming'] ?? '?'}, tso ${f['tcp-segmentation-offload'] ?? '?'}, gro ${f['generic-receive-offload'] ?? '?'}`;
+  };
+  const p = o.podnet.h1 ?? {};
+  return `underlay eth0 h1: ${eth('h1 eth0')}; k1: ${eth('k1 eth0')}; podnet VXLAN tx ${p.txOffload ?? '?'}, rx ${p.rxOffload ?? '?'}`;
 }
 
 /** The commit measured (and whether the tree had local changes): the code moves fast. */

@@ -144,6 +144,15 @@ export function machineBusySeconds(): number {
 }
 
 /**
+ * Seconds the whole machine spent in softirq (/proc/stat): where the kernel forwards packets (bridge,
+ * VXLAN, veth, the TCP receive path), for the kernel side the counterpart of podnet's daemon CPU.
+ */
+export function machineSoftirqSeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return f[6]! / ticksPerSecond();
+}
+
+/**
  * The real daemon process behind a pid Topology.startDaemon recorded. That pid is the `nsenter` it
  * spawned; nsenter (entering only a network namespace, no --fork) execs the command in place, so it is
  * normally already `node ... daemon`. Should nsenter ever fork (e.g. --pid), follow its only child.

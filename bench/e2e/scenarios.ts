@@ -7,7 +7,7 @@
 import type { Topology } from '../../src/topology/topology.js';
 import type { Options } from './options.js';
 import type { Side, SideKind } from './clusters.js';
-import { machineBusySeconds, processCpuSeconds, runIn, type Server } from './proc.js';
+import { machineBusySeconds, machineSoftirqSeconds, processCpuSeconds, runIn, type Server } from './proc.js';
 import { kernelServices, podnetServices, type ClusterIps } from './services.js';
 import { CRR_PORT, crr, iperfTcp, iperfUdp, median, pingRtt, startCrrServer, type Endpoint } from './tools.js';
 
@@ -57,25 +57,42 @@ const GBIT = 1e-9;
 
 /** TCP throughput a1 -> dst, with podnet daemon CPU (utime+stime of both daemons) and machine CPU per GB. */
 async function tcpWithCpu(ctx: Ctx, side: Side, dst: Endpoint, prefix: string): Promise<RunOutput> {
-  const readings: Array<{ daemon: number; machine: number }> = [];
-  const read = () => readings.push({ daemon: side.daemonPids.reduce((s, pid) => s + processCpuSeconds(pid), 0), machine: machineBusySeconds() });
+  type Reading = { daemon: number; machine: number; softirq: number };
+  const readings: Reading[] = [];
+  const read = () =>
+    readings.push({ daemon: side.daemonPids.reduce((s, pid) => s + processCpuSeconds(pid), 0), machine: machineBusySeconds(), softirq: machineSoftirqSeconds() });
   const r = await iperfTcp(side.client, dst, ctx.opts.duration, undefined, read);
   if (readings.length !== 2) throw new Error('CPU readings missing');
-  const [before, after] = readings as [{ daemon: number; machine: number }, { daemon: number; machine: number }];
+  const [before, after] = readings as [Reading, Reading];
   const gb = r.bytes / 1e9;
+  const daemonCpu = after.daemon - before.daemon;
+  const softirq = after.softirq - before.softirq;
   const metrics: Record<string, number> = {
     [`${prefix}_bps`]: r.bitsPerSecond,
     [`${prefix}_machine_cpu_per_gb`]: (after.machine - before.machine) / gb,
+    // The network's own cost: the kernel forwards in softirq; podnet in its daemons, plus the
+    // softirq the kernels spend around them (TAP, sockets, veth).
+    [`${prefix}_network_cpu_per_gb`]: (softirq + (side.kind === 'podnet' ? daemonCpu : 0)) / gb,
   };
-  const daemonCpu = after.daemon - before.daemon;
   if (side.kind === 'podnet') metrics[`${prefix}_daemon_cpu_per_gb`] = daemonCpu / gb;
-  return { metrics, raw: { ...r, daemonCpuSeconds: side.kind === 'podnet' ? daemonCpu : undefined, machineCpuSeconds: after.machine - before.machine } };
+  return {
+    metrics,
+    raw: { ...r, daemonCpuSeconds: side.kind === 'podnet' ? daemonCpu : undefined, softirqSeconds: softirq, machineCpuSeconds: after.machine - before.machine },
+  };
 }
 
 function tcpMetrics(prefix: string, where: string): MetricDef[] {
   return [
     { key: `${prefix}_bps`, label: `TCP ${where} throughput`, unit: 'Gbit/s', scale: GBIT, digits: 2, higherIsBetter: true, sides: BOTH },
     { key: `${prefix}_daemon_cpu_per_gb`, label: `TCP ${where}: podnet daemons CPU`, unit: 's/GB', digits: 2, higherIsBetter: false, sides: ['podnet'] },
+    {
+      key: `${prefix}_network_cpu_per_gb`,
+      label: `TCP ${where}: network CPU (softirq + podnet daemons)`,
+      unit: 's/GB',
+      digits: 2,
+      higherIsBetter: false,
+      sides: BOTH,
+    },
     { key: `${prefix}_machine_cpu_per_gb`, label: `TCP ${where}: whole machine CPU`, unit: 's/GB', digits: 2, higherIsBetter: false, sides: BOTH },
   ];
 }

@@ -115,7 +115,11 @@ export interface NativeAddon {
   UdpSocket: new () => NativeUdpSocket;
   /** memmove of `len` bytes from `src[srcOff]` to `dst[dstOff]`; RangeError outside either buffer. */
   copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number): void;
+  /** RFC 1071 sum of `buf[off, off+len)` plus `initial` (<= 0xffff), folded: what packet/checksum's sum16 returns. */
+  sum16(buf: Buffer, off: number, len: number, initial: number): number;
 }
+
+import { useNativeSum16 } from '../packet/checksum.js';
 
 const ADDON_FILE = join('build', 'Release', 'podnet_tuntap.node');
 
@@ -131,6 +135,8 @@ export function loadAddon(): NativeAddon {
     throw new Error(`podnet_tuntap addon not found (looked at ${candidates.join(', ')}); run \`npm run build:native\``);
   }
   addon = createRequire(import.meta.url)(path) as NativeAddon;
+  // Every checksum of a long region (segment payloads) in this process now runs in native code.
+  useNativeSum16(addon.sum16);
   return addon;
 }
 

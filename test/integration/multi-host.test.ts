@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Topology } from '../../src/topology/topology.js';
 import { listNetns } from '../../src/netns/run.js';
-import { ping, startIn, statusJson, tcpTransfer } from '../helpers/net.js';
+import { ping, startIn, statusJson, tcpTransfer, within } from '../helpers/net.js';
 
 interface Pod {
   node: string;
@@ -67,6 +67,32 @@ describe('multi-host: VXLAN between podnet nodes', function () {
     const from = pod('h1', 'a');
     const to = pod('h3', 'a');
     expect(await tcpTransfer(t, from.ns, to.ns, to.ip, 50 * 1024 * 1024, 6001)).to.equal(from.ip);
+  });
+
+  it('a pod\'s super-frames cross hosts whole: one GSO run out, joined again on the other side, bytes intact', async () => {
+    const from = pod('h1', 'b');
+    const to = pod('h2', 'a'); // a TAP pod: it takes super-frames whole
+    const [s1, s2] = [await statusJson(t, 'h1'), await statusJson(t, 'h2')];
+    // What the receiving pod's eth0 gets: TCP segments larger than the tunnel MTU can only be
+    // super-frames podnet joined (GRO) and wrote with a GSO header.
+    const cap = startIn(to.ns, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-c', '20', `tcp dst port 6002 and greater 3000`], 'listening');
+    await cap.started;
+    expect(await tcpTransfer(t, from.ns, to.ns, to.ip, 30 * 1024 * 1024, 6002)).to.equal(from.ip);
+    const code = await within(cap.exited, 20_000, -1);
+    cap.stop();
+    expect(code, `tcpdump saw fewer than 20 large segments: ${cap.output()} ${cap.errors()}`).to.equal(0);
+    const lengths = cap.output().split('\n').map((l) => /length (\d+)/.exec(l)?.[1]).filter(Boolean).map(Number);
+    expect(lengths).to.have.length(20);
+    for (const l of lengths) expect(l).to.be.greaterThan(1450);
+    const [e1, e2] = [await statusJson(t, 'h1'), await statusJson(t, 'h2')];
+    expect(e1.cluster.vxlan.txOffload).to.equal('udp-gso');
+    expect(e1.cluster.vxlan.gsoRuns - s1.cluster.vxlan.gsoRuns, 'GSO runs sent by h1').to.be.greaterThan(0);
+    expect(e2.cluster.vxlan.rxOffload).to.equal('udp-gro');
+    expect(e2.cluster.vxlan.groSuperFrames - s2.cluster.vxlan.groSuperFrames, 'super-frames joined on h2').to.be.greaterThan(0);
+    expect(e2.cluster.vxlan.drops).to.deep.equal({});
+    // A TUN pod takes no super-frames: what was joined for it is split again, bytes intact.
+    const tun = pod('h2', 'b');
+    expect(await tcpTransfer(t, from.ns, tun.ns, tun.ip, 10 * 1024 * 1024, 6003)).to.equal(from.ip);
   });
 
   it('a host reaches pods on other hosts', async () => {
