@@ -18,8 +18,12 @@ import type { Config } from './config.js';
 import type { Underlay } from './daemon.js';
 import type { NodeRuntime, PodInfo } from './node.js';
 
-/** Receive slot of the VXLAN socket: the largest UDP payload (64 KB) and the ring's headroom. */
-const VXLAN_RX_SLOT_SIZE = 65536 + 128;
+/**
+ * Receive slot of the VXLAN socket: the largest UDP payload (64 KB, a GRO run or a kernel peer's
+ * super-frame), the ring's headroom, and room to split a super-frame joined from a run again in
+ * place (each segment then gets its own headers and headroom), as a TAP's offload slots have.
+ */
+const VXLAN_RX_SLOT_SIZE = 80 * 1024;
 
 /**
  * UDP GSO send sockets of the VXLAN transport: their ephemeral ports are the outer source ports

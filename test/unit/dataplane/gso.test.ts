@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import { PerformanceObserver, performance, type PerformanceEntry } from 'node:perf_hooks';
+import v8 from 'node:v8';
+import { copyBytes } from '../../../src/io/copy.js';
 import { FramePool } from '../../../src/dataplane/pool.js';
 import { TcpCoalescer, type GroSink } from '../../../src/dataplane/gro.js';
 import { SEGMENT_HEADROOM, TcpSplitter, VNET_HDR_LEN } from '../../../src/dataplane/offload.js';
@@ -343,3 +346,73 @@ describe('dataplane/gro: TcpCoalescer follows Linux GRO rules', () => {
     expect(out.plain).to.deep.equal([20 + TCP_HLEN + mss, 20 + TCP_HLEN, 20 + TCP_HLEN + mss]);
   });
 });
+
+describe('dataplane/vxlan: GSO out and GRO in allocate nothing per packet', () => {
+  it('10k super-frames laid out as runs and joined again: no garbage collection, no young-generation growth', async function () {
+    this.timeout(120_000);
+    const HEAD = 128;
+    const mss = 1450 - 20 - TCP_HLEN;
+    const template = Buffer.alloc(HEAD + 80 * 1024, 0xa5);
+    const len = writeTcp(template, HEAD, payloadBytes(60_000));
+    const work = Buffer.alloc(template.length);
+    const slot = Buffer.alloc(80 * 1024); // as the daemon's VXLAN receive slots
+    let supers = 0;
+    let plain = 0;
+    let joined = 0;
+    const router = {
+      fromOverlay: () => void plain++,
+      fromOverlaySuper: (_b: Buffer, _o: number, l: number) => void ((supers++, (joined += l))),
+    } as unknown as Router;
+    const rx = overlay({ send: () => true }, router, PEER_VTEP);
+    rx.setPeer({ subnetNetwork: parseIpv4('10.244.0.0'), underlayIp: parseIpv4('198.18.0.11'), vtepMacHi: LOCAL_VTEP.hi, vtepMacLo: LOCAL_VTEP.lo });
+    const from = parseIpv4('198.18.0.11');
+    // The wire: every run goes straight into the receiver's slot (the addon's memmove: no view objects).
+    const wire: UdpTransport = {
+      sourcePorts: new Uint16Array([40001, 40002]),
+      send: () => true,
+      sendSegmented: (buf, off, l, segSize) => {
+        copyBytes(slot, HEAD, buf, off, l);
+        rx.receiveRun(slot, HEAD, l, segSize, from, slot.length);
+        return true;
+      },
+    };
+    const tx = overlay(wire, recordingRouter().router);
+    tx.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo });
+    const round = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        copyBytes(work, 0, template, 0, HEAD + len);
+        tx.sendSegmented(work, HEAD, len, B, mss, 80 * 1024);
+      }
+    };
+    round(500); // warm up (JIT)
+    expect(plain).to.equal(0);
+    const gcs: PerformanceEntry[] = [];
+    const obs = new PerformanceObserver((list) => gcs.push(...list.getEntries()));
+    obs.observe({ entryTypes: ['gc'] });
+    await new Promise((r) => setTimeout(r, 20));
+    gcs.length = 0;
+    supers = 0;
+    joined = 0;
+    const t0 = performance.now();
+    const h0 = youngUsed();
+    round(10_000);
+    const h1 = youngUsed();
+    const t1 = performance.now();
+    await new Promise((r) => setTimeout(r, 50));
+    obs.disconnect();
+    expect(gcs.filter((e) => e.startTime >= t0 && e.startTime <= t1), 'garbage collections').to.have.length(0);
+    expect(h1 - h0, 'young generation growth over ~430k segments (bytes)').to.be.below(256 * 1024);
+    expect(plain).to.equal(0);
+    // Each super-frame of 60000 bytes (one run of 43 datagrams) comes back whole, every byte there.
+    expect(joined).to.equal(10_000 * (60_000 + 20 + TCP_HLEN));
+    expect(supers).to.equal(10_000);
+  });
+});
+
+function youngUsed(): number {
+  let n = 0;
+  for (const s of v8.getHeapSpaceStatistics()) {
+    if (s.space_name === 'new_space' || s.space_name === 'new_large_object_space') n += s.space_used_size;
+  }
+  return n;
+}
