@@ -124,28 +124,15 @@ class UdpSocket : public PolledReader<UdpSocket> {
 
   explicit UdpSocket(const Napi::CallbackInfo& info) : PolledReader<UdpSocket>(info) {
     for (uint32_t m = 0; m < kSendChunk; m++) {
-      msghdr& h = sendMsgs_[m].msg_hdr;
-      std::memset(&h, 0, sizeof h);
-      h.msg_name = &sendAddrs_[m];
-      h.msg_namelen = sizeof(sockaddr_in);
-      h.msg_iov = &sendIovs_[m];
-      h.msg_iovlen = 1;
       std::memset(&sendAddrs_[m], 0, sizeof(sockaddr_in));
       sendAddrs_[m].sin_family = AF_INET;
-      msghdr& r = rawMsgs_[m].msg_hdr;
-      std::memset(&r, 0, sizeof r);
-      r.msg_name = &sendAddrs_[m];
-      r.msg_namelen = sizeof(sockaddr_in);
-      r.msg_iov = &rawIovs_[2 * m];
-      r.msg_iovlen = 2;
+      // Plain, raw (IPv4 + UDP header, then the payload) and GSO messages share slot m's address.
+      InitMsg(sendMsgs_[m].msg_hdr, &sendAddrs_[m], &sendIovs_[m], 1);
+      InitMsg(rawMsgs_[m].msg_hdr, &sendAddrs_[m], &rawIovs_[2 * m], 2);
       rawIovs_[2 * m].iov_base = rawHdrs_[m].data();
       rawIovs_[2 * m].iov_len = kRawHdrLen;
       msghdr& g = gsoMsgs_[m].msg_hdr;
-      std::memset(&g, 0, sizeof g);
-      g.msg_name = &sendAddrs_[m];
-      g.msg_namelen = sizeof(sockaddr_in);
-      g.msg_iov = &sendIovs_[m];
-      g.msg_iovlen = 1;
+      InitMsg(g, &sendAddrs_[m], &sendIovs_[m], 1);
       std::memset(gsoCtl_[m].data(), 0, kGsoCtlLen);
       g.msg_control = gsoCtl_[m].data();
       g.msg_controllen = kGsoCtlLen;
@@ -155,6 +142,14 @@ class UdpSocket : public PolledReader<UdpSocket> {
       c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
     }
     portToGso_.fill(0);
+  }
+
+  static void InitMsg(msghdr& h, sockaddr_in* addr, iovec* iov, size_t iovlen) {
+    std::memset(&h, 0, sizeof h);
+    h.msg_name = addr;
+    h.msg_namelen = sizeof(sockaddr_in);
+    h.msg_iov = iov;
+    h.msg_iovlen = iovlen;
   }
 
   ~UdpSocket() override {

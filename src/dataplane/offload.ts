@@ -57,20 +57,39 @@ function le16(buf: Buffer, o: number): number {
   return buf[o]! | (buf[o + 1]! << 8);
 }
 
-/**
- * Turns an offloaded frame into plain frames. Not re-entrant: the segments of one call are read
- * from `segOff`/`segLen` before the next call.
- */
-export class OffloadResolver {
-  /** Frame offsets and lengths of the last `resolve`'s plain frames. */
+/** What a splitter leaves: the plain frames of its last call, why it refused one, and its statistics. */
+abstract class Segments {
+  /** Offsets and lengths of the last call's plain frames. */
   readonly segOff = new Int32Array(MAX_SEGMENTS);
   readonly segLen = new Int32Array(MAX_SEGMENTS);
-  /** Why the last `resolve` returned 0. */
+  /** Why the last call returned 0. */
   dropReason: DropReason = DropReason.MalformedL4;
   /** Super-frames split and segments made (not drops: statistics). */
   superFrames = 0;
   segments = 0;
 
+  /** Records segment `i` of `n`; after the last, counts the super-frame and returns `n`. */
+  protected emit(i: number, n: number, off: number, len: number): number {
+    this.segOff[i] = off;
+    this.segLen[i] = len;
+    if (i === n - 1) {
+      this.superFrames++;
+      this.segments += n;
+    }
+    return n;
+  }
+
+  protected bad(reason: DropReason): 0 {
+    this.dropReason = reason;
+    return 0;
+  }
+}
+
+/**
+ * Turns an offloaded frame into plain frames. Not re-entrant: the segments of one call are read
+ * from `segOff`/`segLen` before the next call.
+ */
+export class OffloadResolver extends Segments {
   /**
    * The Ethernet frame at `buf[off, off + len)`, its virtio-net header in the 10 bytes before it,
    * with `capacity` bytes usable from `off` (its receive slot): completes a partial checksum, and
@@ -147,17 +166,9 @@ export class OffloadResolver {
       const s = off + i * stride;
       const size = i === n - 1 ? payload - i * mss : mss;
       writeSegmentHeaders(buf, s + ETH_HLEN, ihl, doff, size, ident, seq, tflags, i, n, mss);
-      this.segOff[i] = s;
-      this.segLen[i] = hdr + size;
+      this.emit(i, n, s, hdr + size);
     }
-    this.superFrames++;
-    this.segments += n;
     return n;
-  }
-
-  private bad(reason: DropReason): 0 {
-    this.dropReason = reason;
-    return 0;
   }
 }
 
@@ -202,13 +213,7 @@ const SCRATCH_HEADROOM = 64;
  * segment size they were meant for lost, so they are cut to fit the path they go on. Not
  * re-entrant, like `OffloadResolver`.
  */
-export class TcpSplitter {
-  readonly segOff = new Int32Array(MAX_SEGMENTS);
-  readonly segLen = new Int32Array(MAX_SEGMENTS);
-  dropReason: DropReason = DropReason.MalformedL4;
-  superFrames = 0;
-  segments = 0;
-
+export class TcpSplitter extends Segments {
   /**
    * The IPv4 packet at `buf[ipOff, ipOff + ipLen)` (header validated, `ipLen` its total length),
    * into `pool`: returns how many segments (IP offsets and lengths in `segOff`/`segLen`, in
@@ -240,16 +245,8 @@ export class TcpSplitter {
       copyBytes(out, o, buf, ipOff, hdr);
       copyBytes(out, o + hdr, buf, ipOff + hdr + i * mss, size);
       writeSegmentHeaders(out, o, ihl, doff, size, ident, seq, tflags, i, n, mss);
-      this.segOff[i] = o;
-      this.segLen[i] = hdr + size;
+      this.emit(i, n, o, hdr + size);
     }
-    this.superFrames++;
-    this.segments += n;
     return n;
-  }
-
-  private bad(reason: DropReason): 0 {
-    this.dropReason = reason;
-    return 0;
   }
 }

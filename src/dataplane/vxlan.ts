@@ -177,14 +177,7 @@ export class VxlanOverlay implements Overlay {
       this.drops.add(DropReason.Oversize);
       return OverlayResult.Dropped;
     }
-    const w = this.encapWords;
-    const b = slot * HDR_WORDS;
-    writeU32(buf, vxOff, w[b]!);
-    writeU32(buf, vxOff + 4, w[b + 1]!);
-    writeU32(buf, vxOff + 8, w[b + 2]!);
-    writeU32(buf, vxOff + 12, w[b + 3]!);
-    writeU32(buf, vxOff + 16, w[b + 4]!);
-    writeU16(buf, vxOff + 20, w[b + 5]!);
+    this.writeEncap(buf, vxOff, slot);
     this.encapsulated++;
     const len = ipLen + ETH_HLEN + VXLAN_HLEN;
     if (!this.transport.send(buf, vxOff, len, this.underlay[slot]!, this.cfg.port, this.sourcePort(flowHash(buf, ipOff, ipLen)))) {
@@ -192,6 +185,18 @@ export class VxlanOverlay implements Overlay {
       return OverlayResult.Dropped;
     }
     return OverlayResult.Sent;
+  }
+
+  /** The VXLAN header and inner Ethernet header to peer `slot` at `off`: six stores of its precomputed words. */
+  private writeEncap(buf: Buffer, off: number, slot: number): void {
+    const w = this.encapWords;
+    const b = slot * HDR_WORDS;
+    writeU32(buf, off, w[b]!);
+    writeU32(buf, off + 4, w[b + 1]!);
+    writeU32(buf, off + 8, w[b + 2]!);
+    writeU32(buf, off + 12, w[b + 3]!);
+    writeU32(buf, off + 16, w[b + 4]!);
+    writeU16(buf, off + 20, w[b + 5]!);
   }
 
   /**
@@ -233,15 +238,7 @@ export class VxlanOverlay implements Overlay {
     const total = (n - 1) * stride + ENCAP_HLEN + hdr + last;
     const base = ipOff - ENCAP_HLEN;
     if (base < 0 || n > MAX_SEGMENTS || total - ENCAP_HLEN > room) return OverlayResult.TooBig;
-    // Headers of segment 0: the peer's precomputed VXLAN + inner Ethernet words.
-    const w = this.encapWords;
-    const b = slot * HDR_WORDS;
-    writeU32(buf, base, w[b]!);
-    writeU32(buf, base + 4, w[b + 1]!);
-    writeU32(buf, base + 8, w[b + 2]!);
-    writeU32(buf, base + 12, w[b + 3]!);
-    writeU32(buf, base + 16, w[b + 4]!);
-    writeU16(buf, base + 20, w[b + 5]!);
+    this.writeEncap(buf, base, slot); // headers of segment 0
     // Payloads move forward to their segments, last first, so none is overwritten before it moves;
     // then every segment but the first gets a copy of segment 0's headers (still as they came).
     for (let i = n - 1; i > 0; i--) {

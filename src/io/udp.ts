@@ -254,20 +254,7 @@ export class NativeUdpTransport {
    */
   send(buf: Buffer, off: number, len: number, dstIp: number, dstPort: number, srcPort: number): boolean {
     if (this.closed) return false;
-    if (this.count === this.cap) this.flush();
-    if (buf !== this.lastBuf || this.nbufs === 0) this.indexBuffer(buf);
-    const i = this.count++;
-    this.idx[i] = this.lastIdx;
-    this.offs[i] = off;
-    this.lens[i] = len;
-    this.dstIps[i] = dstIp;
-    this.dstPorts[i] = dstPort;
-    this.srcPorts[i] = srcPort;
-    this.gsoSizes[i] = 0;
-    if (this.autoFlush && !this.flushQueued) {
-      this.flushQueued = true;
-      queueMicrotask(this.flushTask);
-    }
+    this.queue(buf, off, len, dstIp, dstPort, srcPort, 0);
     return true;
   }
 
@@ -279,6 +266,14 @@ export class NativeUdpTransport {
    */
   sendSegmented(buf: Buffer, off: number, len: number, segSize: number, dstIp: number, dstPort: number, srcPort: number): boolean {
     if (this.closed || this.socket.gsoPorts === undefined) return false;
+    this.queue(buf, off, len, dstIp, dstPort, srcPort, len > segSize ? segSize : 0);
+    this.gsoRuns++;
+    this.gsoDatagrams += Math.ceil(len / segSize);
+    return true;
+  }
+
+  /** One entry of the send queue (`gso` 0: a single datagram). */
+  private queue(buf: Buffer, off: number, len: number, dstIp: number, dstPort: number, srcPort: number, gso: number): void {
     if (this.count === this.cap) this.flush();
     if (buf !== this.lastBuf || this.nbufs === 0) this.indexBuffer(buf);
     const i = this.count++;
@@ -288,14 +283,11 @@ export class NativeUdpTransport {
     this.dstIps[i] = dstIp;
     this.dstPorts[i] = dstPort;
     this.srcPorts[i] = srcPort;
-    this.gsoSizes[i] = len > segSize ? segSize : 0;
-    this.gsoRuns++;
-    this.gsoDatagrams += Math.ceil(len / segSize);
+    this.gsoSizes[i] = gso;
     if (this.autoFlush && !this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(this.flushTask);
     }
-    return true;
   }
 
   private indexBuffer(buf: Buffer): void {

@@ -512,7 +512,70 @@ async function flowPorts(): Promise<unknown> {
   return result;
 }
 
+/**
+ * UDP GSO out and UDP GRO in: A (flowPorts + 4 GSO sockets) queues a single datagram, a run of 10
+ * datagrams of 1000 bytes (the last 500) as one buffer, and another single datagram, all from one
+ * of its GSO ports, in that order. B (a plain socket) gets 12 datagrams, in order, each from that
+ * port; C (with gro) gets the run as one slot whose segment size is 1000 (loopback passes the GSO
+ * skb on as it is, as a veth does).
+ */
+async function gsoGro(): Promise<unknown> {
+  const plainGot: Array<{ srcPort: number; len: number; first: number }> = [];
+  const b = await NativeUdpTransport.bind(0, '127.0.0.1', (ring, n) => {
+    for (let i = 0; i < n; i++) {
+      const off = i * ring.slotSize + ring.headroom;
+      plainGot.push({ srcPort: ring.srcPorts[i]!, len: ring.lengths[i]!, first: ring.buffer[off]! });
+    }
+  });
+  const groGot: Array<{ len: number; seg: number; data: string }> = [];
+  const c = await NativeUdpTransport.bind(
+    0,
+    '127.0.0.1',
+    (ring, n) => {
+      for (let i = 0; i < n; i++) {
+        const off = i * ring.slotSize + ring.headroom;
+        groGot.push({ len: ring.lengths[i]!, seg: ring.segSizes[i]!, data: ring.buffer.toString('hex', off, off + ring.lengths[i]!) });
+      }
+    },
+    { gro: true, slotSize: 80 * 1024 },
+  );
+  const a = await NativeUdpTransport.bind(0, '127.0.0.1', () => {}, { flowPorts: true, gsoSockets: 4, autoFlush: false });
+  const port = a.sourcePorts![2]!;
+  const run = Buffer.alloc(9 * 1000 + 500);
+  for (let k = 0; k < 10; k++) run.fill(k + 1, k * 1000, Math.min(run.length, (k + 1) * 1000));
+  const single = Buffer.alloc(200, 0xee);
+  const sendTo = async (dst: number) => {
+    a.send(single, 0, 100, LO, dst, port);
+    a.sendSegmented(run, 0, run.length, 1000, LO, dst, port);
+    a.send(single, 100, 100, LO, dst, port);
+    return a.flush();
+  };
+  const flushedPlain = await sendTo(b.port);
+  const flushedGro = await sendTo(c.port);
+  await until(() => plainGot.length >= 12, '12 datagrams at the plain socket');
+  await until(() => groGot.reduce((n, g) => n + g.len, 0) >= run.length + 200, 'the run at the GRO socket');
+  const result = {
+    gso: a.sourcePorts !== undefined,
+    gro: c.socket.gro,
+    ports: [...a.sourcePorts!],
+    port,
+    flushedPlain,
+    flushedGro,
+    aStats: a.stats(),
+    plainGot,
+    groGot: groGot.map((g) => ({ len: g.len, seg: g.seg })),
+    groRunIntact: groGot.some((g) => g.data === run.toString('hex')),
+    runs: a.gsoRuns,
+    datagrams: a.gsoDatagrams,
+  };
+  await a.close();
+  await b.close();
+  await c.close();
+  return result;
+}
+
 const scenarios: Record<string, () => Promise<unknown>> = {
+  'gso-gro': gsoGro,
   'rx-batch': rxBatch,
   'tx-batch': txBatch,
   truncation,

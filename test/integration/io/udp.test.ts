@@ -262,4 +262,23 @@ describe('native UDP socket (integration, needs root)', function () {
     // Without flowPorts the port given to send() is ignored: the datagram comes from the bound port.
     expect(r.got.filter((g: { srcPort: number }) => g.srcPort === r.plainPort)).to.have.length(1);
   });
+
+  it('UDP GSO: a run leaves as one buffer and arrives as its datagrams, in order with the flow\'s single ones, from one port; UDP GRO hands it over whole', async function () {
+    const r = await scenario('gso-gro');
+    expect(r.gso).to.equal(true);
+    expect(r.gro).to.equal(true);
+    expect(r.ports).to.have.length(4);
+    for (const p of r.ports) expect(p).to.be.within(1024, 65535);
+    expect(r.flushedPlain).to.equal(3); // three queue entries, the run one of them
+    expect(r.aStats.txErrors).to.equal(0);
+    expect(r.runs).to.equal(2);
+    expect(r.datagrams).to.equal(20);
+    // The plain socket: single, the ten datagrams of the run in order, single; all from one port.
+    expect(r.plainGot.map((g: { len: number }) => g.len)).to.deep.equal([100, ...Array(9).fill(1000), 500, 100]);
+    expect(r.plainGot.slice(1, 11).map((g: { first: number }) => g.first)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    for (const g of r.plainGot) expect(g.srcPort).to.equal(r.port);
+    // The GRO socket: the run in one slot, with its segment size.
+    expect(r.groGot).to.deep.include({ len: 9500, seg: 1000 });
+    expect(r.groRunIntact).to.equal(true);
+  });
 });
