@@ -5,14 +5,13 @@ import { openStore } from '../store/index.js';
 import { ClusterRegistry, type NodeRecord, type PodRecord } from '../store/registry.js';
 import type { ClusterStore, Lease, Watch } from '../store/types.js';
 import { DgramTransport, NativeUdpTransport } from '../io/udp.js';
-import { copyBytes } from '../io/copy.js';
 import { ServiceController } from '../services/controller.js';
 import { IngressController } from '../ingress/controller.js';
 import { Uplink } from '../uplink/uplink.js';
 import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN, type Router } from '../dataplane/router.js';
 import { VxlanOverlay } from '../dataplane/vxlan.js';
-import type { Dataplane } from '../dataplane/dataplane.js';
-import { parseMac } from '../packet/index.js';
+import type { Dataplane, IngressPort } from '../dataplane/dataplane.js';
+import { parseMac, VXLAN_OVERHEAD } from '../packet/index.js';
 import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
 import type { Config } from './config.js';
 import type { Underlay } from './daemon.js';
@@ -50,7 +49,6 @@ export class ClusterMembership {
   private dp: Dataplane | undefined;
   private router: Router | undefined;
   private uplink: Uplink | undefined;
-  private uplinkDropped: () => number = () => 0;
 
   private constructor(
     private readonly cfg: Config,
@@ -116,29 +114,11 @@ export class ClusterMembership {
     this.dp = dp;
     let overlay: VxlanOverlay | undefined;
     if (this.cfg.vxlan.transport === 'native') {
+      let ingress: IngressPort | undefined;
       const t = await NativeUdpTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (ring, count) => {
-        // As Dataplane.receiveRing does for a device: clock, prefetch pass, every datagram to
-        // completion, one flush. Nothing here allocates per datagram (the source address goes
-        // on as an int32: an underlay address >= 128.0.0.0 would be boxed as an unsigned number).
-        dp.tick();
-        if (dp.prefetcher !== undefined) dp.prefetcher.prefetchBatch('vxlan', ring, count);
-        const buf = ring.buffer;
-        const lens = ring.lengths;
-        const srcIps = ring.srcIps;
-        const segs = ring.segSizes;
-        const step = ring.slotSize;
-        let off = ring.headroom;
-        for (let i = 0; i < count; i++, off += step) {
-          const len = lens[i]!;
-          const seg = segs[i]!;
-          // A run of datagrams the kernel coalesced (UDP_GRO): decapsulated and joined per flow.
-          if (seg !== 0 && len > seg) overlay!.receiveRun(buf, off, len, seg, srcIps[i]! | 0, off - ring.headroom + step);
-          else overlay!.receive(buf, off, len, srcIps[i]! | 0);
-          dp.drainInjected();
-        }
-        dp.flush();
         // Every send happens in a data-plane batch, whose flush sends the queue (addFlushable
         // below): no microtask per batch as a safety net.
+        dp.receiveRing((ingress ??= overlay!.ingress(ring)), ring, count);
       }, {
         autoFlush: false,
         flowPorts: true,
@@ -162,15 +142,11 @@ export class ClusterMembership {
       dp.addFlushable(t);
       this.transport = t;
     } else {
-      this.transport = await DgramTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (buf, srcIp) => {
-        dp.tick();
-        overlay!.receive(buf, 0, buf.length, srcIp);
-        dp.drainInjected();
-        dp.flush();
-      });
+      const ingress: IngressPort = { receive: (buf, off, len, srcIp) => overlay!.receive(buf, off, len, srcIp) };
+      this.transport = await DgramTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (buf, srcIp) => dp.receiveOne(ingress, buf, 0, buf.length, srcIp));
     }
     overlay = new VxlanOverlay(
-      { vni: this.cfg.vxlan.vni, port: this.cfg.vxlan.port, localVtepMacHi: vtep.hi, localVtepMacLo: vtep.lo, innerMtu: this.cfg.underlay.mtu - 50, subnetMask: subnet.mask },
+      { vni: this.cfg.vxlan.vni, port: this.cfg.vxlan.port, localVtepMacHi: vtep.hi, localVtepMacLo: vtep.lo, innerMtu: this.cfg.underlay.mtu - VXLAN_OVERHEAD, subnetMask: subnet.mask },
       this.transport,
       node.router,
     );
@@ -197,40 +173,18 @@ export class ClusterMembership {
     });
     if (this.underlay.interface && this.cfg.uplink.enabled) {
       const router = node.router;
-      let dropped = 0;
+      const uplinkIngress: IngressPort = { receive: (buf, off, len) => router.fromUplink(buf, off, len) };
       this.uplink = await Uplink.open({
         interface: this.underlay.interface,
         nodeIp: this.self.underlayIp,
         nodePortRange: [30000, 32767],
         masqueradePortRange: [MASQUERADE_PORT_MIN, MASQUERADE_PORT_MAX],
         log: this.log,
-        // Captured packets are copied into a scratch frame: the router needs headroom in front of them.
-        // copyBytes, not Buffer.copy, which allocates a view of the source range per call.
-        onPacket: (buf, ipOff, ipLen) => {
-          dp.tick();
-          if (ipLen > dp.pool.capacity - 64) {
-            // A super-frame (a client's TSO segment over a veth): the router cuts it into scratch
-            // frames of their own, so it needs no headroom here.
-            router.fromUplink(buf, ipOff, ipLen);
-            dp.drainInjected();
-            dp.flush();
-            return;
-          }
-          const slot = dp.allocFrame();
-          if (slot < 0) {
-            dropped++;
-            return;
-          }
-          const off = slot + 64;
-          copyBytes(dp.pool.buffer, off, buf, ipOff, ipLen);
-          router.fromUplink(dp.pool.buffer, off, ipLen);
-          dp.drainInjected();
-          dp.flush();
-        },
+        // One captured packet is one batch; the router copies it into a frame with headroom.
+        onPacket: (buf, ipOff, ipLen) => dp.receiveOne(uplinkIngress, buf, ipOff, ipLen),
       });
       router.uplink = this.uplink;
       this.router = router;
-      this.uplinkDropped = () => dropped;
     }
     const uplink = this.uplink;
     await this.services.start(node.router, node.conntrack, uplink ? (ips) => uplink.setAnnounced(ips) : undefined);
@@ -280,7 +234,7 @@ export class ClusterMembership {
     return {
       vtepMac: this.self.vtepMac,
       underlayIp: this.self.underlayIp,
-      uplink: this.uplink ? { interface: this.underlay.interface, ...this.uplink.stats(), copyDrops: this.uplinkDropped() } : undefined,
+      uplink: this.uplink ? { interface: this.underlay.interface, ...this.uplink.stats() } : undefined,
       vxlan: o
         ? {
             vni: this.cfg.vxlan.vni,

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { Address4 } from 'ip-address';
 import { invalid } from '../util/errors.js';
+import { VXLAN_OVERHEAD } from '../packet/index.js';
 
 /** A CIDR string, validated by ip-address and normalised to its network address. */
 const cidr = z.string().refine((s) => {
@@ -83,7 +84,7 @@ export const configSchema = z
     if (c.subnetPrefix <= pod.subnetMask) {
       ctx.addIssue({ code: 'custom', path: ['subnetPrefix'], message: `must be longer than the pod CIDR's /${pod.subnetMask}` });
     }
-    const mtu = c.podMtu ?? c.underlay.mtu - 50;
+    const mtu = c.podMtu ?? c.underlay.mtu - VXLAN_OVERHEAD;
     if (mtu + 50 > c.underlay.mtu) {
       ctx.addIssue({ code: 'custom', path: ['podMtu'], message: `must leave 50 bytes of VXLAN overhead under the underlay MTU ${c.underlay.mtu}` });
     }
@@ -101,7 +102,7 @@ export function parseConfig(input: unknown, source = 'config'): Config {
   const r = configSchema.safeParse(input);
   if (!r.success) throw invalid(`invalid ${source}: ${formatIssues(r.error)}`);
   const c = r.data;
-  return { ...c, podMtu: c.podMtu ?? c.underlay.mtu - 50 };
+  return { ...c, podMtu: c.podMtu ?? c.underlay.mtu - VXLAN_OVERHEAD };
 }
 
 export function loadConfigFile(path: string): unknown {

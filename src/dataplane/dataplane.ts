@@ -18,9 +18,14 @@ export interface RxRingLike {
  */
 export type Framing = 'ethernet' | 'ip' | 'vxlan';
 
-/** A port that receives frames from a device (or a benchmark) and feeds them into the data plane. */
+/**
+ * Where the frames of a batch enter the data plane: a device's port, the VXLAN socket, the uplink
+ * capture (or a benchmark). `receive` gets frame `i` of the batch at `buf[off, off + len)`; a source
+ * that needs more per frame than the bytes (the sender of a datagram, a GRO segment size) reads it
+ * from its own ring at index `i`.
+ */
 export interface IngressPort {
-  receive(buf: Buffer, off: number, len: number): void;
+  receive(buf: Buffer, off: number, len: number, i: number): void;
   /** What its frames start with, so a batch prefetch can find their IP header; absent: nothing is prefetched. */
   readonly framing?: Framing;
 }
@@ -155,13 +160,16 @@ export class Dataplane implements FlushScheduler {
     return this.pool.alloc();
   }
 
-  /** Processes one received frame to completion (used by rings and by tests/benchmarks). */
-  receive(port: IngressPort, buf: Buffer, off: number, len: number): void {
-    port.receive(buf, off, len);
+  /** Processes one received frame to completion, inside a batch (used by the batch loops and by tests). */
+  receive(port: IngressPort, buf: Buffer, off: number, len: number, i = 0): void {
+    port.receive(buf, off, len, i);
     if (this.injTail !== this.injHead) this.drainInjected();
   }
 
-  /** Processes `count` frames of a device's receive ring as one batch, then flushes. */
+  /**
+   * The batch loop, for every source with a receive ring (TAP/TUN devices, the VXLAN socket): the
+   * clock once, the prefetch pass, every frame to completion, then one flush of every queue.
+   */
   receiveRing(port: IngressPort, ring: RxRingLike, count: number): void {
     this.tick();
     if (this.prefetcher !== undefined && port.framing !== undefined) this.prefetcher.prefetchBatch(port.framing, ring, count);
@@ -169,7 +177,17 @@ export class Dataplane implements FlushScheduler {
     const lens = ring.lengths;
     let off = ring.headroom;
     const step = ring.slotSize;
-    for (let i = 0; i < count; i++, off += step) this.receive(port, buf, off, lens[i]!);
+    for (let i = 0; i < count; i++, off += step) this.receive(port, buf, off, lens[i]!, i);
+    this.flush();
+  }
+
+  /**
+   * A batch of one frame, for sources that hand over one at a time (Node's dgram, the libpcap
+   * capture): the same clock, completion and flush as `receiveRing`. `arg` goes to the port as `i`.
+   */
+  receiveOne(port: IngressPort, buf: Buffer, off: number, len: number, arg = 0): void {
+    this.tick();
+    this.receive(port, buf, off, len, arg);
     this.flush();
   }
 

@@ -203,7 +203,7 @@ export interface ScratchFrames {
 }
 
 /** Bytes a scratch frame keeps free before a segment's IP header: Ethernet, or VXLAN + inner Ethernet. */
-const SCRATCH_HEADROOM = 64;
+const SCRATCH_HEADROOM = SEGMENT_HEADROOM;
 
 /**
  * Cuts an IPv4/TCP super-frame that arrived without its offload metadata into segments of at most

@@ -28,7 +28,8 @@ import {
   writeU16,
 } from '../packet/index.js';
 import { DropCounters, DropReason } from './counters.js';
-import { OffloadResolver, TcpSplitter, VNET_HDR_LEN } from './offload.js';
+import { copyBytes } from '../io/copy.js';
+import { OffloadResolver, SEGMENT_HEADROOM, TcpSplitter, VNET_HDR_LEN } from './offload.js';
 import type { BatchPrefetcher, Dataplane, Framing, RxRingLike } from './dataplane.js';
 import { Port, PortKind } from './port.js';
 import type { HostPort } from './ports.js';
@@ -94,6 +95,12 @@ export interface RouterConfig {
    */
   mtu?: number;
 }
+
+/**
+ * Bytes the router keeps free in front of an IP packet it puts in a scratch frame (ICMP errors,
+ * fragments, captured packets): an Ethernet header, or the overlay's VXLAN + inner Ethernet headers.
+ */
+const FRAME_HEADROOM = SEGMENT_HEADROOM;
 
 /** Byte budget for an ICMP error: the whole error fits in 576 bytes (RFC 1812 4.3.2.3). */
 const ICMP_ERROR_MAX = 576;
@@ -253,9 +260,18 @@ export class Router implements BatchPrefetcher {
     this.routeIp(buf, off, len, Ingress.Host);
   }
 
-  /** An IP packet taken off the node's uplink (copied into a frame with headroom). */
+  /**
+   * An IP packet taken off the node's uplink, as the capture hands it over (no headroom before it):
+   * copied into a scratch frame with headroom (the addon's memmove: Buffer.copy would allocate a view
+   * per call), unless it is a super-frame, which the router cuts into scratch frames of their own.
+   */
   fromUplink(buf: Buffer, off: number, len: number): void {
-    this.routeIp(buf, off, len, Ingress.Uplink);
+    const pool = this.dp.pool;
+    if (len > pool.capacity - FRAME_HEADROOM) return this.routeIp(buf, off, len, Ingress.Uplink);
+    const slot = this.dp.allocFrame();
+    if (slot < 0) return this.drops.add(DropReason.TxFailed);
+    copyBytes(pool.buffer, slot + FRAME_HEADROOM, buf, off, len);
+    this.routeIp(pool.buffer, slot + FRAME_HEADROOM, len, Ingress.Uplink);
   }
 
   /**
@@ -546,13 +562,13 @@ export class Router implements BatchPrefetcher {
     const origMf = (flagsFrag & 0x2000) !== 0;
     const chunk = (ov.innerMtu - hlen) & ~7;
     const payloadLen = ipLen - hlen;
-    if (chunk <= 0 || hlen + chunk > this.dp.pool.capacity - 64) return this.drops.add(DropReason.Oversize);
+    if (chunk <= 0 || hlen + chunk > this.dp.pool.capacity - FRAME_HEADROOM) return this.drops.add(DropReason.Oversize);
     const out = this.dp.pool.buffer;
     for (let done = 0; done < payloadLen; done += chunk) {
       const n = Math.min(chunk, payloadLen - done);
       const slot = this.dp.allocFrame();
       if (slot < 0) return this.drops.add(DropReason.TxFailed);
-      const o = slot + 64;
+      const o = slot + FRAME_HEADROOM;
       buf.copy(out, o, ipOff, ipOff + hlen);
       buf.copy(out, o + hlen, ipOff + hlen + done, ipOff + hlen + done + n);
       const last = done + n >= payloadLen;
@@ -640,8 +656,7 @@ export class Router implements BatchPrefetcher {
     const out = this.dp.pool.buffer;
     const quote = Math.min(ipLen, ICMP_ERROR_MAX - IPV4_MIN_HLEN - ICMP_HLEN);
     const total = IPV4_MIN_HLEN + ICMP_HLEN + quote;
-    // Leave room for an Ethernet header (switch) or the overlay's headers before the IP header.
-    const o = slot + 64;
+    const o = slot + FRAME_HEADROOM;
     buf.copy(out, o + IPV4_MIN_HLEN + ICMP_HLEN, ipOff, ipOff + quote);
     writeIpv4Header(out, o, this.cfg.gatewayIp, src, IpProtocol.ICMP, DEFAULT_TTL, ICMP_HLEN + quote);
     const iw = this.icmpw;

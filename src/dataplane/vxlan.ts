@@ -16,6 +16,7 @@ import { DropCounters, DropReason } from './counters.js';
 import { MAX_SEGMENTS, writeSegmentHeaders } from './offload.js';
 import { TcpCoalescer } from './gro.js';
 import { OverlayResult, type Overlay, type Router } from './router.js';
+import type { IngressPort } from './dataplane.js';
 
 /** Carries VXLAN payloads (VXLAN header + inner frame) between nodes over UDP. */
 export interface UdpTransport {
@@ -75,6 +76,16 @@ function flowHash(buf: Buffer, ipOff: number, ipLen: number): number {
 
 /** Largest UDP payload one send may carry (IPv4: 65535 - 20 - 8), a GSO run included. */
 const UDP_MAX_PAYLOAD = 65507;
+
+/** What the overlay reads of the VXLAN socket's receive ring besides the bytes (see `io/udpsocket.ts`). */
+export interface VxlanRing {
+  /** Sender of slot i: an underlay address, host order. */
+  readonly srcIps: Uint32Array;
+  /** Slot i holds a UDP_GRO run of datagrams of this size (0: one datagram). */
+  readonly segSizes: Uint16Array;
+  readonly slotSize: number;
+  readonly headroom: number;
+}
 
 /** Bytes the overlay writes in front of an inner IP packet: the VXLAN header and the inner Ethernet header. */
 export const ENCAP_HLEN = VXLAN_HLEN + ETH_HLEN;
@@ -280,6 +291,22 @@ export class VxlanOverlay implements Overlay {
     if (!this.accept(buf, off, len, srcIp)) return;
     const e = off + VXLAN_HLEN;
     this.router.fromOverlay(buf, e + ETH_HLEN, len - VXLAN_HLEN - ETH_HLEN);
+  }
+
+  /**
+   * The VXLAN socket as a source for `Dataplane.receiveRing`: slot i is one datagram, or a run the
+   * kernel coalesced (decapsulated and joined per flow), from `ring.srcIps[i]`. Nothing allocated
+   * per datagram (the sender goes on as an int32: an address >= 128.0.0.0 would be boxed unsigned).
+   */
+  ingress(ring: VxlanRing): IngressPort {
+    return {
+      framing: 'vxlan',
+      receive: (buf: Buffer, off: number, len: number, i: number): void => {
+        const seg = ring.segSizes[i]!;
+        if (seg !== 0 && len > seg) this.receiveRun(buf, off, len, seg, ring.srcIps[i]! | 0, off - ring.headroom + ring.slotSize);
+        else this.receive(buf, off, len, ring.srcIps[i]! | 0);
+      },
+    };
   }
 
   /**

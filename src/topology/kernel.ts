@@ -1,3 +1,4 @@
+import { VXLAN_OVERHEAD } from '../packet/index.js';
 import { ip, ipBatch, nsExec, run } from '../netns/run.js';
 import { parseSubnet, numberToIp } from '../daemon/ipam.js';
 import type { Host, Topology } from './topology.js';
@@ -24,7 +25,7 @@ export interface KernelPeer {
 
 export async function setupKernelNode(host: Host, opts: KernelNodeOptions): Promise<void> {
   const s = parseSubnet(opts.subnet);
-  const mtu = (opts.underlayMtu ?? 1500) - 50;
+  const mtu = (opts.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
   await ipBatch(
     [
       `link add flannel.1 type vxlan id ${opts.vni ?? 1} dstport ${opts.port ?? 8472} nolearning local ${host.underlayIp} dev eth0`,

@@ -110,7 +110,8 @@ describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)
       portsByFlow.get(flow)!.add(sport);
     });
     // Every packet of a flow left from one port; the flows did not all share one.
-    expect([...portsByFlow.keys()].sort()).to.include.members(['proto 1', 'udp/9001', 'udp/9008']);
+    const seen = outer.map((c, i) => `${c.join(',')} | ${inner[i]!.join(',')}`).join('\n');
+    expect([...portsByFlow.keys()].sort(), `flows from podnet in the capture:\n${seen}`).to.include.members(['proto 1', 'udp/9001', 'udp/9008']);
     for (const [flow, ports] of portsByFlow) expect(ports.size, `${flow}: ${[...ports].join(' ')}`).to.equal(1);
     const distinct = new Set([...portsByFlow.values()].map((p) => [...p][0]));
     expect(distinct.size, 'distinct source ports over the nine flows').to.be.greaterThan(4);
