@@ -76,6 +76,19 @@ export const configSchema = z
       .strict()
       .refine((i) => i.httpPort !== i.httpsPort, { message: 'httpPort and httpsPort must differ', path: ['httpsPort'] })
       .default({ enabled: true, httpPort: 80, httpsPort: 443 }),
+    /**
+     * Prometheus metrics (text exposition format on GET /metrics). Off unless an address is given;
+     * it is never opened on the underlay unless that address says so (e.g. 127.0.0.1:9464).
+     */
+    metrics: z
+      .object({
+        address: z
+          .string()
+          .regex(/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9464')
+          .optional(),
+      })
+      .strict()
+      .default({}),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   })
   .strict()

@@ -7,6 +7,7 @@ import { apiCall, ApiServer } from './api.js';
 import type { Config } from './config.js';
 import { NodeRuntime } from './node.js';
 import { ClusterMembership } from './cluster.js';
+import { buildRegistry, MetricsServer } from '../metrics/exporter.js';
 
 export function socketPath(cfg: Pick<Config, 'runDir' | 'node'>): string {
   return join(cfg.runDir, `${cfg.node}.sock`);
@@ -63,12 +64,14 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
   const cluster = await ClusterMembership.join(cfg, underlay, log);
   let node: NodeRuntime | undefined;
   const api = new ApiServer();
+  let metrics: MetricsServer | undefined;
   let stopping: Promise<void> | undefined;
 
   const stop = (why: string): Promise<void> =>
     (stopping ??= (async () => {
       log.info({ why }, 'stopping: removing pods, devices and routes');
       await api.close(sock);
+      await metrics?.close();
       await cluster.stopDataplane();
       await node?.stop();
       await cluster.leave();
@@ -102,6 +105,10 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
         return { removed };
       });
     await api.listen(sock);
+    if (cfg.metrics.address !== undefined) {
+      metrics = await MetricsServer.start(cfg.metrics.address, buildRegistry({ status: () => ({ ...n.status(), cluster: cluster.status() }) }));
+      log.info({ address: metrics.address }, 'metrics: serving GET /metrics');
+    }
   } catch (err) {
     await stop('start-up failed');
     throw err;
