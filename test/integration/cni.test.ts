@@ -346,6 +346,17 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
     await rt.h1!.ctr(['container', 'rm', 'c5']);
   });
 
+  it('bandwidth after podnet: without limits it passes the result on; a rate limit fails the ADD (no veth to shape) and the chain\'s DEL leaves nothing', async () => {
+    // Every container above ran through the full conflist, bandwidth included, without limits.
+    const before = { used: (await statusJson(t, 'h1')).ipam.used, n: (await attachments('h1')).length };
+    const r = await withConflist('h1', (l) => Object.assign(l.plugins[2], { ingressRate: 8_000_000, ingressBurst: 65536 }), () => rt.h1!.runFailing('c6'));
+    expect(r.code).to.not.equal(0);
+    expect(r.output).to.include('has no veth peer');
+    expect((await statusJson(t, 'h1')).ipam.used).to.equal(before.used);
+    expect((await attachments('h1')).length).to.equal(before.n);
+    await rt.h1!.ctr(['container', 'rm', 'c6']);
+  });
+
   it('removing a container (ctr task kill, container rm) runs DEL: attachment, address and device are gone', async () => {
     const used = (await statusJson(t, 'h1')).ipam.used;
     const pid = await rt.h1!.taskPid('c4');
