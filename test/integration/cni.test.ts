@@ -379,7 +379,12 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
     const env = { CNI_CONTAINERID: 'restart-1', CNI_NETNS: nsPath(ns), CNI_IFNAME: 'eth0' };
     const add = await cni('h2', 'ADD', conf('h2'), env);
     expect(add.code, add.stdout).to.equal(0);
+    // A second attachment whose namespace the runtime removes while the daemon is down.
+    const nsGone = await runtimeNetns();
+    expect((await cni('h2', 'ADD', conf('h2'), { CNI_CONTAINERID: 'restart-gone', CNI_NETNS: nsPath(nsGone), CNI_IFNAME: 'eth0' })).code).to.equal(0);
+    const used = (await statusJson(t, 'h2')).ipam.used;
     await t.stopDaemon('h2');
+    await run('ip', ['netns', 'del', nsGone]);
     expect(await links(nsPath(ns))).to.deep.equal(['lo']); // the device went with the daemon's fd
     const status = await cni('h2', 'STATUS', conf('h2'));
     expect(status.json.code).to.equal(50);
@@ -389,6 +394,9 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
     expect(del.json.code).to.equal(11);
     await t.startDaemon('h2');
     expect(await addrs(nsPath(ns), 'eth0')).to.deep.equal([add.json.ips[0].address]);
+    // The attachment whose namespace is gone was dropped at start-up, and its address freed.
+    expect((await attachments('h2')).some((a) => a.attachment.containerId === 'restart-gone')).to.equal(false);
+    expect((await statusJson(t, 'h2')).ipam.used).to.equal(used - 1);
     expect((await cni('h2', 'CHECK', conf('h2', { prevResult: add.json }), env)).code).to.equal(0);
     // The ctr container on node 2 is back on the network too, at the same address.
     expect(await containerIp('h2', 'c2')).to.equal(ip.c2);
