@@ -171,7 +171,10 @@ export class NodeRuntime {
       try {
         // A crash may have left the namespace behind: remove it first (not an attachment's: the runtime's).
         if (!spec.attachment) await deleteNetns(this.nsName(spec.name));
-        await this.createPod(spec);
+        const info = await this.createPod(spec);
+        // The node left the cluster when it stopped (its pod records went): publish the pod again,
+        // or services lose it as an endpoint.
+        await this.events.podAdded?.(info);
         this.log.info({ pod: spec.name }, 'restored pod');
       } catch (err) {
         this.log.error({ pod: spec.name, err: (err as Error).message }, 'could not restore pod');

@@ -377,8 +377,12 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
   it('attachments survive a daemon restart: interfaces come back with their addresses; down, STATUS says 50 and ADD/DEL say try again', async () => {
     const ns = await runtimeNetns();
     const env = { CNI_CONTAINERID: 'restart-1', CNI_NETNS: nsPath(ns), CNI_IFNAME: 'eth0' };
-    const add = await cni('h2', 'ADD', conf('h2'), env);
+    const add = await cni('h2', 'ADD', conf('h2', { args: { labels: { app: 'restarted' } } }), env);
     expect(add.code, add.stdout).to.equal(0);
+    const addr = add.json.ips[0].address.split('/')[0];
+    expect((await t.podnet('h1', ['service', 'add', 'rs', '--port', '80/tcp', '--selector', 'app=restarted'])).code).to.equal(0);
+    const endpoints = async () => JSON.parse((await t.podnet('h1', ['service', 'list', '--json'])).stdout).find((x: any) => x.name === 'rs').endpoints;
+    expect(await endpoints()).to.deep.equal([addr]);
     // A second attachment whose namespace the runtime removes while the daemon is down.
     const nsGone = await runtimeNetns();
     expect((await cni('h2', 'ADD', conf('h2'), { CNI_CONTAINERID: 'restart-gone', CNI_NETNS: nsPath(nsGone), CNI_IFNAME: 'eth0' })).code).to.equal(0);
@@ -397,6 +401,8 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
     // The attachment whose namespace is gone was dropped at start-up, and its address freed.
     expect((await attachments('h2')).some((a) => a.attachment.containerId === 'restart-gone')).to.equal(false);
     expect((await statusJson(t, 'h2')).ipam.used).to.equal(used - 1);
+    // Published again: still the service's endpoint.
+    expect(await endpoints()).to.deep.equal([addr]);
     expect((await cni('h2', 'CHECK', conf('h2', { prevResult: add.json }), env)).code).to.equal(0);
     // The ctr container on node 2 is back on the network too, at the same address.
     expect(await containerIp('h2', 'c2')).to.equal(ip.c2);
