@@ -118,7 +118,10 @@ export function buildCli(): Command {
     .description('run a command inside a pod\'s network namespace (podnet exec web -- curl ...)')
     .action(async (podName: string, command: string[]) => {
       const info = await apiCall<PodInfo>(socketFor(globals()), 'GET', `/v1/pods/${encodeURIComponent(podName)}`);
-      const child = spawn('ip', ['netns', 'exec', info.netns, ...command], { stdio: 'inherit' });
+      // A CNI attachment's namespace is a path the runtime gave (only its network namespace is entered).
+      const child = info.attachment
+        ? spawn('nsenter', [`--net=${info.netns}`, '--', ...command], { stdio: 'inherit' })
+        : spawn('ip', ['netns', 'exec', info.netns, ...command], { stdio: 'inherit' });
       const code = await new Promise<number>((resolve) => {
         child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 + 9 : 1)));
         child.on('error', () => resolve(127));

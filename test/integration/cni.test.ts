@@ -138,6 +138,8 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
       expect(att.attachment).to.deep.include({ ifname: 'eth0', netns: nsPath(ns), network: 'podnet' });
       expect(att.labels).to.deep.equal({ 'io.kubernetes.pod.namespace': 'default', 'io.kubernetes.pod.name': 'web-0' });
       expect((await statusJson(t, 'h1')).ipam.used).to.equal(used + 1);
+      // It is a pod to podnet: listed, and podnet exec enters its namespace.
+      expect((await t.podnet('h1', ['exec', att.name, '--', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout).to.include(r.ips[0].address);
 
       const check = await cni('h1', 'CHECK', conf('h1', { prevResult: r }, version), env);
       expect(check.code, check.stdout).to.equal(0);
