@@ -16,6 +16,8 @@ import { parsePortArg } from '../services/record.js';
 import { readFileSync } from 'node:fs';
 import { parseBackendArg, parseRuleArg, type IngressView, type PathType } from '../ingress/record.js';
 import { formatCtEntry, type CtEntryInfo } from '../nat/conntrack.js';
+import { installCni } from '../cni/install.js';
+import { fileURLToPath } from 'node:url';
 
 const DEFAULT_RUN_DIR = '/run/podnet';
 
@@ -116,7 +118,10 @@ export function buildCli(): Command {
     .description('run a command inside a pod\'s network namespace (podnet exec web -- curl ...)')
     .action(async (podName: string, command: string[]) => {
       const info = await apiCall<PodInfo>(socketFor(globals()), 'GET', `/v1/pods/${encodeURIComponent(podName)}`);
-      const child = spawn('ip', ['netns', 'exec', info.netns, ...command], { stdio: 'inherit' });
+      // A CNI attachment's namespace is a path the runtime gave (only its network namespace is entered).
+      const child = info.attachment
+        ? spawn('nsenter', [`--net=${info.netns}`, '--', ...command], { stdio: 'inherit' })
+        : spawn('ip', ['netns', 'exec', info.netns, ...command], { stdio: 'inherit' });
       const code = await new Promise<number>((resolve) => {
         child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 + 9 : 1)));
         child.on('error', () => resolve(127));
@@ -292,6 +297,47 @@ export function buildCli(): Command {
     .action(async () => {
       const r = await apiCall<{ removed: number }>(socketFor(globals()), 'POST', '/v1/conntrack/flush');
       process.stdout.write(`${r.removed} entries removed\n`);
+    });
+
+  const cni = program.command('cni').description('the CNI plugin: let container runtimes (containerd, CRI-O) put containers on podnet');
+  cni
+    .command('install')
+    .description('write a conflist (podnet, then portmap and bandwidth) to a CNI config dir and the podnet-cni plugin to a CNI bin dir')
+    .option('--conf-dir <dir>', 'CNI config directory', '/etc/cni/net.d')
+    .option('--bin-dir <dir>', 'CNI plugin directory', '/opt/cni/bin')
+    .option('--file <name>', 'conflist file name in --conf-dir', '10-podnet.conflist')
+    .option('--name <network>', 'CNI network name', 'podnet')
+    .addOption(new Option('--cni-version <v>', 'cniVersion of the conflist').choices(['1.0.0', '1.1.0']).default('1.0.0'))
+    .option('--socket <path>', 'the daemon API socket the plugin talks to (default: --run-dir and --node)')
+    .addOption(new Option('--device <kind>', 'device kind of the container interface').choices(['tap', 'tun']).default('tap'))
+    .option('--no-portmap', 'leave portmap (hostPort) out of the chain')
+    .option('--no-bandwidth', 'leave bandwidth out of the chain')
+    .option('--plugins-from <dir>', 'where the reference plugins are, to link into --bin-dir when missing there', '/usr/lib/cni')
+    .action((o: { confDir: string; binDir: string; file: string; name: string; cniVersion: string; socket?: string; device: 'tap' | 'tun'; portmap: boolean; bandwidth: boolean; pluginsFrom: string }) => {
+      const g = globals();
+      const r = installCni({
+        ...o,
+        ...(o.socket ? { socket: o.socket } : {}),
+        ...(g.node ? { node: g.node } : {}),
+        ...(g.runDir !== DEFAULT_RUN_DIR ? { runDir: g.runDir } : {}),
+        pluginMain: fileURLToPath(new URL('../cni/main.js', import.meta.url)),
+        nodePath: process.execPath,
+      });
+      process.stdout.write(`${r.conflist}\n${r.binary}\n${r.linked.map((l) => l + '\n').join('')}`);
+    });
+  cni
+    .command('list')
+    .alias('ls')
+    .description("the node's CNI attachments (container, interface, namespace, address)")
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const list = await apiCall<PodInfo[]>(socketFor(globals()), 'GET', '/v1/cni/attachments');
+      print(!!o.json, list, () =>
+        formatTable(
+          ['CONTAINER', 'IFNAME', 'NETWORK', 'IP', 'NETNS', 'POD'],
+          list.map((p) => [p.attachment!.containerId, p.attachment!.ifname, p.attachment!.network, p.ip, p.attachment!.netns, p.name]),
+        ),
+      );
     });
 
   const demo = program.command('demo').description('a multi-host cluster on this machine: hosts as network namespaces on an underlay bridge');

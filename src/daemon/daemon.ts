@@ -7,6 +7,7 @@ import { apiCall, ApiServer } from './api.js';
 import type { Config } from './config.js';
 import { NodeRuntime } from './node.js';
 import { ClusterMembership } from './cluster.js';
+import { cniRoutes } from './cni-api.js';
 import { buildRegistry, MetricsServer } from '../metrics/exporter.js';
 
 export function socketPath(cfg: Pick<Config, 'runDir' | 'node'>): string {
@@ -104,6 +105,7 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
         n.conntrack.forEach((id, ct) => void (ct.delete(id) && removed++));
         return { removed };
       });
+    cniRoutes(api, n);
     await api.listen(sock);
     if (cfg.metrics.address !== undefined) {
       metrics = await MetricsServer.start(cfg.metrics.address, buildRegistry({ status: () => ({ ...n.status(), cluster: cluster.status() }) }));

@@ -12,7 +12,21 @@ import { exists, invalid, notFound } from '../util/errors.js';
 import { readJsonIfExists, writeFileAtomic } from '../util/fsutil.js';
 import type { Config } from './config.js';
 import { Ipam, ipToNumber, numberToIp, parseSubnet, type Subnet } from './ipam.js';
-import { deleteNetns, newDeviceName, plumbPod, podMac, validateLabels, validatePodName, type DeviceKind, type PodSpec } from './pods.js';
+import {
+  attachmentName,
+  deleteNetns,
+  inspectInterface,
+  newDeviceName,
+  plumbAttachment,
+  plumbPod,
+  podMac,
+  validateAttachment,
+  validateLabels,
+  validatePodName,
+  type AttachmentSpec,
+  type DeviceKind,
+  type PodSpec,
+} from './pods.js';
 
 /** The gateway's MAC: locally administered, derived from the gateway IP like pod MACs but with 0a:59. */
 function gatewayMac(gw: number): { hi: number; lo: number; str: string } {
@@ -31,6 +45,8 @@ export interface PodInfo {
   device: DeviceKind;
   hostDevice: string;
   labels: Record<string, string>;
+  /** Set for a CNI attachment (see attachContainer). */
+  attachment?: AttachmentSpec;
 }
 
 interface PodRuntime {
@@ -154,9 +170,12 @@ export class NodeRuntime {
     const saved = readJsonIfExists<PodSpec[]>(this.statePath) ?? [];
     for (const spec of saved) {
       try {
-        // A crash may have left the namespace behind: remove it first.
-        await deleteNetns(this.nsName(spec.name));
-        await this.createPod(spec);
+        // A crash may have left the namespace behind: remove it first (not an attachment's: the runtime's).
+        if (!spec.attachment) await deleteNetns(this.nsName(spec.name));
+        const info = await this.createPod(spec);
+        // The node left the cluster when it stopped (its pod records went): publish the pod again,
+        // or services lose it as an endpoint.
+        await this.events.podAdded?.(info);
         this.log.info({ pod: spec.name }, 'restored pod');
       } catch (err) {
         this.log.error({ pod: spec.name, err: (err as Error).message }, 'could not restore pod');
@@ -166,7 +185,7 @@ export class NodeRuntime {
   }
 
   private persist(): void {
-    const specs: PodSpec[] = [...this.pods.values()].map((p) => ({ name: p.info.name, labels: p.info.labels, device: p.info.device }));
+    const specs: PodSpec[] = [...this.pods.values()].map((p) => ({ name: p.info.name, labels: p.info.labels, device: p.info.device, ...(p.info.attachment ? { attachment: p.info.attachment } : {}) }));
     writeFileAtomic(this.statePath, JSON.stringify(specs, null, 2));
   }
 
@@ -191,13 +210,14 @@ export class NodeRuntime {
       undo.push('release address', () => this.ipam.release(spec.name));
       const ipNum = ipToNumber(addr);
       const mac = podMac(ipNum);
-      const netns = this.nsName(spec.name);
+      const netns = spec.attachment?.netns ?? this.nsName(spec.name);
       const hostDevice = newDeviceName();
       // TAP pods get offloads (virtio-net headers, checksum offload, TSO): their kernel hands over
       // TCP super-frames, which the switch passes between pods as they are and splits for the rest.
       const dev = TunTap.open(hostDevice, spec.device, { offload: spec.device === 'tap' });
       undo.push('close device', () => dev.close());
-      await plumbPod({
+      const plumb = spec.attachment ? (o: Parameters<typeof plumbPod>[0]) => plumbAttachment({ ...o, ifname: spec.attachment!.ifname }) : plumbPod;
+      await plumb({
         netns,
         device: hostDevice,
         kind: spec.device,
@@ -225,8 +245,13 @@ export class NodeRuntime {
         this.dp.switch.detach(port);
         this.dp.neighbors.delete(ipNum);
       });
-      dev.start((n) => this.dp.receiveRing(port as TapPort, dev.rx, n));
+      // An attachment's device goes when the runtime destroys its namespace, maybe before its DEL.
+      const onGone = spec.attachment
+        ? (err: Error) => this.log.warn({ pod: spec.name, err: err.message }, 'attachment device gone (its namespace was destroyed?); waiting for DEL')
+        : undefined;
+      dev.start((n) => this.dp.receiveRing(port as TapPort, dev.rx, n), onGone);
       const info: PodInfo = { name: spec.name, node: this.cfg.node, ip: addr, mac: mac.str, netns, device: spec.device, hostDevice, labels: spec.labels };
+      if (spec.attachment) info.attachment = spec.attachment;
       this.pods.set(spec.name, { info, dev, port });
       undo.commit();
       this.log.info({ pod: spec.name, ip: addr, device: spec.device, netns }, 'pod added');
@@ -253,10 +278,102 @@ export class NodeRuntime {
     this.dp.switch.detach(pod.port);
     this.dp.neighbors.delete(ipToNumber(pod.info.ip));
     pod.dev.close();
-    await deleteNetns(pod.info.netns);
+    if (!pod.info.attachment) await deleteNetns(pod.info.netns);
     this.ipam.release(pod.info.name);
     this.pods.delete(pod.info.name);
     this.log.info({ pod: pod.info.name }, 'pod deleted');
+  }
+
+  /**
+   * CNI ADD: puts a TAP (or TUN) into the runtime's namespace at `netns` under `ifname`, with an address
+   * from this node's subnet, and records the attachment (it is a pod to the rest of podnet: a service
+   * endpoint when its labels match, restored after a daemon restart while its namespace lives).
+   */
+  attachContainer(req: { containerId?: unknown; ifname?: unknown; netns?: unknown; network?: unknown; labels?: unknown; device?: unknown }): Promise<PodInfo & { prefix: number; gateway: string; mtu: number }> {
+    return this.serial(async () => {
+      const attachment = validateAttachment(req, true);
+      const labels = validateLabels(req.labels);
+      const device = req.device ?? 'tap';
+      if (device !== 'tap' && device !== 'tun') throw invalid(`invalid device ${JSON.stringify(device)}: must be tap or tun`);
+      const name = attachmentName(attachment.containerId, attachment.ifname);
+      if (this.pods.has(name)) throw exists(`container ${attachment.containerId} already has interface ${attachment.ifname} on node ${this.cfg.node} (pod ${name})`);
+      const info = await this.createPod({ name, labels, device, attachment });
+      this.persist();
+      await this.events.podAdded?.(info);
+      return this.withAddressing(info);
+    });
+  }
+
+  private withAddressing(info: PodInfo): PodInfo & { prefix: number; gateway: string; mtu: number } {
+    return { ...info, prefix: this.subnet.prefix, gateway: numberToIp(this.subnet.gatewayIp), mtu: this.cfg.podMtu };
+  }
+
+  private findAttachment(containerId: string, ifname: string): PodRuntime | undefined {
+    const p = this.pods.get(attachmentName(containerId, ifname));
+    return p?.info.attachment?.containerId === containerId && p.info.attachment.ifname === ifname ? p : undefined;
+  }
+
+  /** CNI DEL: removes the device, the address and the record. Nothing to remove is not an error. */
+  detachContainer(req: { containerId?: unknown; ifname?: unknown }): Promise<{ removed: PodInfo | undefined }> {
+    return this.serial(async () => {
+      const a = validateAttachment(req, false);
+      const pod = this.findAttachment(a.containerId, a.ifname);
+      if (!pod) return { removed: undefined };
+      await this.destroyPod(pod);
+      this.persist();
+      await this.events.podRemoved?.(pod.info);
+      return { removed: pod.info };
+    });
+  }
+
+  /**
+   * CNI CHECK: the attachment is recorded for this namespace and its interface is there, up, with the
+   * recorded MAC (TAP), MTU and address.
+   */
+  checkContainer(req: { containerId?: unknown; ifname?: unknown; netns?: unknown }): Promise<PodInfo & { prefix: number; gateway: string; mtu: number }> {
+    return this.serial(async () => {
+      const a = validateAttachment(req, true);
+      const pod = this.findAttachment(a.containerId, a.ifname);
+      if (!pod) throw notFound(`no attachment of container ${a.containerId} with interface ${a.ifname} on node ${this.cfg.node}`);
+      const info = pod.info;
+      if (info.attachment!.netns !== a.netns) throw invalid(`netns: container ${a.containerId} was attached in ${info.attachment!.netns}, not ${a.netns}`);
+      const iface = await inspectInterface(a.netns, a.ifname);
+      if (!iface) throw notFound(`interface ${a.ifname} is missing from network namespace ${a.netns}`);
+      const want = `${info.ip}/${this.subnet.prefix}`;
+      if (!iface.addrs.includes(want)) throw invalid(`interface ${a.ifname} in ${a.netns} lacks address ${want} (has ${iface.addrs.join(', ') || 'none'})`);
+      if (info.device === 'tap' && iface.mac !== info.mac) throw invalid(`interface ${a.ifname} in ${a.netns} has MAC ${String(iface.mac)}, not ${info.mac}`);
+      if (iface.mtu !== this.cfg.podMtu) throw invalid(`interface ${a.ifname} in ${a.netns} has MTU ${iface.mtu}, not ${this.cfg.podMtu}`);
+      if (!iface.up) throw invalid(`interface ${a.ifname} in ${a.netns} is down`);
+      return this.withAddressing(info);
+    });
+  }
+
+  /** CNI GC: removes the attachments of `network` that are not in `valid`; returns what it removed. */
+  gcAttachments(req: { network?: unknown; valid?: unknown }): Promise<{ removed: PodInfo[] }> {
+    return this.serial(async () => {
+      if (typeof req.network !== 'string' || req.network.length === 0) throw invalid('network: must be the CNI network name');
+      if (!Array.isArray(req.valid)) throw invalid('valid: must be a list of {containerId, ifname}');
+      const keep = new Set<string>();
+      for (const [i, v] of (req.valid as unknown[]).entries()) {
+        const o = (v ?? {}) as { containerId?: unknown; ifname?: unknown };
+        if (typeof o.containerId !== 'string' || typeof o.ifname !== 'string') throw invalid(`valid[${i}]: must be {containerId, ifname} strings`);
+        keep.add(`${o.containerId}\0${o.ifname}`);
+      }
+      const removed: PodInfo[] = [];
+      for (const pod of [...this.pods.values()]) {
+        const a = pod.info.attachment;
+        if (!a || a.network !== req.network || keep.has(`${a.containerId}\0${a.ifname}`)) continue;
+        await this.destroyPod(pod);
+        removed.push(pod.info);
+      }
+      this.persist();
+      for (const p of removed) await this.events.podRemoved?.(p);
+      return { removed };
+    });
+  }
+
+  listAttachments(): PodInfo[] {
+    return this.listPods().filter((p) => p.attachment);
   }
 
   getPod(name: string): PodInfo {
@@ -314,7 +431,7 @@ export class NodeRuntime {
         try {
           this.dp.switch.detach(pod.port);
           pod.dev.close();
-          await deleteNetns(pod.info.netns);
+          if (!pod.info.attachment) await deleteNetns(pod.info.netns);
           this.pods.delete(pod.info.name);
         } catch (err) {
           this.log.error({ pod: pod.info.name, err: (err as Error).message }, 'teardown failed');

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ip, ipBatch, nsExec, run, Undo } from '../netns/run.js';
-import { invalid } from '../util/errors.js';
+import { ErrorCode, exists, invalid, notFound, PodnetError } from '../util/errors.js';
 
 /** Pod names become namespace names and API paths: DNS-label-like, as Kubernetes names are. */
 const POD_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -14,6 +14,8 @@ export interface PodSpec {
   name: string;
   labels: Record<string, string>;
   device: DeviceKind;
+  /** Set for a CNI attachment: the interface lives in a runtime's namespace, not one podnet made. */
+  attachment?: AttachmentSpec;
 }
 
 export function validatePodName(name: unknown): string {
@@ -121,4 +123,126 @@ export async function plumbPod(opts: {
     `route add default via ${opts.gateway} dev eth0${opts.kind === 'tun' ? ' onlink' : ''}`,
   ];
   await ipBatch(lines, netns);
+}
+
+/**
+ * A CNI attachment: an interface podnet put into a namespace a container runtime made. The runtime owns
+ * the namespace (podnet never creates or deletes it); podnet owns the device, the address and the record.
+ */
+export interface AttachmentSpec {
+  containerId: string;
+  ifname: string;
+  /** The namespace path the runtime gave (CNI_NETNS): /proc/PID/ns/net, /var/run/netns/NAME, ... */
+  netns: string;
+  /** The CNI network name (the config's `name`): GC and listings are per network. */
+  network: string;
+}
+
+/** CNI spec: starts alphanumeric, then alphanumerics, `_`, `.` or `-`. */
+const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** CNI spec: 1-15 characters, not `.` or `..`, no `/`, `:` or whitespace. */
+const IFNAME = /^[^/:\s]{1,15}$/;
+
+export function validateAttachment(a: { containerId?: unknown; ifname?: unknown; netns?: unknown; network?: unknown }, needNetns: boolean): AttachmentSpec {
+  const { containerId, ifname, netns, network } = a;
+  if (typeof containerId !== 'string' || !CONTAINER_ID.test(containerId) || containerId.length > 1024) {
+    throw invalid(`invalid containerId ${JSON.stringify(containerId)}: must start with a letter or digit and hold only letters, digits, '_', '.' or '-'`);
+  }
+  if (typeof ifname !== 'string' || !IFNAME.test(ifname) || ifname === '.' || ifname === '..') {
+    throw invalid(`invalid ifname ${JSON.stringify(ifname)}: must be 1-15 characters, not '.' or '..', without '/', ':' or whitespace`);
+  }
+  if (needNetns && (typeof netns !== 'string' || !netns.startsWith('/') || netns.includes('\0'))) {
+    throw invalid(`invalid netns ${JSON.stringify(netns)}: must be an absolute path to a network namespace`);
+  }
+  if (network !== undefined && (typeof network !== 'string' || network.length === 0 || network.length > 253)) {
+    throw invalid(`invalid network ${JSON.stringify(network)}: must be a non-empty string`);
+  }
+  return { containerId, ifname, netns: typeof netns === 'string' ? netns : '', network: typeof network === 'string' ? network : '' };
+}
+
+/**
+ * The pod name an attachment is known by (IPAM owner, cluster record, `podnet pod list`): `cni-`, the
+ * container ID made DNS-label-like and cut to 40 characters, and 8 hex of a hash of ID and interface,
+ * so that two attachments never share a name and any ID gives a valid pod name.
+ */
+export function attachmentName(containerId: string, ifname: string): string {
+  const readable = containerId.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/-+/g, '-').replace(/^-|-$/g, '').slice(0, 40).replace(/-$/, '');
+  const hash = createHash('sha256').update(`${containerId}\0${ifname}`).digest('hex').slice(0, 8);
+  return readable ? `cni-${readable}-${hash}` : `cni-${hash}`;
+}
+
+/** Runs a command in the network namespace at `path` (any nsfs path), nothing else switched. */
+export function nsPathExec(path: string, cmd: string, args: readonly string[], opts: { input?: string } = {}) {
+  return run('nsenter', [`--net=${path}`, '--', cmd, ...args], opts);
+}
+
+/** True when `path` is a network namespace this process can enter. */
+export async function netnsPathUsable(path: string): Promise<boolean> {
+  try {
+    await nsPathExec(path, 'true', []);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Moves the already-open device into the runtime's namespace at `netns` (a path), names it `ifname`
+ * and configures it as plumbPod does for eth0. The namespace is the runtime's: nothing here creates or
+ * deletes it. If this fails the caller closes the device, which takes the interface, its address and
+ * routes with it.
+ */
+export async function plumbAttachment(opts: {
+  netns: string;
+  device: string;
+  ifname: string;
+  kind: DeviceKind;
+  mac: string;
+  ip: string;
+  prefix: number;
+  gateway: string;
+  mtu: number;
+}): Promise<void> {
+  const { netns, ifname } = opts;
+  if (!(await netnsPathUsable(netns))) throw notFound(`network namespace ${netns} does not exist or is not a network namespace`);
+  try {
+    await nsPathExec(netns, 'ip', ['link', 'show', 'dev', ifname]);
+    throw exists(`interface ${ifname} already exists in network namespace ${netns}`);
+  } catch (err) {
+    if (err instanceof PodnetError && err.code === ErrorCode.AlreadyExists) throw err;
+  }
+  await ip(['link', 'set', 'dev', opts.device, 'netns', netns]);
+  // As in pods: podnet's network is IPv4 only; no router solicitations or DAD on the switch. Only this
+  // interface, the rest of the namespace is the runtime's.
+  await nsPathExec(netns, 'sysctl', ['-qw', `net/ipv6/conf/${opts.device}/disable_ipv6=1`]).catch(() => undefined);
+  await nsPathExec(netns, 'ip', ['-batch', '-'], {
+    input:
+      [
+        `link set dev ${opts.device} name ${ifname}`,
+        ...(opts.kind === 'tap' ? [`link set dev ${ifname} address ${opts.mac}`] : []),
+        `link set dev ${ifname} mtu ${opts.mtu}`,
+        `link set dev ${ifname} up`,
+        `addr add ${opts.ip}/${opts.prefix} dev ${ifname}`,
+        `route add default via ${opts.gateway} dev ${ifname}${opts.kind === 'tun' ? ' onlink' : ''}`,
+      ].join('\n') + '\n',
+  });
+}
+
+/** The interface `ifname` in the namespace at `netns`: its MAC, MTU, state and IPv4 addresses; undefined if absent. */
+export async function inspectInterface(netns: string, ifname: string): Promise<{ mac: string | undefined; mtu: number; up: boolean; addrs: string[] } | undefined> {
+  let out: string;
+  try {
+    out = (await nsPathExec(netns, 'ip', ['-j', 'addr', 'show', 'dev', ifname])).stdout;
+  } catch {
+    return undefined;
+  }
+  const links = JSON.parse(out) as Array<{ address?: string; mtu: number; flags: string[]; link_type?: string; addr_info: Array<{ family: string; local: string; prefixlen: number }> }>;
+  const l = links[0];
+  if (!l) return undefined;
+  return {
+    mac: l.link_type === 'ether' ? l.address : undefined,
+    mtu: l.mtu,
+    up: l.flags.includes('UP'),
+    addrs: l.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
+  };
 }

@@ -13,6 +13,7 @@ import {
   IcmpView,
   IcmpViewMut,
   IpProtocol,
+  TcpFlags,
   IPV4_MIN_HLEN,
   Ipv4View,
   Ipv4ViewMut,
@@ -427,7 +428,11 @@ export class Router implements BatchPrefetcher {
       (src & this.podMask32) === this.podNet32 &&
       (dst & this.podMask32) !== this.podNet32 &&
       dst !== this.nodeIp32 &&
-      (proto === IpProtocol.TCP || proto === IpProtocol.UDP || proto === IpProtocol.ICMP)
+      (proto === IpProtocol.TCP || proto === IpProtocol.UDP || proto === IpProtocol.ICMP) &&
+      // Only a TCP SYN opens a connection to masquerade. Any other segment conntrack does not know
+      // belongs to a connection the host kernel NATed (a CNI portmap hostPort: DNATed to the pod on
+      // the host, so its replies must go back through the host, whose conntrack reverses it).
+      (proto !== IpProtocol.TCP || (buf[ipOff + ((buf[ipOff]! & 0x0f) << 2) + 13]! & (TcpFlags.SYN | TcpFlags.ACK)) === TcpFlags.SYN)
     ) {
       const v = nat.createSnat(buf, ipOff, ipLen, now, this.nodeIp32, MASQUERADE_PORT_MIN, MASQUERADE_PORT_MAX);
       if (v === Verdict.Ok && nat.ref >= 0) nat.ct.setMark(nat.ref >> 1, MARK_UPLINK);
