@@ -96,7 +96,8 @@ export async function deleteNetns(netns: string): Promise<void> {
  * Creates the pod's namespace, moves the already-open device into it as eth0 and configures it.
  * Registers undo steps on `undo` for everything it creates.
  */
-export async function plumbPod(opts: {
+/** How a pod's device is set up in its namespace: the device, its MAC, address, gateway and MTU. */
+export interface PlumbOptions {
   netns: string;
   device: string;
   kind: DeviceKind;
@@ -105,8 +106,9 @@ export async function plumbPod(opts: {
   prefix: number;
   gateway: string;
   mtu: number;
-  undo: Undo;
-}): Promise<void> {
+}
+
+export async function plumbPod(opts: PlumbOptions & { undo: Undo }): Promise<void> {
   const { netns, device, undo } = opts;
   await run('ip', ['netns', 'add', netns]);
   undo.push(`delete namespace ${netns}`, () => deleteNetns(netns));
@@ -192,17 +194,7 @@ export async function netnsPathUsable(path: string): Promise<boolean> {
  * deletes it. If this fails the caller closes the device, which takes the interface, its address and
  * routes with it.
  */
-export async function plumbAttachment(opts: {
-  netns: string;
-  device: string;
-  ifname: string;
-  kind: DeviceKind;
-  mac: string;
-  ip: string;
-  prefix: number;
-  gateway: string;
-  mtu: number;
-}): Promise<void> {
+export async function plumbAttachment(opts: PlumbOptions & { ifname: string }): Promise<void> {
   const { netns, ifname } = opts;
   if (!(await netnsPathUsable(netns))) throw notFound(`network namespace ${netns} does not exist or is not a network namespace`);
   try {

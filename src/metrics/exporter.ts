@@ -39,35 +39,34 @@ export interface NodeStatusView {
   };
 }
 
-/** A counter whose value is the total read at scrape time. */
-function totalCounter(registry: Registry, name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void): void {
-  new Counter({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      read((labels, v) => {
-        if (v > 0) this.inc(labels, v);
-        else this.inc(labels, 0);
-      });
-    },
-  });
-}
+type Reader = (set: (labels: Record<string, string>, v: number) => void) => void;
 
-function gauge(registry: Registry, name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void): void {
-  new Gauge({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      read((labels, v) => this.set(labels, v));
-    },
-  });
+/**
+ * A metric whose values are read at scrape time: a counter set to the current totals (reset, then
+ * one `inc` by the total: prom-client counters have no `set`), or a gauge set to the current values.
+ */
+function readAtScrape(kind: 'counter' | 'gauge', registry: Registry, name: string, help: string, labelNames: string[], read: Reader): void {
+  const cfg = { name, help, labelNames, registers: [registry] };
+  if (kind === 'counter') {
+    new Counter({
+      ...cfg,
+      collect() {
+        this.reset();
+        read((labels, v) => this.inc(labels, v));
+      },
+    });
+  } else {
+    new Gauge({
+      ...cfg,
+      collect() {
+        this.reset();
+        read((labels, v) => this.set(labels, v));
+      },
+    });
+  }
 }
+const totalCounter = (registry: Registry, name: string, help: string, labelNames: string[], read: Reader) => readAtScrape('counter', registry, name, help, labelNames, read);
+const gauge = (registry: Registry, name: string, help: string, labelNames: string[], read: Reader) => readAtScrape('gauge', registry, name, help, labelNames, read);
 
 /** Builds the registry of one node: every podnet metric, and the process's (podnet_process_*). */
 export function buildRegistry(source: MetricsSource): Registry {
