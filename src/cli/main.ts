@@ -369,6 +369,29 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Resolves once everything written to `stream` so far has left the process. A write to a pipe that
+ * is full is queued by Node and finished later from the event loop; `process.exit` does not wait for
+ * it, so a CLI that exits right after writing cuts its output at the pipe's capacity (64 KB). A write
+ * of nothing completes after every earlier write (they are ordered). A reader that went away (EPIPE,
+ * `podnet ... | head`) ends the wait too: there is nobody left to write to.
+ */
+export function drained(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.destroyed || stream.writableEnded) return resolve();
+    stream.write('', () => resolve());
+  });
+}
+
+/** Runs the CLI and exits with its status once stdout and stderr have reached their readers whole. */
+export async function runCli(argv: string[]): Promise<never> {
+  // A reader that closes early (EPIPE) is not an error of ours; without a handler it would crash us.
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
+  const code = await main(argv);
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  process.exit(code);
+}
+
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
-  void main(process.argv).then((code) => process.exit(code));
+  void runCli(process.argv);
 }
