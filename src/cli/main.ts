@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { demoDown, demoUp } from '../demo/demo.js';
+import { demoDown, demoRestart, demoUp } from '../demo/demo.js';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -63,7 +63,8 @@ export function buildCli(): Command {
     .option('--config <file>', 'JSON config file')
     .option('--state-dir <dir>', 'where IPAM and pod state are kept (default /var/lib/podnet)')
     .option('--log-level <level>', 'trace|debug|info|warn|error')
-    .action(async (opts: { config?: string; stateDir?: string; logLevel?: string }) => {
+    .option('--cleanup', 'on SIGTERM/SIGINT remove every pod namespace, device, route and rule (default: leave the datapath running for the next daemon)')
+    .action(async (opts: { config?: string; stateDir?: string; logLevel?: string; cleanup?: boolean }) => {
       const file = opts.config ? (loadConfigFile(opts.config) as Record<string, unknown>) : {};
       if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new PodnetError('EINVALID', `config file ${opts.config} must hold a JSON object`);
       const g = globals();
@@ -73,7 +74,19 @@ export function buildCli(): Command {
       if (opts.stateDir) merged.stateDir = opts.stateDir;
       if (opts.logLevel) merged.logLevel = opts.logLevel;
       const cfg = parseConfig(merged, opts.config ? `config ${opts.config}` : 'config');
-      await runDaemon(cfg);
+      await runDaemon(cfg, undefined, { cleanup: !!opts.cleanup });
+    });
+
+  const nodeCmd = program.command('node').description('the node itself');
+  nodeCmd
+    .command('reset')
+    .description("stop the node's daemon and remove everything it made: pod namespaces, devices, routes, rules, its conntrack table and its cluster registration")
+    .action(async () => {
+      const r = await apiCall<{ node: string; pid: number; pods: number }>(socketFor(globals()), 'POST', '/v1/node/reset');
+      // The daemon answers, then tears down: wait for it to be gone.
+      for (let i = 0; i < 600 && processAlive(r.pid); i++) await new Promise((res) => setTimeout(res, 100));
+      if (processAlive(r.pid)) throw new PodnetError('EINTERNAL', `daemon of node ${r.node} (pid ${r.pid}) is still tearing down after 60 s`);
+      process.stdout.write(`node ${r.node} reset: daemon stopped, ${r.pods} pods removed\n`);
     });
 
   const pod = program.command('pod').description('create, delete and list pods on a node');
@@ -304,6 +317,13 @@ export function buildCli(): Command {
       await demoUp({ nodes: opts.nodes, podsPerNode: opts.pods, runDir: globals().runDir, out: (s) => process.stdout.write(s) });
     });
   demo
+    .command('restart <node>')
+    .description("restart a demo node's daemon (SIGTERM, or SIGKILL with --kill); its pods and their connections carry on")
+    .option('--kill', 'kill the daemon with SIGKILL (a crash) instead of stopping it')
+    .action(async (node: string, opts: { kill?: boolean }) => {
+      await demoRestart({ node, kill: !!opts.kill, runDir: globals().runDir, out: (s) => process.stdout.write(s) });
+    });
+  demo
     .command('down')
     .description('stop the demo daemons and remove every namespace the demo made')
     .action(async () => {
@@ -311,6 +331,15 @@ export function buildCli(): Command {
     });
 
   return program;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function parseIntArg(flag: string, min: number, max: number) {

@@ -209,13 +209,16 @@ export class ClusterMembership {
     await this.ingress.start();
   }
 
-  /** Stops following other nodes and closes the VXLAN socket (before the data plane goes away). */
-  async stopDataplane(): Promise<void> {
+  /**
+   * Stops following other nodes and closes the VXLAN socket (before the data plane goes away).
+   * `keepRules`: the uplink's iptables rules stay for the next daemon (a restart, not a cleanup).
+   */
+  async stopDataplane(opts: { keepRules?: boolean } = {}): Promise<void> {
     await this.ingress?.stop();
     await this.services?.stop();
     if (this.uplink) {
       if (this.router) this.router.uplink = undefined;
-      await this.uplink.close();
+      await this.uplink.close({ keepRules: !!opts.keepRules });
       this.uplink = undefined;
     }
     await this.nodeWatch?.cancel();
@@ -255,13 +258,27 @@ export class ClusterMembership {
     };
   }
 
-  /** Leaves the cluster: revokes the lease (the node entry and subnet go with it) and disconnects. */
-  async leave(): Promise<void> {
-    try {
-      for (const p of await this.registry.listPods(this.self.name)) await this.registry.deletePod(p.node, p.name);
-      await this.lease.revoke();
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not deregister cleanly; the lease will expire');
+  /**
+   * Publishes pods a restart brought back, bound to this run's lease (the previous run's lease
+   * expires on its own; the node record and the subnet claim have moved to this one already).
+   */
+  async republish(pods: PodInfo[]): Promise<void> {
+    for (const p of pods) await this.registry.putPod(toRecord(p), { lease: this.lease });
+  }
+
+  /**
+   * Leaves the cluster. `deregister` (a cleanup): deletes this node's pods and revokes the lease (the
+   * node entry and subnet go with it). Otherwise (a restart) it only disconnects: the registration
+   * lives until its lease expires, and a daemon back by then takes it over with the same subnet.
+   */
+  async leave(opts: { deregister?: boolean } = {}): Promise<void> {
+    if (opts.deregister) {
+      try {
+        for (const p of await this.registry.listPods(this.self.name)) await this.registry.deletePod(p.node, p.name);
+        await this.lease.revoke();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'could not deregister cleanly; the lease will expire');
+      }
     }
     await this.store.close();
   }

@@ -14,6 +14,10 @@ export interface PodSpec {
   name: string;
   labels: Record<string, string>;
   device: DeviceKind;
+  /** The address the pod had (kept in the state file, so a restart can tell a changed subnet). */
+  ip?: string;
+  /** The name its device had in the node namespace before it became the pod's eth0. */
+  hostDevice?: string;
 }
 
 export function validatePodName(name: unknown): string {
@@ -121,4 +125,24 @@ export async function plumbPod(opts: {
     `route add default via ${opts.gateway} dev eth0${opts.kind === 'tun' ? ' onlink' : ''}`,
   ];
   await ipBatch(lines, netns);
+}
+
+/**
+ * Configures an eth0 that already is in the pod's namespace (a persistent device a new daemon
+ * attached to again, or one it just created there) so it ends up exactly as `plumbPod` leaves it.
+ * Idempotent: a device that is already configured is left as it is. `flush` first removes every
+ * address (the pod's address changed, e.g. its node got another subnet).
+ */
+export async function replumbPod(opts: { netns: string; kind: DeviceKind; mac: string; ip: string; prefix: number; gateway: string; mtu: number; flush: boolean }): Promise<void> {
+  const lines = [
+    ...(opts.kind === 'tap' ? [`link set dev eth0 address ${opts.mac}`] : []),
+    `link set dev eth0 mtu ${opts.mtu}`,
+    'link set dev lo up',
+    'link set dev eth0 up',
+    ...(opts.flush ? ['addr flush dev eth0'] : []),
+    `addr replace ${opts.ip}/${opts.prefix} dev eth0`,
+    `route replace default via ${opts.gateway} dev eth0${opts.kind === 'tun' ? ' onlink' : ''}`,
+  ];
+  await nsExec(opts.netns, 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+  await ipBatch(lines, opts.netns);
 }

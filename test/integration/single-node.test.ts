@@ -205,10 +205,18 @@ describe('single node: pods, switch, router, host port', function () {
     expect(r.stdout.trim()).to.equal(ipB);
   });
 
-  it('removes every namespace, device and route it made when it stops', async () => {
+  it('podnet node reset removes every namespace, device and route it made, and stops the daemon', async () => {
     const hostNs = t.host('h1').netns;
     expect(await t.sh(hostNs, 'ip route')).to.include('podnet0');
-    const code = await t.stopDaemon('h1');
+    const daemon = t.host('h1').daemon!;
+    const exited = new Promise<number | null>((res) => daemon.once('exit', (c) => res(c)));
+    const r = await t.podnet('h1', ['node', 'reset']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/node h1 reset: daemon stopped, \d+ pods removed/);
+    // The CLI returns once the daemon is gone.
+    expect(daemon.exitCode ?? daemon.signalCode).to.not.equal(null);
+    const code = await exited;
+    t.host('h1').daemon = undefined;
     expect(code).to.equal(0);
     const left = (await listNetns()).filter((n) => n.startsWith(`${t.prefix}h1-`));
     expect(left).to.deep.equal([]);
