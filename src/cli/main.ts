@@ -362,6 +362,8 @@ interface StatusView {
   host?: { rxFrames: number; txFrames: number };
   underlay: { interface?: string; ip?: string };
   process?: { pid: number; uptimeSeconds: number; memory: { rss: number; heapUsed: number; external: number } };
+  cluster?: { store?: { kind: string; reachable: boolean; unreachableSince?: string; unreachableSeconds?: number; lastError?: string; reregistrations: number } };
+  restart?: { reattached: number; recreated: number; failed: number; conntrack: { restored?: number; discardedReason?: string; error?: string } };
 }
 
 function renderStatus(s: StatusView): string {
@@ -373,6 +375,17 @@ function renderStatus(s: StatusView): string {
     const mb = (b: number) => (b / 1048576).toFixed(1);
     const m = s.process.memory;
     out += `\ndaemon pid ${s.process.pid}  up ${s.process.uptimeSeconds} s  rss ${mb(m.rss)} MB  heap ${mb(m.heapUsed)} MB  buffers ${mb(m.external)} MB`;
+  }
+  const store = s.cluster?.store;
+  if (store) {
+    out += store.reachable
+      ? `\nstore ${store.kind} reachable`
+      : `\nstore ${store.kind} UNREACHABLE since ${store.unreachableSince} (${store.unreachableSeconds} s; ${store.lastError ?? ''}): forwarding on the last known state`;
+    if (store.reregistrations > 0) out += `  registered again ${store.reregistrations}x`;
+  }
+  if (s.restart && (s.restart.reattached > 0 || s.restart.recreated > 0 || s.restart.failed > 0 || s.restart.conntrack.restored)) {
+    const c = s.restart.conntrack;
+    out += `\nstarted over a previous run: pods attached again ${s.restart.reattached}, recreated ${s.restart.recreated}, failed ${s.restart.failed}; conntrack entries taken over ${c.restored ?? 0}`;
   }
   out += '\n\n';
   out += formatTable(

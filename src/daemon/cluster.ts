@@ -17,6 +17,7 @@ import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
 import type { Config } from './config.js';
 import type { Underlay } from './daemon.js';
 import type { NodeRuntime, PodInfo } from './node.js';
+import { StoreHealth } from './storehealth.js';
 
 /** The VTEP MAC of a node: locally administered 0a:5a + its underlay IPv4 (random when it has none). */
 export function vtepMacFor(underlayIp: string | undefined): string {
@@ -45,9 +46,54 @@ export class ClusterMembership {
     readonly store: ClusterStore,
     readonly registry: ClusterRegistry,
     readonly self: NodeRecord,
-    private readonly lease: Lease,
+    private lease: Lease,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.health = new StoreHealth(() => this.store.get(`${this.registry.root}/nodes/${this.self.name}`), log, {
+      onReachable: () => this.reregisterIfLost(),
+    });
+    this.watchLease(lease);
+    this.health.start();
+  }
+
+  /** Whether the store answers (and since when not); drives re-registration after a lost lease. */
+  readonly health: StoreHealth;
+  /** The lease was lost (an outage longer than the client keeps a lease for): register again. */
+  private leaseLost = false;
+  private reregistrations = 0;
+  private pods: () => PodInfo[] = () => [];
+
+  private watchLease(lease: Lease): void {
+    lease.on('lost', (err) => {
+      if (lease !== this.lease) return;
+      this.log.error({ err: err.message }, 'cluster lease lost: registering again (same subnet) once the store answers');
+      this.leaseLost = true;
+      this.health.failed(err);
+    });
+  }
+
+  /**
+   * After a lost lease: registers the node again. The registry gives back the subnet this node holds
+   * (its claim moves onto the new lease), and the pods are published again under the new lease. The
+   * data plane is not touched: its peers, routes and services never went away meanwhile.
+   */
+  private async reregisterIfLost(): Promise<void> {
+    if (!this.leaseLost) return;
+    const { subnet, lease } = await this.registry.registerNode(
+      { name: this.self.name, underlayIp: this.self.underlayIp, vtepMac: this.self.vtepMac },
+      { podCidr: this.cfg.podCidr, subnetPrefix: this.cfg.subnetPrefix, leaseTtlSeconds: this.cfg.leaseTtl },
+    );
+    if (subnet !== this.self.subnet) {
+      // Another node took our subnet while we could not renew: our pods' addresses are no longer ours.
+      this.log.error({ subnet: this.self.subnet, got: subnet }, 'subnet lost during the store outage: this node needs a reset');
+    }
+    this.lease = lease;
+    this.watchLease(lease);
+    this.leaseLost = false;
+    this.reregistrations++;
+    await this.republish(this.pods());
+    this.log.info({ subnet, lease: lease.id }, 'registered again after losing the lease');
+  }
 
   get subnet(): string {
     return this.self.subnet;
@@ -62,7 +108,6 @@ export class ClusterMembership {
         { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac },
         { podCidr: cfg.podCidr, subnetPrefix: cfg.subnetPrefix, leaseTtlSeconds: cfg.leaseTtl },
       );
-      lease.on('lost', (err) => log.error({ err: err.message }, 'cluster lease lost: this node is no longer registered'));
       const self: NodeRecord = { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac, subnet };
       log.info({ subnet, vtepMac }, 'joined cluster');
       return new ClusterMembership(cfg, underlay, store, registry, self, lease, log);
@@ -78,6 +123,7 @@ export class ClusterMembership {
    */
   async attach(node: NodeRuntime): Promise<void> {
     // Pods are bound to the node's lease: a node that dies takes its pods (and so its endpoints) along.
+    this.pods = () => node.listPods();
     node.events = {
       podAdded: (p) => this.registry.putPod(toRecord(p), { lease: this.lease }).then(() => undefined),
       podRemoved: (p) => this.registry.deletePod(p.node, p.name).then(() => undefined),
@@ -239,6 +285,7 @@ export class ClusterMembership {
   status() {
     const o = this.overlay;
     return {
+      store: { kind: this.cfg.store?.kind ?? 'embedded', ...this.health.status(), lease: this.lease.id, leaseLost: this.leaseLost, reregistrations: this.reregistrations },
       vtepMac: this.self.vtepMac,
       underlayIp: this.self.underlayIp,
       uplink: this.uplink ? { interface: this.underlay.interface, ...this.uplink.stats(), copyDrops: this.uplinkDropped() } : undefined,
@@ -272,6 +319,7 @@ export class ClusterMembership {
    * lives until its lease expires, and a daemon back by then takes it over with the same subnet.
    */
   async leave(opts: { deregister?: boolean } = {}): Promise<void> {
+    this.health.stop();
     if (opts.deregister) {
       try {
         for (const p of await this.registry.listPods(this.self.name)) await this.registry.deletePod(p.node, p.name);
