@@ -306,8 +306,13 @@ export class NodeRuntime {
 
   private async destroyPod(pod: PodRuntime): Promise<void> {
     this.dp.switch.detach(pod.port);
-    this.dp.neighbors.delete(ipToNumber(pod.info.ip));
+    const addr = ipToNumber(pod.info.ip);
+    this.dp.neighbors.delete(addr);
     unpersistAndClose(pod.dev);
+    // Its connections go with it (as the kubelet has conntrack entries of a deleted pod's IP removed):
+    // none may be found by the next pod that gets the address.
+    const removed = this.conntrack.deleteWhere((id, ct) => ct.src(id * 2) === addr || ct.dst(id * 2) === addr || ct.src(id * 2 + 1) === addr || ct.dst(id * 2 + 1) === addr);
+    if (removed > 0) this.log.info({ pod: pod.info.name, entries: removed }, "pod's conntrack entries removed");
     await deleteNetns(pod.info.netns);
     this.ipam.release(pod.info.name);
     this.pods.delete(pod.info.name);
