@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT, Topology } from '../../src/topology/topology.js';
+import { CLI, REPO_ROOT, Topology } from '../../src/topology/topology.js';
 import { listNetns } from '../../src/netns/run.js';
 import { NETTOOL, ping, startIn, statusJson, within } from '../helpers/net.js';
 
@@ -186,9 +186,12 @@ describe('restart: connections survive the node agent (crash, graceful restart, 
     await threeTransfersAcross(async () => {
       expect(await t.stopDaemon('m', 'SIGTERM')).to.equal(0);
       await t.startDaemon('m', {}, { cli: join(otherBuild, 'dist/src/cli/main.js') });
+      const pid = (await statusJson(t, 'm')).process.pid as number;
+      expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).to.include(otherBuild);
     });
     // And back to this build, for the tests after this one.
-    await t.restartDaemon('m', 'SIGTERM');
+    await t.restartDaemon('m', 'SIGTERM', { cli: CLI });
+    expect((await statusJson(t, 'm')).restart).to.include({ reattached: 2, recreated: 0, failed: 0 });
   });
 
   it('a restarted daemon serves new pods and new connections as before', async () => {
