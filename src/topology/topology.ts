@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { ip, listNetns, nsExec, run, type RunResult } from '../netns/run.js';
 import { deleteNetns } from '../daemon/pods.js';
+import { apiCall } from '../daemon/api.js';
 
 /** Repository root (this file is src/topology/topology.ts, compiled to dist/src/topology/topology.js). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), existsSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../../package.json')) ? '../../..' : '../..');
@@ -147,12 +148,17 @@ export class Topology {
     writeFileSync(join(this.dir, 'pids', name), String(child.pid));
     if (opts.detached) child.unref();
     const deadline = Date.now() + 60_000;
+    // Asked in-process (a CLI per poll would cost a Node start each): ready once the API answers.
+    const sock = join(this.runDir, `${name}.sock`);
     for (;;) {
       if (child.exitCode !== null) throw new Error(`daemon on ${name} exited with ${child.exitCode}: ${this.daemonLog(name).slice(-2000)}`);
-      const r = await this.podnet(name, ['status', '--json']);
-      if (r.code === 0) return host;
-      if (Date.now() > deadline) throw new Error(`daemon on ${name} did not become ready: ${r.stderr} ${this.daemonLog(name).slice(-2000)}`);
-      await sleep(200);
+      const err = await apiCall(sock, 'GET', '/v1/status', undefined, 5000).then(
+        () => undefined,
+        (e: Error) => e.message,
+      );
+      if (err === undefined) return host;
+      if (Date.now() > deadline) throw new Error(`daemon on ${name} did not become ready: ${err} ${this.daemonLog(name).slice(-2000)}`);
+      await sleep(50);
     }
   }
 
