@@ -82,7 +82,13 @@ export function buildCli(): Command {
     .command('reset')
     .description("stop the node's daemon and remove everything it made: pod namespaces, devices, routes, rules, its conntrack table and its cluster registration")
     .action(async () => {
-      const r = await apiCall<{ node: string; pid: number; pods: number }>(socketFor(globals()), 'POST', '/v1/node/reset');
+      const r = await apiCall<{ node: string; pid: number; pods: number }>(socketFor(globals()), 'POST', '/v1/node/reset').catch((err: unknown) => {
+        // A stopped or killed daemon left its pods in place on purpose; the next daemon takes them over.
+        if (err instanceof PodnetError && err.code === 'EPRECONDITION') {
+          throw new PodnetError('EPRECONDITION', `${err.message}; a stopped daemon leaves its pods in place: start it (podnet daemon) and run node reset again`);
+        }
+        throw err;
+      });
       // The daemon answers, then tears down: wait for it to be gone.
       for (let i = 0; i < 600 && processAlive(r.pid); i++) await new Promise((res) => setTimeout(res, 100));
       if (processAlive(r.pid)) throw new PodnetError('EINTERNAL', `daemon of node ${r.node} (pid ${r.pid}) is still tearing down after 60 s`);
