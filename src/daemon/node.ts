@@ -125,6 +125,9 @@ export class NodeRuntime {
     };
   }
 
+  /** Recorded pods a start could not bring back: kept on record, their namespaces removed by a reset. */
+  private unrestored: PodSpec[] = [];
+
   /** What `start` found of a previous run of this node's daemon. */
   restart: RestartInfo = { reattached: 0, recreated: 0, failed: 0, conntrack: { restored: 0, expired: 0, discarded: 0, fresh: true } };
 
@@ -213,6 +216,8 @@ export class NodeRuntime {
         this.log.info({ pod: spec.name, kept }, kept ? 'pod attached again' : 'pod recreated');
       } catch (err) {
         this.restart.failed++;
+        // Stays recorded (the next start tries again; a reset removes its namespace).
+        this.unrestored.push(spec);
         this.log.error({ pod: spec.name, err: (err as Error).message }, 'could not restore pod');
       }
     }
@@ -221,6 +226,7 @@ export class NodeRuntime {
 
   private persist(): void {
     const specs: PodSpec[] = [...this.pods.values()].map((p) => ({ name: p.info.name, labels: p.info.labels, device: p.info.device, ip: p.info.ip, hostDevice: p.info.hostDevice }));
+    for (const u of this.unrestored) if (!this.pods.has(u.name)) specs.push(u);
     writeFileAtomic(this.statePath, JSON.stringify(specs, null, 2));
   }
 
@@ -397,7 +403,10 @@ export class NodeRuntime {
         }
         this.hostDev = undefined;
       }
-      if (opts.cleanup && this.conntrackFile !== '') rmSync(this.conntrackFile, { force: true });
+      if (opts.cleanup) {
+        for (const u of this.unrestored) await deleteNetns(this.nsName(u.name)).catch(() => undefined);
+        if (this.conntrackFile !== '') rmSync(this.conntrackFile, { force: true });
+      }
     });
   }
 }
