@@ -17,16 +17,8 @@
 //                  [, hdrs Uint8Array]])                           -> number written
 //   dev.stats() -> { rxFrames, rxBatches, rxErrors, txFrames, txDropped, txErrors }
 //   dev.close()                                                    idempotent
-//   copyBytes(dst, dstOff, src, srcOff, len)   memmove between Buffers, no JS allocation
 //   mapShared(path, bytes) -> ArrayBuffer       a file (in /dev/shm) mapped MAP_SHARED, see MapShared
-//
-// Persistent devices (restart without losing a pod's interface): setPersist(true) marks the
-// interface persistent, so closing the fd (a daemon stopping or killed) leaves it registered, with
-// its addresses and routes, carrier off until a new fd attaches. A new daemon attaches again with
-// open(name, ...) on the existing interface; flags.netns (a path such as /run/netns/NAME) opens
-// /dev/net/tun from inside that network namespace, because the tun file belongs to the namespace it
-// is opened in and TUNSETIFF looks the name up there (a pod's eth0 lives in the pod's namespace).
-// Only the calling thread switches namespaces (setns), and only around the open(2).
+//   copyBytes(dst, dstOff, src, srcOff, len)   memmove between Buffers, no JS allocation
 //
 // Receive path: a uv_poll_t watches the fd (level-triggered). On each readable
 // event the addon readv()s frames straight into the JS-owned ring (slot i, at
@@ -54,6 +46,14 @@
 // gets either the header in the 10 bytes before it in the caller's buffer (a frame
 // passed on as read: hdrs[i] = 1) or an all-zero one (a plain frame), by writev.
 // Slots must be large enough for a super-frame; that is the caller's geometry.
+
+// Persistent devices (restart without losing a pod's interface): setPersist(true) marks the
+// interface persistent, so closing the fd (a daemon stopping or killed) leaves it registered, with
+// its addresses and routes, carrier off until a new fd attaches. A new daemon attaches again with
+// open(name, ...) on the existing interface; flags.netns (a path such as /run/netns/NAME) opens
+// /dev/net/tun from inside that network namespace, because the tun file belongs to the namespace it
+// is opened in and TUNSETIFF looks the name up there (a pod's eth0 lives in the pod's namespace).
+// Only the calling thread switches namespaces (setns), and only around the open(2).
 
 #include "addon.h"
 
@@ -472,35 +472,6 @@ class Device : public podnet::PolledReader<Device> {
   uint64_t txErrors_ = 0;
 };
 
-// copyBytes(dst, dstOff, src, srcOff, len): memmove between two Buffers (or within one). JS has
-// no allocation-free way to copy part of one Buffer into another: Buffer.prototype.copy and
-// TypedArray.prototype.set both need a view of the source range, a new object per call. Raw
-// N-API (no C++ wrapper objects); a range outside either buffer throws RangeError.
-napi_value CopyBytes(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
-  uint8_t* dst = nullptr;
-  uint8_t* src = nullptr;
-  size_t dstLen = 0, srcLen = 0;
-  uint32_t dstOff = 0, srcOff = 0, len = 0;
-  if (argc < 5 || !GetBytes(env, argv[0], &dst, &dstLen) ||
-      napi_get_value_uint32(env, argv[1], &dstOff) != napi_ok ||
-      !GetBytes(env, argv[2], &src, &srcLen) ||
-      napi_get_value_uint32(env, argv[3], &srcOff) != napi_ok ||
-      napi_get_value_uint32(env, argv[4], &len) != napi_ok) {
-    napi_throw_type_error(env, nullptr,
-                          "copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number)");
-    return nullptr;
-  }
-  if (static_cast<uint64_t>(dstOff) + len > dstLen || static_cast<uint64_t>(srcOff) + len > srcLen) {
-    napi_throw_range_error(env, nullptr, "copyBytes: range outside a buffer");
-    return nullptr;
-  }
-  std::memmove(dst + dstOff, src + srcOff, len);
-  return nullptr;
-}
-
 // mapShared(path, bytes): opens (creating, mode 0600) the file at `path`, sets its size to `bytes`
 // and maps it MAP_SHARED; returns an ArrayBuffer over the mapping (page-aligned, unmapped when the
 // buffer is collected). Stores into it are stores into the file: a tmpfs file (/dev/shm) keeps what
@@ -563,17 +534,46 @@ napi_value MapShared(napi_env env, napi_callback_info info) {
   return ab;
 }
 
+// copyBytes(dst, dstOff, src, srcOff, len): memmove between two Buffers (or within one). JS has
+// no allocation-free way to copy part of one Buffer into another: Buffer.prototype.copy and
+// TypedArray.prototype.set both need a view of the source range, a new object per call. Raw
+// N-API (no C++ wrapper objects); a range outside either buffer throws RangeError.
+napi_value CopyBytes(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  uint8_t* dst = nullptr;
+  uint8_t* src = nullptr;
+  size_t dstLen = 0, srcLen = 0;
+  uint32_t dstOff = 0, srcOff = 0, len = 0;
+  if (argc < 5 || !GetBytes(env, argv[0], &dst, &dstLen) ||
+      napi_get_value_uint32(env, argv[1], &dstOff) != napi_ok ||
+      !GetBytes(env, argv[2], &src, &srcLen) ||
+      napi_get_value_uint32(env, argv[3], &srcOff) != napi_ok ||
+      napi_get_value_uint32(env, argv[4], &len) != napi_ok) {
+    napi_throw_type_error(env, nullptr,
+                          "copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number)");
+    return nullptr;
+  }
+  if (static_cast<uint64_t>(dstOff) + len > dstLen || static_cast<uint64_t>(srcOff) + len > srcLen) {
+    napi_throw_range_error(env, nullptr, "copyBytes: range outside a buffer");
+    return nullptr;
+  }
+  std::memmove(dst + dstOff, src + srcOff, len);
+  return nullptr;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  napi_value mapShared;
-  NAPI_THROW_IF_FAILED(env, napi_create_function(env, "mapShared", NAPI_AUTO_LENGTH, MapShared, nullptr, &mapShared),
-                       exports);
-  exports.Set("mapShared", Napi::Value(env, mapShared));
   napi_value copyBytes;
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, CopyBytes, nullptr, &copyBytes),
                        exports);
   exports.Set("copyBytes", Napi::Value(env, copyBytes));
   exports.Set("Device", Device::Define(env));
   exports.Set("UdpSocket", podnet::DefineUdpSocket(env));
+  napi_value mapShared;
+  NAPI_THROW_IF_FAILED(env, napi_create_function(env, "mapShared", NAPI_AUTO_LENGTH, MapShared, nullptr, &mapShared),
+                       exports);
+  exports.Set("mapShared", Napi::Value(env, mapShared));
   return exports;
 }
 

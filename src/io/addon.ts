@@ -103,10 +103,10 @@ export interface NativeUdpSocket {
 export interface NativeAddon {
   Device: new () => NativeDevice;
   UdpSocket: new () => NativeUdpSocket;
-  /** memmove of `len` bytes from `src[srcOff]` to `dst[dstOff]`; RangeError outside either buffer. */
-  copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number): void;
   /** The file at `path` (created 0600 if absent) sized to `bytes` and mapped MAP_SHARED; errno-coded Error (with `path`). */
   mapShared(path: string, bytes: number): ArrayBuffer;
+  /** memmove of `len` bytes from `src[srcOff]` to `dst[dstOff]`; RangeError outside either buffer. */
+  copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number): void;
 }
 
 const ADDON_FILE = join('build', 'Release', 'podnet_tuntap.node');
