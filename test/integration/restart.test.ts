@@ -62,6 +62,15 @@ describe('restart: connections survive the node agent (crash, graceful restart, 
     expect(await ping(t, t.podNs('h1', 'client'), ip.sink!)).to.equal(true);
   });
 
+  afterEach(function () {
+    // A failure's evidence: the daemons' warnings and errors, before the topology (and its logs) goes.
+    if (this.currentTest?.state !== 'failed') return;
+    for (const h of ['h1', 'm', 'h3']) {
+      const lines = t.daemonLog(h).split('\n').filter((l) => l && !l.includes('"level":30'));
+      process.stderr.write(`--- ${h} daemon log (warnings and errors, last 30) ---\n${lines.slice(-30).join('\n')}\n`);
+    }
+  });
+
   after(async () => {
     for (const s of servers) s.stop();
     await t.destroy();

@@ -54,6 +54,15 @@ describe('store outage: etcd stopped for 30 s does not touch the data path', fun
     await Promise.all(servers.map((s) => s.started));
   });
 
+  afterEach(function () {
+    // A failure's evidence: the daemons' warnings and errors, before the topology (and its logs) goes.
+    if (this.currentTest?.state !== 'failed') return;
+    for (const h of nodes) {
+      const lines = t.daemonLog(h).split('\n').filter((l) => l && !l.includes('"level":30'));
+      process.stderr.write(`--- ${h} daemon log (warnings and errors, last 30) ---\n${lines.slice(-30).join('\n')}\n`);
+    }
+  });
+
   after(async () => {
     for (const s of servers) s.stop();
     await t.destroy();
