@@ -89,9 +89,11 @@ export class ClusterMembership {
     }
     this.lease = lease;
     this.watchLease(lease);
-    this.leaseLost = false;
     this.reregistrations++;
+    // Only once the pods are published under the new lease is the registration whole again; if that
+    // fails, the next probe registers (and publishes) once more.
     await this.republish(this.pods());
+    this.leaseLost = false;
     this.log.info({ subnet, lease: lease.id }, 'registered again after losing the lease');
   }
 
