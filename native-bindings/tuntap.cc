@@ -7,8 +7,9 @@
 //
 // JS surface (typed in src/io/tuntap.ts, interface NativeDevice):
 //   new Device()
-//   dev.open(name, mode 'tap'|'tun', flags { vnetHdr? }) -> { name, fd, vnetHdr }
+//   dev.open(name, mode 'tap'|'tun', flags { vnetHdr?, netns? }) -> { name, fd, vnetHdr }
 //                                                                  throws errno-coded Error
+//   dev.setPersist(on)                 TUNSETPERSIST: the interface outlives the fd (and the process)
 //   dev.setRing(ring Buffer, lengths Int32Array, slots, slotSize, headroom, batch)
 //   dev.start(onBatch(count), onError(err))   dev.stop()
 //   dev.write(buf, off, len) -> boolean
@@ -16,6 +17,7 @@
 //                  [, hdrs Uint8Array]])                           -> number written
 //   dev.stats() -> { rxFrames, rxBatches, rxErrors, txFrames, txDropped, txErrors }
 //   dev.close()                                                    idempotent
+//   mapShared(path, bytes) -> ArrayBuffer       a file (in /dev/shm) mapped MAP_SHARED, see MapShared
 //   copyBytes(dst, dstOff, src, srcOff, len)   memmove between Buffers, no JS allocation
 //   sum16(buf, off, len, initial)              RFC 1071 sum of a region, 64-bit adds
 //
@@ -46,11 +48,22 @@
 // passed on as read: hdrs[i] = 1) or an all-zero one (a plain frame), by writev.
 // Slots must be large enough for a super-frame; that is the caller's geometry.
 
+// Persistent devices (restart without losing a pod's interface): setPersist(true) marks the
+// interface persistent, so closing the fd (a daemon stopping or killed) leaves it registered, with
+// its addresses and routes, carrier off until a new fd attaches. A new daemon attaches again with
+// open(name, ...) on the existing interface; flags.netns (a path such as /run/netns/NAME) opens
+// /dev/net/tun from inside that network namespace, because the tun file belongs to the namespace it
+// is opened in and TUNSETIFF looks the name up there (a pod's eth0 lives in the pod's namespace).
+// Only the calling thread switches namespaces (setns), and only around the open(2).
+
 #include "addon.h"
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -102,6 +115,7 @@ class Device : public podnet::PolledReader<Device> {
                            InstanceMethod<&Device::Write>("write"),
                            InstanceMethod<&Device::WriteBatch>("writeBatch"),
                            InstanceMethod<&Device::Stats>("stats"),
+                           InstanceMethod<&Device::SetPersist>("setPersist"),
                            InstanceMethod<&Device::CloseMethod>("close"),
                        });
   }
@@ -222,7 +236,9 @@ class Device : public podnet::PolledReader<Device> {
                                 "interface name contains a NUL byte");
     }
 
-    int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    Napi::Value nsOpt = info[2].As<Napi::Object>().Get("netns");
+    int fd = nsOpt.IsString() ? OpenTunIn(env, nsOpt.As<Napi::String>().Utf8Value(), name)
+                              : ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) throw podnet::SystemError(env, errno, "open /dev/net/tun", "open", "device", name);
 
     struct ifreq ifr;
@@ -259,6 +275,41 @@ class Device : public podnet::PolledReader<Device> {
     out.Set("fd", Napi::Number::New(env, fd_));
     out.Set("vnetHdr", Napi::Boolean::New(env, vnetHdr_));
     return out;
+  }
+
+  // open("/dev/net/tun") from inside the network namespace at `path`; this thread returns to its own
+  // namespace before this returns (a failure to return is fatal: the thread would stay in the pod).
+  static int OpenTunIn(Napi::Env env, const std::string& path, const std::string& name) {
+    int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0) throw podnet::SystemError(env, errno, "open own netns", "open", "device", name);
+    int target = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (target < 0) {
+      int err = errno;
+      ::close(self);
+      throw podnet::SystemError(env, err, "open netns " + path, "open", "device", name);
+    }
+    if (::setns(target, CLONE_NEWNET) < 0) {
+      int err = errno;
+      ::close(self);
+      ::close(target);
+      throw podnet::SystemError(env, err, "setns " + path, "setns", "device", name);
+    }
+    int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    int err = errno;
+    if (::setns(self, CLONE_NEWNET) < 0) ::abort();
+    ::close(self);
+    ::close(target);
+    errno = err;
+    return fd;
+  }
+
+  void SetPersist(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw Napi::TypeError::New(env, "setPersist(on: boolean)");
+    if (fd_ < 0) throw Napi::Error::New(env, kClosedMessage);
+    if (::ioctl(fd_, TUNSETPERSIST, info[0].As<Napi::Boolean>().Value() ? 1 : 0) < 0) {
+      throw podnet::SystemError(env, errno, "TUNSETPERSIST", "ioctl(TUNSETPERSIST)", "device", name_);
+    }
   }
 
   void SetRing(const Napi::CallbackInfo& info) {
@@ -422,6 +473,68 @@ class Device : public podnet::PolledReader<Device> {
   uint64_t txErrors_ = 0;
 };
 
+// mapShared(path, bytes): opens (creating, mode 0600) the file at `path`, sets its size to `bytes`
+// and maps it MAP_SHARED; returns an ArrayBuffer over the mapping (page-aligned, unmapped when the
+// buffer is collected). Stores into it are stores into the file: a tmpfs file (/dev/shm) keeps what
+// the process wrote even when it is killed, so a new process maps the same bytes again. What the
+// bytes mean (header, version, checksum) is the caller's business.
+struct Mapping {
+  void* addr;
+  size_t len;
+};
+
+void Unmap(napi_env, void*, void* hint) {
+  Mapping* m = static_cast<Mapping*>(hint);
+  ::munmap(m->addr, m->len);
+  delete m;
+}
+
+napi_value MapShared(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  size_t pathLen = 0;
+  double bytesD = 0;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], nullptr, 0, &pathLen) != napi_ok ||
+      napi_get_value_double(env, argv[1], &bytesD) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "mapShared(path: string, bytes: number)");
+    return nullptr;
+  }
+  std::string path(pathLen, '\0');
+  napi_get_value_string_utf8(env, argv[0], path.data(), pathLen + 1, &pathLen);
+  if (!(bytesD >= 1 && bytesD <= static_cast<double>(1ULL << 40)) || path.find('\0') != std::string::npos) {
+    napi_throw_range_error(env, nullptr, "mapShared: bytes must be 1..2^40 and path must not contain NUL");
+    return nullptr;
+  }
+  const size_t bytes = static_cast<size_t>(bytesD);
+  auto fail = [&](int err, const char* syscall) -> napi_value {
+    Napi::Error e = podnet::SystemError(Napi::Env(env), err, "map", syscall, "path", path);
+    e.ThrowAsJavaScriptException();
+    return nullptr;
+  };
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(errno, "open");
+  struct stat st;
+  if (::fstat(fd, &st) < 0 || (static_cast<size_t>(st.st_size) != bytes && ::ftruncate(fd, static_cast<off_t>(bytes)) < 0)) {
+    int err = errno;
+    ::close(fd);
+    return fail(err, "ftruncate");
+  }
+  void* addr = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int err = errno;
+  ::close(fd);  // the mapping keeps the file
+  if (addr == MAP_FAILED) return fail(err, "mmap");
+  Mapping* m = new Mapping{addr, bytes};
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, addr, bytes, Unmap, m, &ab) != napi_ok) {
+    ::munmap(addr, bytes);
+    delete m;
+    napi_throw_error(env, nullptr, "mapShared: external ArrayBuffers are not supported here");
+    return nullptr;
+  }
+  return ab;
+}
+
 // copyBytes(dst, dstOff, src, srcOff, len): memmove between two Buffers (or within one). JS has
 // no allocation-free way to copy part of one Buffer into another: Buffer.prototype.copy and
 // TypedArray.prototype.set both need a view of the source range, a new object per call. Raw
@@ -524,6 +637,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("copyBytes", Napi::Value(env, copyBytes));
   exports.Set("Device", Device::Define(env));
   exports.Set("UdpSocket", podnet::DefineUdpSocket(env));
+  napi_value mapShared;
+  NAPI_THROW_IF_FAILED(env, napi_create_function(env, "mapShared", NAPI_AUTO_LENGTH, MapShared, nullptr, &mapShared),
+                       exports);
+  exports.Set("mapShared", Napi::Value(env, mapShared));
   return exports;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { demoDown, demoUp } from '../demo/demo.js';
+import { demoDown, demoRestart, demoUp } from '../demo/demo.js';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -65,7 +65,8 @@ export function buildCli(): Command {
     .option('--config <file>', 'JSON config file')
     .option('--state-dir <dir>', 'where IPAM and pod state are kept (default /var/lib/podnet)')
     .option('--log-level <level>', 'trace|debug|info|warn|error')
-    .action(async (opts: { config?: string; stateDir?: string; logLevel?: string }) => {
+    .option('--cleanup', 'on SIGTERM/SIGINT remove every pod namespace, device, route and rule (default: leave the datapath running for the next daemon)')
+    .action(async (opts: { config?: string; stateDir?: string; logLevel?: string; cleanup?: boolean }) => {
       const file = opts.config ? (loadConfigFile(opts.config) as Record<string, unknown>) : {};
       if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new PodnetError('EINVALID', `config file ${opts.config} must hold a JSON object`);
       const g = globals();
@@ -75,7 +76,25 @@ export function buildCli(): Command {
       if (opts.stateDir) merged.stateDir = opts.stateDir;
       if (opts.logLevel) merged.logLevel = opts.logLevel;
       const cfg = parseConfig(merged, opts.config ? `config ${opts.config}` : 'config');
-      await runDaemon(cfg);
+      await runDaemon(cfg, undefined, { cleanup: !!opts.cleanup });
+    });
+
+  const nodeCmd = program.command('node').description('the node itself');
+  nodeCmd
+    .command('reset')
+    .description("stop the node's daemon and remove everything it made: pod namespaces, devices, routes, rules, its conntrack table and its cluster registration")
+    .action(async () => {
+      const r = await apiCall<{ node: string; pid: number; pods: number }>(socketFor(globals()), 'POST', '/v1/node/reset').catch((err: unknown) => {
+        // A stopped or killed daemon left its pods in place on purpose; the next daemon takes them over.
+        if (err instanceof PodnetError && err.code === 'EPRECONDITION') {
+          throw new PodnetError('EPRECONDITION', `${err.message}; a stopped daemon leaves its pods in place: start it (podnet daemon) and run node reset again`);
+        }
+        throw err;
+      });
+      // The daemon answers, then tears down: wait for it to be gone.
+      for (let i = 0; i < 600 && processAlive(r.pid); i++) await new Promise((res) => setTimeout(res, 100));
+      if (processAlive(r.pid)) throw new PodnetError('EINTERNAL', `daemon of node ${r.node} (pid ${r.pid}) is still tearing down after 60 s`);
+      process.stdout.write(`node ${r.node} reset: daemon stopped, ${r.pods} pods removed\n`);
     });
 
   const pod = program.command('pod').description('create, delete and list pods on a node');
@@ -350,6 +369,13 @@ export function buildCli(): Command {
       await demoUp({ nodes: opts.nodes, podsPerNode: opts.pods, runDir: globals().runDir, out: (s) => process.stdout.write(s) });
     });
   demo
+    .command('restart <node>')
+    .description("restart a demo node's daemon (SIGTERM, or SIGKILL with --kill); its pods and their connections carry on")
+    .option('--kill', 'kill the daemon with SIGKILL (a crash) instead of stopping it')
+    .action(async (node: string, opts: { kill?: boolean }) => {
+      await demoRestart({ node, kill: !!opts.kill, runDir: globals().runDir, out: (s) => process.stdout.write(s) });
+    });
+  demo
     .command('down')
     .description('stop the demo daemons and remove every namespace the demo made')
     .action(async () => {
@@ -357,6 +383,15 @@ export function buildCli(): Command {
     });
 
   return program;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function parseIntArg(flag: string, min: number, max: number) {
@@ -379,6 +414,8 @@ interface StatusView {
   host?: { rxFrames: number; txFrames: number };
   underlay: { interface?: string; ip?: string };
   process?: { pid: number; uptimeSeconds: number; memory: { rss: number; heapUsed: number; external: number } };
+  cluster?: { store?: { kind: string; reachable: boolean; unreachableSince?: string; unreachableSeconds?: number; lastError?: string; reregistrations: number } };
+  restart?: { reattached: number; recreated: number; failed: number; conntrack: { restored?: number; discardedReason?: string; error?: string } };
 }
 
 function renderStatus(s: StatusView): string {
@@ -390,6 +427,17 @@ function renderStatus(s: StatusView): string {
     const mb = (b: number) => (b / 1048576).toFixed(1);
     const m = s.process.memory;
     out += `\ndaemon pid ${s.process.pid}  up ${s.process.uptimeSeconds} s  rss ${mb(m.rss)} MB  heap ${mb(m.heapUsed)} MB  buffers ${mb(m.external)} MB`;
+  }
+  const store = s.cluster?.store;
+  if (store) {
+    out += store.reachable
+      ? `\nstore ${store.kind} reachable`
+      : `\nstore ${store.kind} UNREACHABLE since ${store.unreachableSince} (${store.unreachableSeconds} s; ${store.lastError ?? ''}): forwarding on the last known state`;
+    if (store.reregistrations > 0) out += `  registered again ${store.reregistrations}x`;
+  }
+  if (s.restart && (s.restart.reattached > 0 || s.restart.recreated > 0 || s.restart.failed > 0 || s.restart.conntrack.restored)) {
+    const c = s.restart.conntrack;
+    out += `\nstarted over a previous run: pods attached again ${s.restart.reattached}, recreated ${s.restart.recreated}, failed ${s.restart.failed}; conntrack entries taken over ${c.restored ?? 0}`;
   }
   out += '\n\n';
   out += formatTable(
@@ -415,6 +463,29 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Resolves once everything written to `stream` so far has left the process. A write to a pipe that
+ * is full is queued by Node and finished later from the event loop; `process.exit` does not wait for
+ * it, so a CLI that exits right after writing cuts its output at the pipe's capacity (64 KB). A write
+ * of nothing completes after every earlier write (they are ordered). A reader that went away (EPIPE,
+ * `podnet ... | head`) ends the wait too: there is nobody left to write to.
+ */
+export function drained(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.destroyed || stream.writableEnded) return resolve();
+    stream.write('', () => resolve());
+  });
+}
+
+/** Runs the CLI and exits with its status once stdout and stderr have reached their readers whole. */
+export async function runCli(argv: string[]): Promise<never> {
+  // A reader that closes early (EPIPE) is not an error of ours; without a handler it would crash us.
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
+  const code = await main(argv);
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  process.exit(code);
+}
+
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
-  void main(process.argv).then((code) => process.exit(code));
+  void runCli(process.argv);
 }

@@ -16,6 +16,7 @@ import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
 import type { Config } from './config.js';
 import type { Underlay } from './daemon.js';
 import type { NodeRuntime, PodInfo } from './node.js';
+import { StoreHealth } from './storehealth.js';
 
 /**
  * Receive slot of the VXLAN socket: the largest UDP payload (64 KB, a GRO run or a kernel peer's
@@ -56,9 +57,56 @@ export class ClusterMembership {
     readonly store: ClusterStore,
     readonly registry: ClusterRegistry,
     readonly self: NodeRecord,
-    private readonly lease: Lease,
+    private lease: Lease,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.health = new StoreHealth(() => this.store.get(`${this.registry.root}/nodes/${this.self.name}`), log, {
+      onReachable: () => this.reregisterIfLost(),
+    });
+    this.watchLease(lease);
+    this.health.start();
+  }
+
+  /** Whether the store answers (and since when not); drives re-registration after a lost lease. */
+  readonly health: StoreHealth;
+  /** The lease was lost (an outage longer than the client keeps a lease for): register again. */
+  private leaseLost = false;
+  private reregistrations = 0;
+  private pods: () => PodInfo[] = () => [];
+
+  private watchLease(lease: Lease): void {
+    lease.on('lost', (err) => {
+      if (lease !== this.lease) return;
+      this.log.error({ err: err.message }, 'cluster lease lost: registering again (same subnet) once the store answers');
+      this.leaseLost = true;
+      this.health.failed(err);
+    });
+  }
+
+  /**
+   * After a lost lease: registers the node again. The registry gives back the subnet this node holds
+   * (its claim moves onto the new lease), and the pods are published again under the new lease. The
+   * data plane is not touched: its peers, routes and services never went away meanwhile.
+   */
+  private async reregisterIfLost(): Promise<void> {
+    if (!this.leaseLost) return;
+    const { subnet, lease } = await this.registry.registerNode(
+      { name: this.self.name, underlayIp: this.self.underlayIp, vtepMac: this.self.vtepMac },
+      { podCidr: this.cfg.podCidr, subnetPrefix: this.cfg.subnetPrefix, leaseTtlSeconds: this.cfg.leaseTtl },
+    );
+    if (subnet !== this.self.subnet) {
+      // Another node took our subnet while we could not renew: our pods' addresses are no longer ours.
+      this.log.error({ subnet: this.self.subnet, got: subnet }, 'subnet lost during the store outage: this node needs a reset');
+    }
+    this.lease = lease;
+    this.watchLease(lease);
+    this.reregistrations++;
+    // Only once the pods are published under the new lease is the registration whole again; if that
+    // fails, the next probe registers (and publishes) once more.
+    await this.republish(this.pods());
+    this.leaseLost = false;
+    this.log.info({ subnet, lease: lease.id }, 'registered again after losing the lease');
+  }
 
   get subnet(): string {
     return this.self.subnet;
@@ -73,7 +121,6 @@ export class ClusterMembership {
         { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac },
         { podCidr: cfg.podCidr, subnetPrefix: cfg.subnetPrefix, leaseTtlSeconds: cfg.leaseTtl },
       );
-      lease.on('lost', (err) => log.error({ err: err.message }, 'cluster lease lost: this node is no longer registered'));
       const self: NodeRecord = { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac, subnet };
       log.info({ subnet, vtepMac }, 'joined cluster');
       return new ClusterMembership(cfg, underlay, store, registry, self, lease, log);
@@ -89,6 +136,7 @@ export class ClusterMembership {
    */
   async attach(node: NodeRuntime): Promise<void> {
     // Pods are bound to the node's lease: a node that dies takes its pods (and so its endpoints) along.
+    this.pods = () => node.listPods();
     node.events = {
       podAdded: (p) => this.registry.putPod(toRecord(p), { lease: this.lease }).then(() => undefined),
       podRemoved: (p) => this.registry.deletePod(p.node, p.name).then(() => undefined),
@@ -205,13 +253,16 @@ export class ClusterMembership {
     await this.ingress.start();
   }
 
-  /** Stops following other nodes and closes the VXLAN socket (before the data plane goes away). */
-  async stopDataplane(): Promise<void> {
+  /**
+   * Stops following other nodes and closes the VXLAN socket (before the data plane goes away).
+   * `keepRules`: the uplink's iptables rules stay for the next daemon (a restart, not a cleanup).
+   */
+  async stopDataplane(opts: { keepRules?: boolean } = {}): Promise<void> {
     await this.ingress?.stop();
     await this.services?.stop();
     if (this.uplink) {
       if (this.router) this.router.uplink = undefined;
-      await this.uplink.close();
+      await this.uplink.close({ keepRules: !!opts.keepRules });
       this.uplink = undefined;
     }
     await this.nodeWatch?.cancel();
@@ -232,6 +283,7 @@ export class ClusterMembership {
   status() {
     const o = this.overlay;
     return {
+      store: { kind: this.cfg.store?.kind ?? 'embedded', ...this.health.status(), lease: this.lease.id, leaseLost: this.leaseLost, reregistrations: this.reregistrations },
       vtepMac: this.self.vtepMac,
       underlayIp: this.self.underlayIp,
       uplink: this.uplink ? { interface: this.underlay.interface, ...this.uplink.stats() } : undefined,
@@ -259,13 +311,28 @@ export class ClusterMembership {
     };
   }
 
-  /** Leaves the cluster: revokes the lease (the node entry and subnet go with it) and disconnects. */
-  async leave(): Promise<void> {
-    try {
-      for (const p of await this.registry.listPods(this.self.name)) await this.registry.deletePod(p.node, p.name);
-      await this.lease.revoke();
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not deregister cleanly; the lease will expire');
+  /**
+   * Publishes pods a restart brought back, bound to this run's lease (the previous run's lease
+   * expires on its own; the node record and the subnet claim have moved to this one already).
+   */
+  async republish(pods: PodInfo[]): Promise<void> {
+    for (const p of pods) await this.registry.putPod(toRecord(p), { lease: this.lease });
+  }
+
+  /**
+   * Leaves the cluster. `deregister` (a cleanup): deletes this node's pods and revokes the lease (the
+   * node entry and subnet go with it). Otherwise (a restart) it only disconnects: the registration
+   * lives until its lease expires, and a daemon back by then takes it over with the same subnet.
+   */
+  async leave(opts: { deregister?: boolean } = {}): Promise<void> {
+    this.health.stop();
+    if (opts.deregister) {
+      try {
+        for (const p of await this.registry.listPods(this.self.name)) await this.registry.deletePod(p.node, p.name);
+        await this.lease.revoke();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'could not deregister cleanly; the lease will expire');
+      }
     }
     await this.store.close();
   }

@@ -60,6 +60,11 @@ export const configSchema = z
     /** Most tracked connections (services, node ports, masquerade); unassured ones are evicted first. */
     conntrackMax: z.number().int().min(16).max(8_000_000).default(131072),
     /**
+     * The file (tmpfs) that holds the conntrack table, so connections and their NAT survive a restart
+     * or a crash of the daemon (default /dev/shm/podnet-<node>.conntrack); '' keeps it in private memory.
+     */
+    conntrackFile: z.string().optional(),
+    /**
      * The uplink: capture of node-port / LoadBalancer / masquerade-reply traffic on the underlay interface
      * (libpcap) and raw sends out of it. Off: services work inside the cluster only and pods leave unNATed.
      */

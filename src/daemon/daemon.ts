@@ -51,7 +51,12 @@ export async function detectUnderlay(cfg: Config): Promise<Underlay> {
  * Runs the daemon until SIGTERM/SIGINT: joins the cluster (gets this node's subnet), starts the data
  * plane and the API, and on a signal removes everything it created.
  */
-export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.logLevel })): Promise<void> {
+export interface DaemonOptions {
+  /** Remove every pod, device, route and rule on stop (as `podnet node reset` does), instead of leaving the datapath for the next daemon. */
+  cleanup?: boolean;
+}
+
+export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.logLevel }), opts: DaemonOptions = {}): Promise<void> {
   checkPrerequisites();
   const sock = socketPath(cfg);
   try {
@@ -68,14 +73,15 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
   let metrics: MetricsServer | undefined;
   let stopping: Promise<void> | undefined;
 
-  const stop = (why: string): Promise<void> =>
+  let finished: () => void = () => undefined;
+  const stop = (why: string, cleanup = !!opts.cleanup): Promise<void> =>
     (stopping ??= (async () => {
-      log.info({ why }, 'stopping: removing pods, devices and routes');
+      log.info({ why, cleanup }, cleanup ? 'stopping: removing pods, devices, routes and rules' : 'stopping: pods, devices, routes and conntrack stay for the next daemon');
       await api.close(sock);
       await metrics?.close();
-      await cluster.stopDataplane();
-      await node?.stop();
-      await cluster.leave();
+      await cluster.stopDataplane({ keepRules: !cleanup });
+      await node?.stop({ cleanup });
+      await cluster.leave({ deregister: cleanup });
       log.info('stopped');
     })());
 
@@ -84,6 +90,7 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
     await cluster.attach(node);
     await node.start();
     const n = node;
+    await cluster.republish(n.listPods());
     api
       .route('GET', '/v1/status', (_b, p) => ({ ...n.status(), underlay, cluster: cluster.status(), process: processStatus(p.gc === '1') }))
       .route('GET', '/v1/pods', () => n.listPods())
@@ -104,6 +111,12 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
         let removed = 0;
         n.conntrack.forEach((id, ct) => void (ct.delete(id) && removed++));
         return { removed };
+      })
+      // `podnet node reset`: stop and remove everything (as a --cleanup daemon does on SIGTERM). The
+      // answer goes out first; the daemon then tears down and exits.
+      .route('POST', '/v1/node/reset', () => {
+        setImmediate(() => void stop('node reset', true).then(finished, finished));
+        return { node: cfg.node, pid: process.pid, pods: n.listPods().length };
       });
     cniRoutes(api, n);
     await api.listen(sock);
@@ -125,6 +138,11 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
         log.error({ err: (err as Error).message }, 'teardown failed');
         resolve();
       });
+    };
+    finished = () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve();
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);

@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { HostPort, TapPort, TunPort } from '../dataplane/ports.js';
 import { Router } from '../dataplane/router.js';
-import { Conntrack } from '../nat/conntrack.js';
+import { Conntrack, type ConntrackRestore } from '../nat/conntrack.js';
+import { monotonicSeconds, openSharedConntrack } from '../nat/shared.js';
+import { coarseClock } from '../util/clock.js';
+import { existsSync, rmSync } from 'node:fs';
 import { Nat, Verdict } from '../nat/nat.js';
 import type { Port } from '../dataplane/port.js';
 import { TunTap } from '../io/tuntap.js';
@@ -19,6 +22,7 @@ import {
   newDeviceName,
   plumbAttachment,
   plumbPod,
+  replumbPod,
   podMac,
   validateAttachment,
   validateLabels,
@@ -53,6 +57,18 @@ interface PodRuntime {
   info: PodInfo;
   dev: TunTap;
   port: Port;
+}
+
+/** What a start found of a previous run (`status().restart`). */
+export interface RestartInfo {
+  /** Pods whose namespace (and processes) were kept and whose eth0 was attached again. */
+  reattached: number;
+  /** Pods recreated from scratch (their namespace was gone). */
+  recreated: number;
+  /** Pods that could not be brought back (logged). */
+  failed: number;
+  /** The conntrack table taken over from the shared file (or why it was not). */
+  conntrack: (ConntrackRestore & { file?: string; fresh: boolean; discardedReason?: string }) | { file?: undefined; error: string };
 }
 
 export interface PodEvents {
@@ -107,7 +123,7 @@ export class NodeRuntime {
       mtu: cfg.podMtu,
     });
     this.dp.switch.attach(this.router.port);
-    this.conntrack = new Conntrack({ max: cfg.conntrackMax });
+    this.conntrack = this.openConntrack();
     this.router.nat = new Nat(this.conntrack, { drops: this.router.drops });
     const ct = this.conntrack;
     const nat = this.router.nat;
@@ -127,10 +143,50 @@ export class NodeRuntime {
     };
   }
 
+  /** Recorded pods a start could not bring back: kept on record, their namespaces removed by a reset. */
+  private unrestored: PodSpec[] = [];
+
+  /** What `start` found of a previous run of this node's daemon. */
+  restart: RestartInfo = { reattached: 0, recreated: 0, failed: 0, conntrack: { restored: 0, expired: 0, discarded: 0, fresh: true } };
+
+  /** The conntrack file (shared memory that outlives the daemon), or '' when conntrack is in private memory. */
+  get conntrackFile(): string {
+    return this.cfg.conntrackFile === '' ? '' : (this.cfg.conntrackFile ?? `/dev/shm/podnet-${this.cfg.node}.conntrack`);
+  }
+
+  /**
+   * The conntrack table, in a /dev/shm file so that its entries (and with them the NAT decisions and
+   * allocated ports) survive a restart or a crash of the daemon. Without a usable file, private memory.
+   */
+  private openConntrack(): Conntrack {
+    const file = this.conntrackFile;
+    if (file === '') return new Conntrack({ max: this.cfg.conntrackMax });
+    coarseClock.refresh();
+    const now = coarseClock.seconds;
+    try {
+      const shared = openSharedConntrack(file, { max: this.cfg.conntrackMax }, now, monotonicSeconds() - now);
+      this.restart.conntrack = { file, ...shared.restore };
+      if (shared.restore.discardedReason !== undefined) this.log.warn({ file, reason: shared.restore.discardedReason }, 'conntrack file discarded: starting with an empty table');
+      else if (!shared.restore.fresh) this.log.info({ file, ...shared.restore }, 'conntrack table taken over from the previous run');
+      return shared.ct;
+    } catch (err) {
+      this.log.warn({ file, err: (err as Error).message }, 'conntrack file unusable: the table will not survive a restart');
+      this.restart.conntrack = { error: (err as Error).message };
+      return new Conntrack({ max: this.cfg.conntrackMax });
+    }
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.queue.then(fn, fn);
     this.queue = p.catch(() => undefined);
     return p;
+  }
+
+  /** Where a pod's device lives once plumbed: its namespace (a path) and its name there. */
+  private deviceHome(spec: PodSpec): { netnsPath: string; ifname: string } {
+    return spec.attachment
+      ? { netnsPath: spec.attachment.netns, ifname: spec.attachment.ifname }
+      : { netnsPath: `/run/netns/${this.nsName(spec.name)}`, ifname: 'eth0' };
   }
 
   nsName(pod: string): string {
@@ -141,7 +197,8 @@ export class NodeRuntime {
   async start(): Promise<void> {
     const undo = new Undo();
     try {
-      // A crashed predecessor's host device disappears with its fd; routes on it go with it.
+      // Persistent: the device, its address and routes stay when this daemon stops or dies, so
+      // the host's connections to pods outlive it; a new daemon attaches to it again here.
       const dev = TunTap.open(this.hostDeviceName, 'tun');
       undo.push('close host device', () => dev.close());
       const host = new HostPort(this.hostDeviceName, this.dp, dev);
@@ -150,11 +207,12 @@ export class NodeRuntime {
       await run('sysctl', ['-qw', `net.ipv6.conf.${this.hostDeviceName}.disable_ipv6=1`]).catch(() => undefined);
       await ipBatch([
         `link set dev ${this.hostDeviceName} mtu ${this.cfg.podMtu}`,
-        `addr add ${numberToIp(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,
+        `addr replace ${numberToIp(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,
         `link set dev ${this.hostDeviceName} up`,
         `route replace ${this.podCidr.cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
         `route replace ${parseSubnet(this.cfg.serviceCidr).cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
       ]);
+      dev.setPersist(true);
       this.hostDev = dev;
       this.hostPort = host;
       undo.commit();
@@ -165,19 +223,32 @@ export class NodeRuntime {
     await this.restorePods();
   }
 
-  /** Recreates the pods a previous run of this daemon had, with the same addresses. */
+  /**
+   * Brings back the pods a previous run of this daemon had, with the same addresses. A pod whose
+   * namespace is still there keeps it, and with it its processes and their sockets: its persistent
+   * eth0 is attached again (or, if it is gone, made anew inside the namespace). Only a pod whose
+   * namespace is gone is created from scratch.
+   */
   private async restorePods(): Promise<void> {
     const saved = readJsonIfExists<PodSpec[]>(this.statePath) ?? [];
     for (const spec of saved) {
       try {
-        // A crash may have left the namespace behind: remove it first (not an attachment's: the runtime's).
-        if (!spec.attachment) await deleteNetns(this.nsName(spec.name));
-        const info = await this.createPod(spec);
-        // The node left the cluster when it stopped (its pod records went): publish the pod again,
-        // or services lose it as an endpoint.
-        await this.events.podAdded?.(info);
-        this.log.info({ pod: spec.name }, 'restored pod');
+        const target = this.deviceHome(spec);
+        const kept = existsSync(target.netnsPath);
+        if (spec.attachment && !kept) {
+          // Its container is gone with its namespace (the runtime's, never recreated by podnet): dropped.
+          this.ipam.release(spec.name);
+          this.log.info({ pod: spec.name, netns: target.netnsPath }, 'attachment dropped: its namespace is gone');
+          continue;
+        }
+        await this.createPod(spec, kept);
+        if (kept) this.restart.reattached++;
+        else this.restart.recreated++;
+        this.log.info({ pod: spec.name, kept }, kept ? 'pod attached again' : 'pod recreated');
       } catch (err) {
+        this.restart.failed++;
+        // Stays recorded (the next start tries again; a reset removes its namespace).
+        this.unrestored.push(spec);
         this.log.error({ pod: spec.name, err: (err as Error).message }, 'could not restore pod');
       }
     }
@@ -185,7 +256,15 @@ export class NodeRuntime {
   }
 
   private persist(): void {
-    const specs: PodSpec[] = [...this.pods.values()].map((p) => ({ name: p.info.name, labels: p.info.labels, device: p.info.device, ...(p.info.attachment ? { attachment: p.info.attachment } : {}) }));
+    const specs: PodSpec[] = [...this.pods.values()].map((p) => ({
+      name: p.info.name,
+      labels: p.info.labels,
+      device: p.info.device,
+      ip: p.info.ip,
+      hostDevice: p.info.hostDevice,
+      ...(p.info.attachment ? { attachment: p.info.attachment } : {}),
+    }));
+    for (const u of this.unrestored) if (!this.pods.has(u.name)) specs.push(u);
     writeFileAtomic(this.statePath, JSON.stringify(specs, null, 2));
   }
 
@@ -203,31 +282,36 @@ export class NodeRuntime {
     });
   }
 
-  private async createPod(spec: PodSpec): Promise<PodInfo> {
+  /**
+   * Creates a pod, or with `inNetns` brings one back whose namespace exists: its eth0 (persistent)
+   * is attached again from inside the namespace, or created there if it is gone, and configured
+   * idempotently. The device is made persistent last, so a failure before leaves nothing behind.
+   */
+  private async createPod(spec: PodSpec, inNetns = false): Promise<PodInfo> {
     const undo = new Undo();
     try {
-      const addr = this.ipam.allocate(spec.name);
+      const addr = this.ipam.allocate(spec.name, spec.ip);
       undo.push('release address', () => this.ipam.release(spec.name));
       const ipNum = ipToNumber(addr);
       const mac = podMac(ipNum);
       const netns = spec.attachment?.netns ?? this.nsName(spec.name);
-      const hostDevice = newDeviceName();
+      const home = this.deviceHome(spec);
+      const hostDevice = inNetns ? (spec.hostDevice ?? home.ifname) : newDeviceName();
       // TAP pods get offloads (virtio-net headers, checksum offload, TSO): their kernel hands over
       // TCP super-frames, which the switch passes between pods as they are and splits for the rest.
-      const dev = TunTap.open(hostDevice, spec.device, { offload: spec.device === 'tap' });
+      const offload = spec.device === 'tap';
+      const dev = inNetns
+        ? TunTap.open(home.ifname, spec.device, { offload, netns: home.netnsPath })
+        : TunTap.open(hostDevice, spec.device, { offload });
       undo.push('close device', () => dev.close());
-      const plumb = spec.attachment ? (o: Parameters<typeof plumbPod>[0]) => plumbAttachment({ ...o, ifname: spec.attachment!.ifname }) : plumbPod;
-      await plumb({
-        netns,
-        device: hostDevice,
-        kind: spec.device,
-        mac: mac.str,
-        ip: addr,
-        prefix: this.subnet.prefix,
-        gateway: numberToIp(this.subnet.gatewayIp),
-        mtu: this.cfg.podMtu,
-        undo,
-      });
+      const plumbing = { netns, device: hostDevice, kind: spec.device, mac: mac.str, ip: addr, prefix: this.subnet.prefix, gateway: numberToIp(this.subnet.gatewayIp), mtu: this.cfg.podMtu, undo };
+      if (inNetns) {
+        await replumbPod({ ...plumbing, netnsPath: home.netnsPath, ifname: home.ifname, own: !spec.attachment, flush: spec.ip !== undefined && spec.ip !== addr });
+      } else if (spec.attachment) {
+        await plumbAttachment({ ...plumbing, ifname: spec.attachment.ifname });
+      } else {
+        await plumbPod(plumbing);
+      }
       const identity = { macHi: mac.hi, macLo: mac.lo, ip: ipNum };
       const port =
         spec.device === 'tap'
@@ -252,6 +336,7 @@ export class NodeRuntime {
       dev.start((n) => this.dp.receiveRing(port as TapPort, dev.rx, n), onGone);
       const info: PodInfo = { name: spec.name, node: this.cfg.node, ip: addr, mac: mac.str, netns, device: spec.device, hostDevice, labels: spec.labels };
       if (spec.attachment) info.attachment = spec.attachment;
+      dev.setPersist(true);
       this.pods.set(spec.name, { info, dev, port });
       undo.commit();
       this.log.info({ pod: spec.name, ip: addr, device: spec.device, netns }, 'pod added');
@@ -276,8 +361,13 @@ export class NodeRuntime {
 
   private async destroyPod(pod: PodRuntime): Promise<void> {
     this.dp.switch.detach(pod.port);
-    this.dp.neighbors.delete(ipToNumber(pod.info.ip));
-    pod.dev.close();
+    const addr = ipToNumber(pod.info.ip);
+    this.dp.neighbors.delete(addr);
+    unpersistAndClose(pod.dev);
+    // Its connections go with it (as the kubelet has conntrack entries of a deleted pod's IP removed):
+    // none may be found by the next pod that gets the address.
+    const removed = this.conntrack.deleteWhere((id, ct) => ct.src(id * 2) === addr || ct.dst(id * 2) === addr || ct.src(id * 2 + 1) === addr || ct.dst(id * 2 + 1) === addr);
+    if (removed > 0) this.log.info({ pod: pod.info.name, entries: removed }, "pod's conntrack entries removed");
     if (!pod.info.attachment) await deleteNetns(pod.info.netns);
     this.ipam.release(pod.info.name);
     this.pods.delete(pod.info.name);
@@ -418,36 +508,65 @@ export class NodeRuntime {
       host: this.hostPort
         ? { device: this.hostDeviceName, ...this.hostPort.traffic.toJSON() }
         : undefined,
-      conntrack: { entries: this.conntrack.size, max: this.cfg.conntrackMax, ...this.conntrack.stats },
+      conntrack: { entries: this.conntrack.size, max: this.cfg.conntrackMax, file: this.conntrackFile || undefined, ...this.conntrack.stats },
+      restart: this.restart,
       nat: { ...this.router.nat!.stats },
       switch: { macEntries: this.dp.switch.macs.entries(this.dp.now).length, macTableFull: this.dp.switch.macTableFull, injectOverflow: this.dp.injectOverflow },
     };
   }
 
-  /** Removes every pod, device and route this node created. Pods stay recorded so a restart brings them back. */
-  stop(): Promise<void> {
+  /**
+   * Stops the data plane's devices. By default (a restart, an upgrade) every pod stays as it is:
+   * namespaces, their processes, the persistent devices with their addresses and routes, podnet0 and
+   * its routes, and the conntrack file; the kernel queues or drops what pods send meanwhile and TCP
+   * retransmits it to the next daemon. With `cleanup` it removes every pod namespace, device and
+   * route this node created and the conntrack file; pods stay recorded so a restart brings them back.
+   */
+  stop(opts: { cleanup?: boolean } = {}): Promise<void> {
     return this.serial(async () => {
       for (const pod of [...this.pods.values()]) {
         try {
           this.dp.switch.detach(pod.port);
-          pod.dev.close();
-          if (!pod.info.attachment) await deleteNetns(pod.info.netns);
+          if (opts.cleanup) {
+            unpersistAndClose(pod.dev);
+            if (!pod.info.attachment) await deleteNetns(pod.info.netns);
+          } else {
+            pod.dev.close();
+          }
           this.pods.delete(pod.info.name);
         } catch (err) {
           this.log.error({ pod: pod.info.name, err: (err as Error).message }, 'teardown failed');
         }
       }
       if (this.hostDev) {
-        for (const cidr of [this.podCidr.cidr, parseSubnet(this.cfg.serviceCidr).cidr]) {
-          try {
-            await ip(['route', 'del', cidr, 'dev', this.hostDeviceName]);
-          } catch {
-            /* the route goes with the device anyway */
+        if (opts.cleanup) {
+          for (const cidr of [this.podCidr.cidr, parseSubnet(this.cfg.serviceCidr).cidr]) {
+            try {
+              await ip(['route', 'del', cidr, 'dev', this.hostDeviceName]);
+            } catch {
+              /* the route goes with the device anyway */
+            }
           }
+          unpersistAndClose(this.hostDev);
+        } else {
+          this.hostDev.close();
         }
-        this.hostDev.close();
         this.hostDev = undefined;
+      }
+      if (opts.cleanup) {
+        for (const u of this.unrestored) if (!u.attachment) await deleteNetns(this.nsName(u.name)).catch(() => undefined);
+        if (this.conntrackFile !== '') rmSync(this.conntrackFile, { force: true });
       }
     });
   }
+}
+
+/** Closes a device so that the kernel deletes its interface (it is persistent while in use). */
+function unpersistAndClose(dev: TunTap): void {
+  try {
+    dev.setPersist(false);
+  } catch {
+    /* closed already: nothing to delete through it */
+  }
+  dev.close();
 }

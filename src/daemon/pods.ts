@@ -14,6 +14,10 @@ export interface PodSpec {
   name: string;
   labels: Record<string, string>;
   device: DeviceKind;
+  /** The address the pod had (kept in the state file, so a restart can tell a changed subnet). */
+  ip?: string;
+  /** The name its device had in the node namespace before it became the pod's eth0. */
+  hostDevice?: string;
   /** Set for a CNI attachment: the interface lives in a runtime's namespace, not one podnet made. */
   attachment?: AttachmentSpec;
 }
@@ -125,6 +129,40 @@ export async function plumbPod(opts: PlumbOptions & { undo: Undo }): Promise<voi
     `route add default via ${opts.gateway} dev eth0${opts.kind === 'tun' ? ' onlink' : ''}`,
   ];
   await ipBatch(lines, netns);
+}
+
+/**
+ * Configures an interface that already is in its namespace (a persistent device a new daemon attached
+ * to again, or one it just created there) so it ends up exactly as `plumbPod` (`plumbAttachment`)
+ * leaves it. Idempotent: a device that is already configured is left as it is. `flush` first removes
+ * every address (the pod's address changed, e.g. its node got another subnet). `netnsPath` is any
+ * network namespace path; `own`: a namespace podnet made (lo and namespace-wide sysctls are ours too).
+ */
+export async function replumbPod(opts: {
+  netnsPath: string;
+  ifname: string;
+  own: boolean;
+  kind: DeviceKind;
+  mac: string;
+  ip: string;
+  prefix: number;
+  gateway: string;
+  mtu: number;
+  flush: boolean;
+}): Promise<void> {
+  const i = opts.ifname;
+  const lines = [
+    ...(opts.kind === 'tap' ? [`link set dev ${i} address ${opts.mac}`] : []),
+    `link set dev ${i} mtu ${opts.mtu}`,
+    ...(opts.own ? ['link set dev lo up'] : []),
+    `link set dev ${i} up`,
+    ...(opts.flush ? [`addr flush dev ${i}`] : []),
+    `addr replace ${opts.ip}/${opts.prefix} dev ${i}`,
+    `route replace default via ${opts.gateway} dev ${i}${opts.kind === 'tun' ? ' onlink' : ''}`,
+  ];
+  const sysctls = [...(opts.own ? ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'] : []), `net/ipv6/conf/${i}/disable_ipv6=1`];
+  await nsPathExec(opts.netnsPath, 'sysctl', ['-qw', ...sysctls]).catch(() => undefined);
+  await nsPathExec(opts.netnsPath, 'ip', ['-batch', '-'], { input: lines.join('\n') + '\n' });
 }
 
 /**

@@ -43,7 +43,7 @@ export async function demoUp(opts: DemoOptions): Promise<void> {
     const names = Array.from({ length: opts.nodes }, (_, i) => `demo${i + 1}`);
     for (const n of names) await t.addHost({ name: n });
     for (const n of names) {
-      await t.startDaemon(n, { logLevel: 'info' }, { detached: true });
+      await t.startDaemon(n, DEMO_DAEMON.extra, DEMO_DAEMON.opts);
       out(`  started podnet daemon on ${n} (${t.host(n).underlayIp})\n`);
     }
     const pods: PodView[] = [];
@@ -94,6 +94,7 @@ export async function demoUp(opts: DemoOptions): Promise<void> {
     out(`  podnet --node ${names[0]} pod add mypod\n`);
     out(`  podnet --node ${names[0]} service list\n`);
     out(`  podnet --node ${names[0]} conntrack list\n`);
+    out(`  podnet demo restart ${names[0]} --kill      (connections through it survive)\n`);
     out('  podnet demo down\n');
     if (failures > 0) throw new Error(`${failures} pod-to-pod pings failed (daemon logs in ${DEMO_DIR}/*.log)`);
   } catch (err) {
@@ -127,6 +128,39 @@ async function demoService(t: Topology, pods: PodView[], names: string[], out: (
     const c = await t.exec(client.netns, 'curl', ['-s', '-m', '5', `http://${svc.clusterIp}/`]);
     out(`  ${client.node}/${client.name} -> ${svc.clusterIp}: ${c.code === 0 ? c.stdout.trim() : `failed (${c.code})`}\n`);
   }
+}
+
+/** How `demo up` starts a node's daemon (a restart starts it the same way). */
+const DEMO_DAEMON = { extra: { logLevel: 'info' }, opts: { detached: true } };
+
+/**
+ * `podnet demo restart NODE [--kill]`: stops a demo node's daemon (SIGTERM, a graceful restart; with
+ * `kill`, SIGKILL, a crash) and starts it again. Its pods keep their namespaces, processes and
+ * connections: the new daemon attaches to their devices again and takes the conntrack table over.
+ */
+export async function demoRestart(opts: { node: string; kill: boolean; runDir: string; out: (s: string) => void }): Promise<void> {
+  if (!existsSync(DEMO_DIR) || !(await listNetns()).some((n) => n.startsWith(DEMO_PREFIX))) {
+    throw new PodnetError(ErrorCode.Precondition, 'no demo is up: run `podnet demo up` first');
+  }
+  const t = new Topology({ prefix: DEMO_PREFIX, dir: DEMO_DIR, runDir: opts.runDir });
+  try {
+    await t.adoptHost(opts.node);
+  } catch {
+    throw new PodnetError(ErrorCode.NotFound, `no demo node ${opts.node} (the demo's nodes are demo1, demo2, ...)`);
+  }
+  const old = t.recordedPid(opts.node);
+  const started = performance.now();
+  await t.restartDaemon(opts.node, opts.kill ? 'SIGKILL' : 'SIGTERM', { startedWith: DEMO_DAEMON });
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  const st = JSON.parse((await t.podnet(opts.node, ['status', '--json'])).stdout) as {
+    restart: { reattached: number; recreated: number; failed: number; conntrack: { restored?: number } };
+    process: { pid: number };
+  };
+  const r = st.restart;
+  opts.out(
+    `${opts.node}: daemon ${old} ${opts.kill ? 'killed (SIGKILL)' : 'stopped (SIGTERM)'}, daemon ${st.process.pid} serving again after ${seconds} s\n` +
+      `  pods attached again ${r.reattached}, recreated ${r.recreated}, failed ${r.failed}; conntrack entries taken over ${r.conntrack.restored ?? 0}\n`,
+  );
 }
 
 /** `podnet demo down`: stops the demo daemons and removes every namespace and file the demo made. */

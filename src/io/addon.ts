@@ -18,7 +18,10 @@ export interface NativeDeviceStats {
 }
 
 export interface NativeDevice {
-  open(name: string, mode: 'tap' | 'tun', flags: { vnetHdr?: boolean }): { name: string; fd: number; vnetHdr: boolean };
+  /** `netns`: a namespace file (/run/netns/NAME) to open /dev/net/tun in (the interface is looked up or created there). */
+  open(name: string, mode: 'tap' | 'tun', flags: { vnetHdr?: boolean; netns?: string }): { name: string; fd: number; vnetHdr: boolean };
+  /** TUNSETPERSIST: the interface stays when the fd closes (true) or goes with it (false). */
+  setPersist(on: boolean): void;
   setRing(ring: Buffer, lengths: Int32Array, slots: number, slotSize: number, headroom: number, batch: number): void;
   start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
   stop(): void;
@@ -113,6 +116,8 @@ export interface NativeUdpSocket {
 export interface NativeAddon {
   Device: new () => NativeDevice;
   UdpSocket: new () => NativeUdpSocket;
+  /** The file at `path` (created 0600 if absent) sized to `bytes` and mapped MAP_SHARED; errno-coded Error (with `path`). */
+  mapShared(path: string, bytes: number): ArrayBuffer;
   /** memmove of `len` bytes from `src[srcOff]` to `dst[dstOff]`; RangeError outside either buffer. */
   copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number): void;
   /** RFC 1071 sum of `buf[off, off+len)` plus `initial` (<= 0xffff), folded: what packet/checksum's sum16 returns. */

@@ -29,6 +29,12 @@ export interface OpenOptions {
   headroom?: number;
   /** Most frames per `onBatch` call (default: `slots`; at most `slots`). */
   batch?: number;
+  /**
+   * Open the device inside this network namespace (a file such as `/run/netns/NAME`): `name` is
+   * looked up there, and created there when absent. This is how a restarted daemon attaches again to
+   * a pod's persistent `eth0`, which lives in the pod's namespace.
+   */
+  netns?: string;
 }
 
 export interface RxRing {
@@ -169,7 +175,7 @@ export class TunTap {
     const dev = new Device();
     let opened: { name: string; fd: number; vnetHdr: boolean };
     try {
-      opened = dev.open(name, mode, opts.offload === true ? { vnetHdr: true } : {});
+      opened = dev.open(name, mode, { ...(opts.offload === true ? { vnetHdr: true } : {}), ...(opts.netns !== undefined ? { netns: opts.netns } : {}) });
     } catch (e) {
       throw wrapError(e);
     }
@@ -241,6 +247,20 @@ export class TunTap {
 
   stats(): DeviceStats {
     return this.#dev.stats();
+  }
+
+  /**
+   * Persistent (TUNSETPERSIST): the interface, its addresses and routes stay when the fd is closed,
+   * by `close()` or by the process dying; its carrier is off until an fd attaches again (`open` with
+   * the same name, mode and namespace). Not persistent: the interface goes with its last fd.
+   * Throws TunTapError when the kernel refuses, or once closed.
+   */
+  setPersist(on: boolean): void {
+    try {
+      this.#dev.setPersist(on);
+    } catch (e) {
+      throw wrapError(e);
+    }
   }
 
   /**

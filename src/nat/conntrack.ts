@@ -170,6 +170,24 @@ export interface ConntrackOptions {
   tcpLoose?: boolean;
   /** Hash seed (default random): tests pass one for reproducible layouts. */
   seed?: number;
+  /**
+   * Memory for the entry records (at least `max * 64` bytes, page-aligned for the cache-line layout),
+   * e.g. a shared file mapping that outlives the process (`shared.ts`). Without it, fresh zeroed
+   * memory. Memory that already holds records is taken over with `restore`, before any other call.
+   */
+  memory?: ArrayBuffer;
+  /** Where the records start in `memory` (bytes, a multiple of 64; default 0). */
+  memoryOffset?: number;
+}
+
+/** What `restore` made of the records it found. */
+export interface ConntrackRestore {
+  /** Live entries taken over. */
+  restored: number;
+  /** Entries whose timeout had run out meanwhile (freed). */
+  expired: number;
+  /** Records that did not hold together (torn by a crash mid-write, or foreign bytes): freed, never trusted. */
+  discarded: number;
 }
 
 /** Counters since creation. */
@@ -383,9 +401,13 @@ export class Conntrack {
     this.index = new Int32Array(slots * 2);
     for (let i = 1; i < this.index.length; i += 2) this.index[i] = -1;
     // Page-aligned, so that each 64-byte record is one cache line (see util/aligned.ts).
-    const mem = pageAlignedBuffer(max * REC_WORDS * 4);
-    this.rec = new Int32Array(mem, 0, max * REC_WORDS);
-    this.f64 = new Float64Array(mem, 0, max * (REC_WORDS >> 1));
+    const at = opts.memory !== undefined ? (opts.memoryOffset ?? 0) : 0;
+    if (opts.memory !== undefined && (at % 64 !== 0 || opts.memory.byteLength < at + max * REC_WORDS * 4)) {
+      throw new RangeError(`conntrack memory of ${opts.memory.byteLength} bytes from offset ${at} does not hold ${max} entries of 64 bytes`);
+    }
+    const mem = opts.memory ?? pageAlignedBuffer(max * REC_WORDS * 4);
+    this.rec = new Int32Array(mem, at, max * REC_WORDS);
+    this.f64 = new Float64Array(mem, at, max * (REC_WORDS >> 1));
     this.freeIds = new Int32Array(max);
     for (let i = 0; i < max; i++) this.freeIds[i] = max - 1 - i; // pop order 0, 1, 2, ...
     this.freeTop = max;
@@ -414,6 +436,85 @@ export class Conntrack {
     this.udpStream = t.udpStream;
     this.icmpTimeout = t.icmp;
     this.genericTimeout = t.generic;
+  }
+
+  /** The hash seed (kept with records that outlive the process: their stored hashes depend on it). */
+  get hashSeed(): number {
+    return this.seed;
+  }
+
+  /**
+   * Takes over the records already in `memory` (a table a previous process left): every record marked
+   * in use is checked — both tuples of one protocol, a known TCP state, stored hashes that match its
+   * tuples under this seed, no tuple seen twice — and linked into a fresh index; `shift` seconds are
+   * added to its expiry (the previous process's clock started at another moment). Records that fail
+   * a check are freed and counted, never trusted: a crash in the middle of `create` leaves a record
+   * whose hashes are not written yet. Call once, right after construction. Allocates nothing per entry.
+   */
+  restore(shift: number, now: number): ConntrackRestore {
+    const out: ConntrackRestore = { restored: 0, expired: 0, discarded: 0 };
+    const rec = this.rec;
+    const f64 = this.f64;
+    const seed = this.seed;
+    let high = 0;
+    for (let e = 0; e < this.max; e++) {
+      const b = e << 4;
+      const st = rec[b + REC_STATUS]!;
+      if ((st & CtStatus.InUse) === 0) {
+        if (st !== 0) rec[b + REC_STATUS] = 0;
+        continue;
+      }
+      const proto = rec[b + REC_PROTO]!;
+      const expires = f64[(e << 3) + REC_EXPIRES_F64]! + shift;
+      const sound =
+        proto >= 0 &&
+        proto <= 255 &&
+        rec[b + REC_TUPLE_WORDS + REC_PROTO] === proto &&
+        (st & CtStatus.StateMask) <= TcpState.SynSent2 &&
+        (st & ~0x83ff) === 0 &&
+        Number.isFinite(expires) &&
+        rec[b + REC_HASH] === hashTuple(seed, rec[b]!, rec[b + 1]!, rec[b + 2]!, proto) &&
+        rec[b + REC_HASH + 1] === hashTuple(seed, rec[b + 4]!, rec[b + 5]!, rec[b + 6]!, proto) &&
+        this.findRef(rec[b]!, rec[b + 1]!, rec[b + 2]!, proto) < 0 &&
+        this.findRef(rec[b + 4]!, rec[b + 5]!, rec[b + 6]!, proto) < 0 &&
+        (rec[b] !== rec[b + 4] || rec[b + 1] !== rec[b + 5] || rec[b + 2] !== rec[b + 6]);
+      if (!sound || expires <= now) {
+        rec[b + REC_STATUS] = 0;
+        if (sound) out.expired++;
+        else out.discarded++;
+        continue;
+      }
+      f64[(e << 3) + REC_EXPIRES_F64] = expires;
+      this.link(e << 1, b);
+      this.link((e << 1) | 1, b + REC_TUPLE_WORDS);
+      if ((st & CtStatus.DstNat) !== 0) this.dnatLive++;
+      this.count++;
+      high = e + 1;
+      out.restored++;
+    }
+    // Free ids again in pop order lowest first (the stack's top is its end).
+    let top = 0;
+    for (let e = this.max - 1; e >= 0; e--) if ((rec[(e << 4) + REC_STATUS]! & CtStatus.InUse) === 0) this.freeIds[top++] = e;
+    this.freeTop = top;
+    this.highWater = high;
+    this.gcCursor = 0;
+    this.evictCursor = 0;
+    return out;
+  }
+
+  /** The ref of a tuple given as stored (int32 words), ignoring expiry; -1 if absent. */
+  private findRef(src: number, dst: number, p: number, proto: number): number {
+    const rec = this.rec;
+    const index = this.index;
+    const mask = this.mask;
+    const h = hashTuple(this.seed, src, dst, p, proto);
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const n = index[(i << 1) + 1]!;
+      if (n < 0) return -1;
+      if (index[i << 1] !== h) continue;
+      const b = ((n >> 1) << 4) | ((n & 1) << 2);
+      if (rec[b] === src && rec[b + 1] === dst && rec[b + 2] === p && rec[b + 3] === proto) return n;
+    }
   }
 
   /** Live entries (expired ones count until reclaimed). */

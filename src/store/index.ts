@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { EmbeddedStore, type EmbeddedStoreOptions } from './embedded.js';
-import { EtcdStore, type EtcdStoreOptions } from './etcd.js';
+import type { EtcdStoreOptions } from './etcd.js';
 import { StoreError, StoreErrorCode } from './errors.js';
 import type { ClusterStore } from './types.js';
 
@@ -21,6 +21,9 @@ export async function openStore(config: StoreConfig, log?: Logger): Promise<Clus
     }
     case 'etcd': {
       const { kind: _kind, ...opts } = config;
+      // Loaded only when used: the etcd client (gRPC) takes a good part of a daemon's start-up time,
+      // which is a restart's downtime.
+      const { EtcdStore } = await import('./etcd.js');
       return new EtcdStore({ ...opts, ...(log ? { log } : {}) });
     }
     default:
@@ -31,7 +34,7 @@ export async function openStore(config: StoreConfig, log?: Logger): Promise<Clus
 export type { ClusterStore, DeleteOptions, KeyValue, Lease, PutOptions, Snapshot, Watch, WatchEvent, WatchOptions } from './types.js';
 export { StoreError, StoreErrorCode, isStoreError } from './errors.js';
 export { EmbeddedStore, type EmbeddedStoreOptions } from './embedded.js';
-export { EtcdStore, type EtcdStoreOptions } from './etcd.js';
+export type { EtcdStoreOptions } from './etcd.js';
 export {
   ClusterRegistry,
   Collection,

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { ip, listNetns, nsExec, run, type RunResult } from '../netns/run.js';
 import { deleteNetns } from '../daemon/pods.js';
+import { apiCall } from '../daemon/api.js';
 
 /** Repository root (this file is src/topology/topology.ts, compiled to dist/src/topology/topology.js). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), existsSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../../package.json')) ? '../../..' : '../..');
@@ -24,6 +25,8 @@ export interface Host {
   stateDir: string;
   daemon?: ChildProcess;
   logFile: string;
+  /** The config overrides and options its daemon was last started with (a restart uses them again). */
+  started?: { extra: Record<string, unknown>; opts: { detached?: boolean; nodeArgs?: string[]; cleanup?: boolean } };
 }
 
 export interface ExecResult extends RunResult {
@@ -91,6 +94,20 @@ export class Topology {
     return h;
   }
 
+  /**
+   * Takes a host that another process built (its namespace exists; e.g. `podnet demo restart`)
+   * into this topology object, so its daemon can be started again.
+   */
+  async adoptHost(name: string): Promise<Host> {
+    const netns = `${this.prefix}${name}`;
+    if (!(await listNetns()).includes(netns)) throw new Error(`no host ${name} (namespace ${netns}) in topology ${this.prefix}`);
+    const { stdout } = await ip(['-j', '-4', 'addr', 'show', 'dev', 'eth0'], netns);
+    const addr = (JSON.parse(stdout) as Array<{ addr_info: Array<{ local: string }> }>)[0]?.addr_info[0]?.local ?? '';
+    const host: Host = { name, netns, underlayIp: addr, stateDir: join(this.dir, name), logFile: join(this.dir, `${name}.log`) };
+    this.hosts.set(name, host);
+    return host;
+  }
+
   /** Config for a host's daemon: every host shares the embedded cluster store in this topology's dir. */
   daemonConfig(host: Host, extra: Record<string, unknown> = {}): Record<string, unknown> {
     return {
@@ -102,21 +119,25 @@ export class Topology {
       underlay: { interface: 'eth0', mtu: 1500 },
       leaseTtl: 5,
       logLevel: 'info',
+      // Per topology and host, so that tests reusing host names never take over each other's table.
+      conntrackFile: `/dev/shm/${this.prefix}${host.name}.conntrack`,
       ...extra,
     };
   }
 
   /** Starts `podnet daemon` inside the host's namespace and waits until its API answers. */
   /** Starts podnet's daemon in a host; `opts.nodeArgs` go to node itself (e.g. --expose-gc). */
-  async startDaemon(name: string, extra: Record<string, unknown> = {}, opts: { detached?: boolean; nodeArgs?: string[] } = {}): Promise<Host> {
+  async startDaemon(name: string, extra: Record<string, unknown> = {}, opts: { detached?: boolean; nodeArgs?: string[]; cleanup?: boolean; cli?: string } = {}): Promise<Host> {
     const host = this.host(name);
+    host.started = { extra, opts };
     mkdirSync(host.stateDir, { recursive: true });
     const cfgPath = join(this.dir, `${name}.json`);
     writeFileSync(cfgPath, JSON.stringify(this.daemonConfig(host, extra), null, 2));
     const log = openSync(host.logFile, 'a');
     // nsenter switches only the network namespace: `ip netns exec` would also give the daemon a private
     // mount namespace, and the pod namespaces it mounts under /run/netns would be invisible outside it.
-    const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, ...(opts.nodeArgs ?? []), CLI, 'daemon', '--config', cfgPath], {
+    const daemonArgs = ['daemon', '--config', cfgPath, ...(opts.cleanup ? ['--cleanup'] : [])];
+    const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, ...(opts.nodeArgs ?? []), opts.cli ?? CLI, ...daemonArgs], {
       stdio: ['ignore', log, log],
       detached: !!opts.detached,
     });
@@ -126,12 +147,17 @@ export class Topology {
     writeFileSync(join(this.dir, 'pids', name), String(child.pid));
     if (opts.detached) child.unref();
     const deadline = Date.now() + 60_000;
+    // Asked in-process (a CLI per poll would cost a Node start each): ready once the API answers.
+    const sock = join(this.runDir, `${name}.sock`);
     for (;;) {
       if (child.exitCode !== null) throw new Error(`daemon on ${name} exited with ${child.exitCode}: ${this.daemonLog(name).slice(-2000)}`);
-      const r = await this.podnet(name, ['status', '--json']);
-      if (r.code === 0) return host;
-      if (Date.now() > deadline) throw new Error(`daemon on ${name} did not become ready: ${r.stderr} ${this.daemonLog(name).slice(-2000)}`);
-      await sleep(200);
+      const err = await apiCall(sock, 'GET', '/v1/status', undefined, 5000).then(
+        () => undefined,
+        (e: Error) => e.message,
+      );
+      if (err === undefined) return host;
+      if (Date.now() > deadline) throw new Error(`daemon on ${name} did not become ready: ${err} ${this.daemonLog(name).slice(-2000)}`);
+      await sleep(50);
     }
   }
 
@@ -157,6 +183,48 @@ export class Topology {
     return code;
   }
 
+  /**
+   * Stops a host's daemon (SIGTERM: a graceful stop that leaves the datapath; SIGKILL: a crash) and
+   * starts it again with the same config and options; resolves once the new daemon answers.
+   * `opts.cli` runs another build's CLI (an upgrade).
+   */
+  async restartDaemon(
+    name: string,
+    signal: NodeJS.Signals = 'SIGTERM',
+    opts: { cli?: string; startedWith?: NonNullable<Host['started']> } = {},
+  ): Promise<Host> {
+    const host = this.host(name);
+    const started = host.started ?? opts.startedWith ?? { extra: {}, opts: {} };
+    if (host.daemon) await this.stopDaemon(name, signal);
+    else await killAndWait(this.recordedPid(name), signal);
+    return this.startDaemon(name, started.extra, { ...started.opts, ...(opts.cli ? { cli: opts.cli } : {}) });
+  }
+
+  /** The pid recorded for a host's daemon (also one started by another process), or 0. */
+  recordedPid(name: string): number {
+    try {
+      return Number(readFileSync(join(this.dir, 'pids', name), 'utf8'));
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * `podnet node reset` on a host: its daemon removes every pod namespace, device, route and rule it
+   * made and exits. Falls back to SIGTERM when the daemon does not answer.
+   */
+  async resetDaemon(name: string): Promise<number | null> {
+    const host = this.host(name);
+    const child = host.daemon;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const done = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+    const r = await this.podnet(name, ['node', 'reset'], 90_000);
+    if (r.code !== 0) return this.stopDaemon(name);
+    const code = await done;
+    host.daemon = undefined;
+    return code;
+  }
+
   /** Runs the podnet CLI against a host's daemon. */
   podnet(name: string, args: readonly string[], timeoutMs = 120_000): Promise<ExecResult> {
     return execCapture(process.execPath, [CLI, '--run-dir', this.runDir, '--node', name, ...args], timeoutMs);
@@ -178,9 +246,13 @@ export class Topology {
     return `${this.prefix}${node}-${pod}`;
   }
 
-  /** Stops every daemon and removes every namespace with this prefix, and the working directory. */
+  /**
+   * Removes everything: every daemon is reset (`podnet node reset`: it removes its pods, devices,
+   * routes, rules and conntrack file, as a stop did before daemons left their datapath in place),
+   * then every namespace with this prefix, the conntrack files and the working directory go.
+   */
   async destroy(opts: { keepDir?: boolean } = {}): Promise<void> {
-    await Promise.all([...this.hosts.keys()].map((h) => this.stopDaemon(h).catch(() => undefined)));
+    await Promise.all([...this.hosts.keys()].map((h) => this.resetDaemon(h).catch(() => this.stopDaemon(h).catch(() => undefined))));
     await Topology.destroyByPrefix(this.prefix, this.dir, opts);
   }
 
@@ -203,6 +275,12 @@ export class Topology {
       }
     }
     for (const n of (await listNetns()).filter((x) => x.startsWith(prefix))) await deleteNetns(n).catch(() => undefined);
+    // Conntrack tables the daemons kept for their next run (daemonConfig names them by the prefix).
+    try {
+      for (const f of readdirSync('/dev/shm')) if (f.startsWith(prefix)) rmSync(join('/dev/shm', f), { force: true });
+    } catch {
+      /* no /dev/shm */
+    }
     if (dir && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
   }
 }

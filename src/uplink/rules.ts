@@ -68,6 +68,11 @@ export class UplinkRules {
    * first; if a rule podnet did not make refers to them, nothing is changed and the install fails.
    */
   static async install(opts: UplinkRulesOptions): Promise<UplinkRules> {
+    // Chains a previous daemon of this node left in place on purpose (a restart keeps them, so the
+    // host kernel never answers traffic meant for podnet, e.g. with a RST on a node port): taken
+    // over with their contents replaced in one transaction, never removed first.
+    const adopted = await UplinkRules.adopt(opts).catch(() => undefined);
+    if (adopted) return new UplinkRules(opts, adopted);
     try {
       await UplinkRules.removeStale(opts);
     } catch (err) {
@@ -121,6 +126,42 @@ export class UplinkRules {
         this.opts.log?.warn({ err }, `uplink ${this.opts.iface}: could not delete the ${chain} rule for ${ip}`);
       }
     }
+  }
+
+  /**
+   * When both chains exist and both jumps to them are in place, rewrites the chains' rules with
+   * `iptables-restore --noflush` (one atomic commit: a chain named in it is flushed and refilled in
+   * the same transaction) and returns their removal; otherwise undefined and nothing is changed.
+   */
+  private static async adopt(opts: UplinkRulesOptions): Promise<Undo | undefined> {
+    for (const h of HOOKS) {
+      await UplinkRules.ipt(opts.iptables, ['-S', h.chain]);
+      await UplinkRules.ipt(opts.iptables, ['-C', h.builtin, h.ifFlag, opts.iface, '-j', h.chain]);
+    }
+    const specs = nodeRuleSpecs(opts.nodeIp, opts.nodePortRange, opts.masqueradePortRange);
+    const lines = [
+      '*raw',
+      `:${UPLINK_CHAIN} - [0:0]`,
+      `:${UPLINK_OUT_CHAIN} - [0:0]`,
+      ...specs.in.map((spec) => `-A ${UPLINK_CHAIN} ${spec.join(' ')}`),
+      ...specs.out.map((spec) => `-A ${UPLINK_OUT_CHAIN} ${spec.join(' ')}`),
+      'COMMIT',
+      '',
+    ];
+    await run(`${opts.iptables}-restore`, ['-w', '--noflush'], { input: lines.join('\n') });
+    const undo = new Undo();
+    for (const h of HOOKS) {
+      undo.push(`chain ${h.chain}`, () => dropChain(opts.iptables, h.chain));
+      const jump = [h.ifFlag, opts.iface, '-j', h.chain];
+      undo.push(`jump ${h.builtin} -> ${h.chain}`, () => UplinkRules.ipt(opts.iptables, ['-D', h.builtin, ...jump]));
+    }
+    opts.log?.info({ interface: opts.iface }, 'uplink: iptables rules of the previous run taken over');
+    return undo;
+  }
+
+  /** Forgets the rules without removing them: they stay for the next daemon of this node (`adopt`). */
+  keep(): void {
+    this.removed = true;
   }
 
   /** Removes every rule and chain installed. Idempotent; throws once, listing what could not be removed. */

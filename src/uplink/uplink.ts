@@ -338,12 +338,14 @@ export class Uplink {
    * Stops capturing (no `onPacket` call after this starts), closes the raw socket and removes every
    * iptables rule and chain installed. Idempotent: later calls return the first call's promise.
    */
-  close(): Promise<void> {
+  close(opts: { keepRules?: boolean } = {}): Promise<void> {
     this.closing ??= this.serial(async () => {
       this.closed = true;
       this.capture.close();
       this.sock.close();
-      await this.rules.remove();
+      // keepRules (a daemon restart): the kernel goes on leaving podnet's traffic alone meanwhile.
+      if (opts.keepRules) this.rules.keep();
+      else await this.rules.remove();
       this.log?.info({ interface: this.interface }, 'uplink closed');
     });
     return this.closing;

@@ -391,7 +391,9 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
     const used = (await statusJson(t, 'h2')).ipam.used;
     await t.stopDaemon('h2');
     await run('ip', ['netns', 'del', nsGone]);
-    expect(await links(nsPath(ns))).to.deep.equal(['lo']); // the device went with the daemon's fd
+    // The device stays (persistent) with its address, carrier off, for the next daemon to attach to.
+    expect(await links(nsPath(ns))).to.deep.equal(['lo', 'eth0']);
+    expect(await addrs(nsPath(ns), 'eth0')).to.deep.equal([add.json.ips[0].address]);
     const status = await cni('h2', 'STATUS', conf('h2'));
     expect(status.json.code).to.equal(50);
     const add2 = await cni('h2', 'ADD', conf('h2'), { ...env, CNI_CONTAINERID: 'restart-2' });

@@ -162,10 +162,14 @@ describe('services from outside, and egress masquerade', function () {
     expect(got.stdout.split(' ')[0]).to.equal(want);
   });
 
-  it('removes its capture rules from the kernel when the daemon stops', async () => {
+  it('keeps its capture rules over a restart, and removes them from the kernel on node reset', async () => {
     const hostNs = t.host('h3').netns;
-    expect(await t.sh(hostNs, 'iptables-save -t raw')).to.match(/PODNET/);
-    expect(await t.stopDaemon('h3')).to.equal(0);
+    const rules = await t.sh(hostNs, 'iptables-save -t raw | grep PODNET');
+    expect(rules).to.match(/PODNET/);
+    // A restart (SIGTERM, start) leaves them in place and the new daemon takes the same ones over.
+    await t.restartDaemon('h3', 'SIGTERM');
+    expect(await t.sh(hostNs, 'iptables-save -t raw | grep PODNET')).to.equal(rules);
+    expect(await t.resetDaemon('h3')).to.equal(0);
     expect(await t.sh(hostNs, 'iptables-save -t raw')).to.not.match(/PODNET/);
     const st = await statusJson(t, 'h1');
     expect(st.node).to.equal('h1');

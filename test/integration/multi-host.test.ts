@@ -168,8 +168,8 @@ describe('multi-host: VXLAN between podnet nodes', function () {
     for (let i = 0; i < 20 && !reached; i++) reached = await ping(t, pod('h1', 'b').ns, p4.ip, { count: 1 });
     expect(reached).to.equal(true);
     expect(await ping(t, p4.ns, pod('h2', 'b').ip)).to.equal(true);
-    // The leaver: its daemon stops, its lease is revoked, and the others drop its route.
-    expect(await t.stopDaemon('h4')).to.equal(0);
+    // The leaver: its node is reset (a daemon stopped for good), its lease is revoked, and the others drop its route.
+    expect(await t.resetDaemon('h4')).to.equal(0);
     let unreachable = false;
     for (let i = 0; i < 40 && !unreachable; i++) {
       const r = await t.exec(pod('h1', 'b').ns, 'ping', ['-c', '1', '-W', '1', p4.ip]);
@@ -185,8 +185,8 @@ describe('multi-host: VXLAN between podnet nodes', function () {
     expect(code).to.equal(0);
   });
 
-  it('leaves nothing behind when the daemons stop', async () => {
-    for (const h of ['h1', 'h2', 'h3']) expect(await t.stopDaemon(h)).to.equal(0);
+  it('leaves nothing behind when the nodes are reset', async () => {
+    for (const h of ['h1', 'h2', 'h3']) expect(await t.resetDaemon(h)).to.equal(0);
     const left = (await listNetns()).filter((n) => n.startsWith(t.prefix) && /-h\d-/.test(n));
     expect(left).to.deep.equal([]);
   });
