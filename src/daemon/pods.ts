@@ -96,10 +96,6 @@ export async function deleteNetns(netns: string): Promise<void> {
   }
 }
 
-/**
- * Creates the pod's namespace, moves the already-open device into it as eth0 and configures it.
- * Registers undo steps on `undo` for everything it creates.
- */
 /** How a pod's device is set up in its namespace: the device, its MAC, address, gateway and MTU. */
 export interface PlumbOptions {
   netns: string;
@@ -112,6 +108,10 @@ export interface PlumbOptions {
   mtu: number;
 }
 
+/**
+ * Creates the pod's namespace, moves the already-open device into it as eth0 and configures it.
+ * Registers undo steps on `undo` for everything it creates.
+ */
 export async function plumbPod(opts: PlumbOptions & { undo: Undo }): Promise<void> {
   const { netns, device, undo } = opts;
   await run('ip', ['netns', 'add', netns]);
@@ -138,18 +138,7 @@ export async function plumbPod(opts: PlumbOptions & { undo: Undo }): Promise<voi
  * every address (the pod's address changed, e.g. its node got another subnet). `netnsPath` is any
  * network namespace path; `own`: a namespace podnet made (lo and namespace-wide sysctls are ours too).
  */
-export async function replumbPod(opts: {
-  netnsPath: string;
-  ifname: string;
-  own: boolean;
-  kind: DeviceKind;
-  mac: string;
-  ip: string;
-  prefix: number;
-  gateway: string;
-  mtu: number;
-  flush: boolean;
-}): Promise<void> {
+export async function replumbPod(opts: Omit<PlumbOptions, 'netns' | 'device'> & { netnsPath: string; ifname: string; own: boolean; flush: boolean }): Promise<void> {
   const i = opts.ifname;
   const lines = [
     ...(opts.kind === 'tap' ? [`link set dev ${i} address ${opts.mac}`] : []),
