@@ -74,3 +74,17 @@ export function podCounters(status: any, pod: string): { drops: Record<string, n
   if (!p) throw new Error(`no pod ${pod} in status`);
   return p.counters;
 }
+
+/**
+ * A one-member etcd (Debian's etcd-server) serving clients on `clientIp`:2379 inside namespace `ns`,
+ * its data under `dataDir`; resolves once it serves. Stop it with `stop()`.
+ */
+export function startEtcd(ns: string, dataDir: string, clientIp = '198.18.0.1') {
+  const url = `http://${clientIp}:2379`;
+  return startIn(ns, 'etcd', [
+    '--data-dir', dataDir, '--name', 'podnet-test',
+    '--listen-client-urls', url, '--advertise-client-urls', url,
+    '--listen-peer-urls', 'http://127.0.0.1:2380', '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
+    '--initial-cluster', 'podnet-test=http://127.0.0.1:2380',
+  ], 'ready to serve client requests');
+}

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Topology, sleep } from '../../src/topology/topology.js';
 import { ip } from '../../src/netns/run.js';
-import { ping, startIn, statusJson } from '../helpers/net.js';
+import { ping, startEtcd, statusJson } from '../helpers/net.js';
 
 /**
  * Issue 3 with etcd: etcd runs on the underlay (inside the underlay namespace, 198.18.0.1), the daemons
@@ -15,18 +15,13 @@ describe('multi-host with etcd as the cluster store', function () {
   this.timeout(300_000);
   const t = new Topology();
   const dataDir = mkdtempSync(join(tmpdir(), 'podnet-etcd-'));
-  let etcd: ReturnType<typeof startIn> | undefined;
+  let etcd: ReturnType<typeof startEtcd> | undefined;
   const store = { kind: 'etcd', endpoints: ['http://198.18.0.1:2379'] };
 
   before(async () => {
     await t.createUnderlay();
     await ip(['addr', 'add', '198.18.0.1/24', 'dev', 'br0'], t.underlayNs);
-    etcd = startIn(t.underlayNs, 'etcd', [
-      '--data-dir', dataDir, '--name', 'podnet-test',
-      '--listen-client-urls', 'http://198.18.0.1:2379', '--advertise-client-urls', 'http://198.18.0.1:2379',
-      '--listen-peer-urls', 'http://127.0.0.1:2380', '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
-      '--initial-cluster', 'podnet-test=http://127.0.0.1:2380',
-    ], 'ready to serve client requests');
+    etcd = startEtcd(t.underlayNs, dataDir);
     await etcd.started;
     for (const h of ['h1', 'h2', 'h3']) await t.addHost({ name: h });
   });

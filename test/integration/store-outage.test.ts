@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Topology, sleep } from '../../src/topology/topology.js';
 import { ip } from '../../src/netns/run.js';
-import { NETTOOL, ping, startIn, statusJson, within } from '../helpers/net.js';
+import { NETTOOL, ping, startEtcd as etcdServer, startIn, statusJson, within } from '../helpers/net.js';
 
 const MB = 1024 * 1024;
 
@@ -25,12 +25,7 @@ describe('store outage: etcd stopped for 30 s does not touch the data path', fun
   const nodes = ['h1', 'h2', 'h3'];
 
   function startEtcd() {
-    etcd = startIn(t.underlayNs, 'etcd', [
-      '--data-dir', dataDir, '--name', 'podnet-test',
-      '--listen-client-urls', 'http://198.18.0.1:2379', '--advertise-client-urls', 'http://198.18.0.1:2379',
-      '--listen-peer-urls', 'http://127.0.0.1:2380', '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
-      '--initial-cluster', 'podnet-test=http://127.0.0.1:2380',
-    ], 'ready to serve client requests');
+    etcd = etcdServer(t.underlayNs, dataDir);
     return etcd.started;
   }
 
