@@ -44,6 +44,10 @@ export const DropReason = {
   UplinkNotForUs: 31,
   /** An offloaded frame (virtio-net header) whose offload podnet does not finish: not IPv4/TCP GSO or checksum. */
   OffloadUnsupported: 32,
+  /** A new connection to a pod that NetworkPolicy does not allow in (src/policy). */
+  PolicyDeniedIngress: 33,
+  /** A new connection from a pod that NetworkPolicy does not allow out (src/policy). */
+  PolicyDeniedEgress: 34,
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

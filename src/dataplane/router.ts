@@ -36,10 +36,9 @@ import { Port, PortKind } from './port.js';
 import type { HostPort } from './ports.js';
 import { ServiceTable } from './services.js';
 import { Verdict, type Nat } from '../nat/nat.js';
+import { Hooks, Ingress, PacketContext } from './hooks.js';
 
-/** Where a routed packet came from: decides what "no route" means and avoids loops. */
-export const Ingress = { Switch: 0, Host: 1, Overlay: 2, Uplink: 3 } as const;
-export type Ingress = (typeof Ingress)[keyof typeof Ingress];
+export { Ingress } from './hooks.js';
 
 /** Result codes an overlay returns for a packet it was handed. */
 export const OverlayResult = { Sent: 0, NoRoute: 1, TooBig: 2, Dropped: 3 } as const;
@@ -127,6 +126,10 @@ export class Router implements BatchPrefetcher {
   /** Connection tracking and NAT for services, node ports and masquerade (undefined: no NAT at all). */
   nat: Nat | undefined;
   services = new ServiceTable();
+  /** Hooks on new connections (services, policy, masquerade, the flow log): see hooks.ts. */
+  readonly hooks = new Hooks();
+  /** The packet context the hooks see (one, reused). */
+  readonly ctx = new PacketContext();
   uplink: UplinkSender | undefined;
   // Addresses, networks and masks the per-packet code compares with, as int32 (the same bits as the
   // configured unsigned numbers): compared with int32 reads of the packet, and passed on, they are
