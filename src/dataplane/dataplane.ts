@@ -3,6 +3,7 @@ import { FramePool } from './pool.js';
 import type { FlushScheduler, Port, TxQueue } from './port.js';
 import { Switch } from './switch.js';
 import { Neighbors } from './neighbors.js';
+import { TapDir, type FrameTap } from './tap.js';
 
 /** A receive ring as the device layer fills it: frame i at `i*slotSize + headroom`, `lengths[i]` bytes. */
 export interface RxRingLike {
@@ -28,6 +29,8 @@ export interface IngressPort {
   receive(buf: Buffer, off: number, len: number, i: number): void;
   /** What its frames start with, so a batch prefetch can find their IP header; absent: nothing is prefetched. */
   readonly framing?: Framing;
+  /** A capture of what this source receives (see tap.ts): shown every frame of a batch before it is processed. */
+  readonly rxTap?: FrameTap | undefined;
 }
 
 /**
@@ -177,6 +180,8 @@ export class Dataplane implements FlushScheduler {
     const lens = ring.lengths;
     let off = ring.headroom;
     const step = ring.slotSize;
+    const tap = port.rxTap;
+    if (tap !== undefined) for (let i = 0, o = off; i < count; i++, o += step) tap.frame(buf, o, lens[i]!, TapDir.In);
     for (let i = 0; i < count; i++, off += step) this.receive(port, buf, off, lens[i]!, i);
     this.flush();
   }
@@ -187,6 +192,8 @@ export class Dataplane implements FlushScheduler {
    */
   receiveOne(port: IngressPort, buf: Buffer, off: number, len: number, arg = 0): void {
     this.tick();
+    const tap = port.rxTap;
+    if (tap !== undefined) tap.frame(buf, off, len, TapDir.In);
     this.receive(port, buf, off, len, arg);
     this.flush();
   }

@@ -1,4 +1,5 @@
 import { DropCounters, TrafficCounters, type DropReason } from './counters.js';
+import { TapDir, type FrameTap } from './tap.js';
 
 /**
  * Where a port's frames go when flushed: a TUN/TAP device (batched writes) or a test sink. `hdrs[i]`
@@ -26,6 +27,8 @@ export class TxQueue {
   readonly hdrs: Uint8Array;
   count = 0;
   failed = 0;
+  /** A capture of what this queue sends (see tap.ts): shown every frame at the flush, as it is written. */
+  tap: FrameTap | undefined;
 
   constructor(
     private readonly sink: FrameSink,
@@ -53,6 +56,8 @@ export class TxQueue {
   flush(): number {
     const n = this.count;
     if (n === 0) return 0;
+    const tap = this.tap;
+    if (tap !== undefined) for (let i = 0; i < n; i++) tap.frame(this.bufs[i]!, this.offs[i]!, this.lens[i]!, TapDir.Out);
     const written = this.sink.writeBatch(this.bufs, this.offs, this.lens, n, this.hdrs);
     this.count = 0;
     const lost = n - written;

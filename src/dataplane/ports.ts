@@ -2,6 +2,7 @@ import { ArpOp, ArpView, ArpViewMut, ETH_HLEN, EthernetView, EthernetViewMut, Et
 import { DropReason, TrafficCounters } from './counters.js';
 import type { Dataplane, IngressPort } from './dataplane.js';
 import { Port, PortKind, TxQueue, type FrameSink } from './port.js';
+import type { FrameTap } from './tap.js';
 
 const BROADCAST_HI = 0xffff;
 const BROADCAST_LO = 0xffffffff;
@@ -14,6 +15,7 @@ const BROADCAST_LO = 0xffffffff;
 export class TapPort extends Port implements IngressPort {
   readonly framing = 'ethernet';
   readonly tx: TxQueue;
+  rxTap: FrameTap | undefined;
   constructor(
     name: string,
     private readonly dp: Dataplane,
@@ -53,6 +55,7 @@ export class TapPort extends Port implements IngressPort {
 export class TunPort extends Port implements IngressPort {
   readonly framing = 'ip';
   readonly tx: TxQueue;
+  rxTap: FrameTap | undefined;
   private readonly eth = new EthernetView();
   private readonly ethw = new EthernetViewMut();
   private readonly ipv = new Ipv4View();
@@ -147,6 +150,7 @@ export class TunPort extends Port implements IngressPort {
 export class HostPort implements IngressPort {
   readonly framing = 'ip';
   readonly tx: TxQueue;
+  rxTap: FrameTap | undefined;
   readonly traffic = new TrafficCounters();
   onPacket: (buf: Buffer, off: number, len: number) => void = () => {};
   constructor(

@@ -37,6 +37,7 @@ import type { HostPort } from './ports.js';
 import { ServiceTable } from './services.js';
 import { Verdict, type Nat } from '../nat/nat.js';
 import { Hooks, Ingress, PacketContext } from './hooks.js';
+import { TapDir, type FrameTap } from './tap.js';
 
 export { Ingress } from './hooks.js';
 
@@ -131,6 +132,8 @@ export class Router implements BatchPrefetcher {
   /** The packet context the hooks see (one, reused). */
   readonly ctx = new PacketContext();
   uplink: UplinkSender | undefined;
+  /** A capture of the gateway's switch port (`podnet capture gateway`), undefined when none runs (see tap.ts). */
+  tap: FrameTap | undefined;
   // Addresses, networks and masks the per-packet code compares with, as int32 (the same bits as the
   // configured unsigned numbers): compared with int32 reads of the packet, and passed on, they are
   // always small integers (an unsigned one >= 2^31 would be boxed by every call not inlined).
@@ -233,6 +236,7 @@ export class Router implements BatchPrefetcher {
 
   /** A frame the switch delivered to the router port (addressed to the gateway MAC, or flooded). */
   fromSwitch(buf: Buffer, off: number, len: number): void {
+    if (this.tap !== undefined) this.tap.frame(buf, off, len, TapDir.In);
     const eth = this.eth;
     if (eth.reset(buf, off, len) !== ParseError.Ok) return this.drops.add(DropReason.MalformedEthernet);
     const type = eth.etherType;
@@ -254,6 +258,7 @@ export class Router implements BatchPrefetcher {
   fromSwitchSuper(buf: Buffer, off: number, len: number, mss: number, capacity: number): boolean {
     const ov = this.overlay;
     if (ov === undefined || !ov.segmentedSend || len < ETH_HLEN || readU16(buf, off + 12) !== EtherType.IPv4) return false;
+    if (this.tap !== undefined) this.tap.frame(buf, off, len, TapDir.In);
     this.superFramesRouted++;
     this.routeIp(buf, off + ETH_HLEN, len - ETH_HLEN, Ingress.Switch, mss, capacity - ETH_HLEN);
     return true;
@@ -316,6 +321,7 @@ export class Router implements BatchPrefetcher {
     w.setTargetIp(arp.senderIp);
     w.setSenderMac(this.cfg.gatewayMacHi, this.cfg.gatewayMacLo);
     w.setSenderIp(target);
+    if (this.tap !== undefined) this.tap.frame(out, slot, ETH_HLEN + ARP_LEN, TapDir.Out);
     this.dp.inject(this.port, out, slot, ETH_HLEN + ARP_LEN);
   }
 
@@ -467,6 +473,7 @@ export class Router implements BatchPrefetcher {
       // frame comes from the router, so there is nothing to check; it is counted as if it had gone
       // through the switch (in on the router port, out on the pod's).
       const port = this.neighbourPort(slot, hi, lo);
+      if (this.tap !== undefined) this.tap.frame(buf, off, len, TapDir.Out);
       if (port === undefined) {
         this.dp.inject(this.port, buf, off, len); // not on a port (yet): let the switch flood it
         return;
@@ -514,6 +521,7 @@ export class Router implements BatchPrefetcher {
         // Its partial checksum is the pseudo-header sum of the addresses it has now (after NAT).
         const ihl = (buf[ipOff]! & 0x0f) << 2;
         writeU16(buf, ipOff + ihl + 16, pseudoHeaderSum(readI32(buf, ipOff + 12), dst, IpProtocol.TCP, ipLen - ihl));
+        if (this.tap !== undefined) this.tap.frame(buf, off, ipLen + ETH_HLEN, TapDir.Out);
         this.port.traffic.rx(ipLen + ETH_HLEN);
         port.traffic.tx(ipLen + ETH_HLEN);
         port.outputOffloaded(buf, off, ipLen + ETH_HLEN);

@@ -17,6 +17,7 @@ import { MAX_SEGMENTS, writeSegmentHeaders } from './offload.js';
 import { TcpCoalescer } from './gro.js';
 import { OverlayResult, type Overlay, type Router } from './router.js';
 import type { IngressPort } from './dataplane.js';
+import { TapDir, type DatagramTap } from './tap.js';
 
 /** Carries VXLAN payloads (VXLAN header + inner frame) between nodes over UDP. */
 export interface UdpTransport {
@@ -83,6 +84,8 @@ export interface VxlanRing {
   readonly srcIps: Uint32Array;
   /** Slot i holds a UDP_GRO run of datagrams of this size (0: one datagram). */
   readonly segSizes: Uint16Array;
+  /** Sender's port of slot i (for a capture; absent: not known). */
+  readonly srcPorts?: Uint16Array;
   readonly slotSize: number;
   readonly headroom: number;
 }
@@ -123,6 +126,8 @@ export class VxlanOverlay implements Overlay {
   private readonly vx = new VxlanView();
   /** Joins the TCP segments of a received run into super-frames for the router. */
   readonly gro: TcpCoalescer;
+  /** A capture of the underlay side (`podnet capture vxlan`), undefined when none runs (see tap.ts). */
+  tap: DatagramTap | undefined;
 
   constructor(
     readonly cfg: VxlanConfig,
@@ -191,7 +196,9 @@ export class VxlanOverlay implements Overlay {
     this.writeEncap(buf, vxOff, slot);
     this.encapsulated++;
     const len = ipLen + ETH_HLEN + VXLAN_HLEN;
-    if (!this.transport.send(buf, vxOff, len, this.underlay[slot]!, this.cfg.port, this.sourcePort(flowHash(buf, ipOff, ipLen)))) {
+    const sport = this.sourcePort(flowHash(buf, ipOff, ipLen));
+    if (this.tap !== undefined) this.tap.datagram(buf, vxOff, len, TapDir.Out, this.underlay[slot]!, this.cfg.port, sport);
+    if (!this.transport.send(buf, vxOff, len, this.underlay[slot]!, this.cfg.port, sport)) {
       this.drops.add(DropReason.TxFailed);
       return OverlayResult.Dropped;
     }
@@ -274,6 +281,8 @@ export class VxlanOverlay implements Overlay {
       const off = base + first * stride;
       const len = first + perRun >= n ? total - first * stride : perRun * stride;
       this.segmentedRuns++;
+      const tap = this.tap;
+      if (tap !== undefined) for (let o = 0; o < len; o += stride) tap.datagram(buf, off + o, len - o < stride ? len - o : stride, TapDir.Out, dstIp, this.cfg.port, port);
       if (!this.transport.sendSegmented!(buf, off, len, stride, dstIp, this.cfg.port, port)) {
         this.drops.add(DropReason.TxFailed);
         return OverlayResult.Dropped;
@@ -303,10 +312,18 @@ export class VxlanOverlay implements Overlay {
       framing: 'vxlan',
       receive: (buf: Buffer, off: number, len: number, i: number): void => {
         const seg = ring.segSizes[i]!;
+        const tap = this.tap;
+        if (tap !== undefined) this.tapRun(tap, buf, off, len, seg, ring.srcIps[i]!, ring.srcPorts !== undefined ? ring.srcPorts[i]! : 0);
         if (seg !== 0 && len > seg) this.receiveRun(buf, off, len, seg, ring.srcIps[i]! | 0, off - ring.headroom + ring.slotSize);
         else this.receive(buf, off, len, ring.srcIps[i]! | 0);
       },
     };
+  }
+
+  /** Shows a received slot (one datagram, or a GRO run of `seg`-byte datagrams) to a capture, datagram by datagram. */
+  tapRun(tap: DatagramTap, buf: Buffer, off: number, len: number, seg: number, srcIp: number, srcPort: number): void {
+    if (seg === 0 || len <= seg) return tap.datagram(buf, off, len, TapDir.In, srcIp, srcPort, this.cfg.port);
+    for (let o = 0; o < len; o += seg) tap.datagram(buf, off + o, len - o < seg ? len - o : seg, TapDir.In, srcIp, srcPort, this.cfg.port);
   }
 
   /**
