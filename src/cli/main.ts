@@ -18,6 +18,7 @@ import { parseBackendArg, parseRuleArg, type IngressView, type PathType } from '
 import { formatCtEntry, type CtEntryInfo } from '../nat/conntrack.js';
 import { installCni } from '../cni/install.js';
 import { fileURLToPath } from 'node:url';
+import { runCapture } from '../observe/client.js';
 
 const DEFAULT_RUN_DIR = '/run/podnet';
 
@@ -40,6 +41,11 @@ function socketFor(g: Globals): string {
     throw new PodnetError('EINVALID', `several podnet daemons are running (${socks.map((s) => s.slice(0, -5)).join(', ')}): choose one with --node NAME`);
   }
   return join(g.runDir, `${hostname().toLowerCase()}.sock`);
+}
+
+function positiveInt(flag: string, v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got '${v}'`);
+  return Number(v);
 }
 
 function collect(value: string, prev: string[]): string[] {
@@ -316,6 +322,18 @@ export function buildCli(): Command {
     .action(async () => {
       const r = await apiCall<{ removed: number }>(socketFor(globals()), 'POST', '/v1/conntrack/flush');
       process.stdout.write(`${r.removed} entries removed\n`);
+    });
+
+  program
+    .command('capture <target>')
+    .description('capture packets at a pod, the gateway, the host port, the VXLAN underlay side or the uplink: a pcap/pcapng file or one line per packet')
+    .option('-w, --write <file>', "write a capture file (pcap; pcapng if FILE ends with .pcapng or with --format); '-' for stdout")
+    .option('-c, --count <n>', 'stop after N packets', (v) => positiveInt('--count', v))
+    .option('--filter <expr>', "which packets: e.g. 'tcp and dst port 80', 'host 10.244.0.2 or icmp' (see README)")
+    .option('-s, --snaplen <bytes>', 'bytes kept of each packet (64-262144, default 65535)', (v) => positiveInt('--snaplen', v))
+    .addOption(new Option('--format <f>', 'capture file format').choices(['pcap', 'pcapng']))
+    .action(async (target: string, o: { write?: string; count?: number; filter?: string; snaplen?: number; format?: 'pcap' | 'pcapng' }) => {
+      await runCapture(socketFor(globals()), target, o);
     });
 
   const cni = program.command('cni').description('the CNI plugin: let container runtimes (containerd, CRI-O) put containers on podnet');

@@ -4,12 +4,18 @@ import { join } from 'node:path';
 import { ErrorCode, httpStatus, PodnetError } from '../util/errors.js';
 
 export type Handler = (body: unknown, params: Record<string, string>) => Promise<unknown> | unknown;
+/**
+ * A streaming route: writes its own response (chunked; `podnet capture`, `podnet flows --follow`).
+ * An error thrown before it wrote the head is sent as the usual JSON error.
+ */
+export type StreamHandler = (params: Record<string, string>, req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
 
 interface Route {
   method: string;
   pattern: RegExp;
   keys: string[];
   handler: Handler;
+  stream?: StreamHandler;
 }
 
 const MAX_BODY = 1024 * 1024;
@@ -26,6 +32,13 @@ export class ApiServer {
     const keys: string[] = [];
     const pattern = new RegExp('^' + path.replace(/:([a-z]+)/g, (_m, k: string) => (keys.push(k), '([^/]+)')) + '$');
     this.routes.push({ method, pattern, keys, handler });
+    return this;
+  }
+
+  /** A GET route whose handler streams its response itself (see `StreamHandler`). */
+  streamRoute(path: string, stream: StreamHandler): this {
+    this.route('GET', path, () => undefined);
+    this.routes[this.routes.length - 1]!.stream = stream;
     return this;
   }
 
@@ -69,6 +82,7 @@ export class ApiServer {
         const params: Record<string, string> = {};
         r.keys.forEach((k, i) => (params[k] = decodeURIComponent(m[i + 1]!)));
         for (const [k, v] of url.searchParams) params[k] ??= v;
+        if (r.stream !== undefined) return await r.stream(params, req, res);
         const body = await readBody(req);
         const result = await r.handler(body, params);
         return send(res, 200, result ?? {});
@@ -76,6 +90,7 @@ export class ApiServer {
       throw new PodnetError(matchedPath ? ErrorCode.InvalidArgument : ErrorCode.NotFound, `no API route ${req.method} ${url.pathname}`);
     } catch (err) {
       const e = err instanceof PodnetError ? err : new PodnetError(ErrorCode.Internal, (err as Error).message);
+      if (res.headersSent) return void res.destroy();
       send(res, httpStatus(e.code), { error: { code: e.code, message: e.message } });
     }
   }

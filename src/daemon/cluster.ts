@@ -10,6 +10,7 @@ import { IngressController } from '../ingress/controller.js';
 import { Uplink } from '../uplink/uplink.js';
 import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN, type Router } from '../dataplane/router.js';
 import { VxlanOverlay } from '../dataplane/vxlan.js';
+import type { FrameTap } from '../dataplane/tap.js';
 import type { Dataplane, IngressPort } from '../dataplane/dataplane.js';
 import { parseMac, VXLAN_OVERHEAD } from '../packet/index.js';
 import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
@@ -43,13 +44,16 @@ export function vtepMacFor(underlayIp: string | undefined): string {
  */
 export class ClusterMembership {
   private transport: DgramTransport | NativeUdpTransport | undefined;
-  private overlay: VxlanOverlay | undefined;
+  /** The VXLAN overlay, once attached with an underlay address. */
+  overlay: VxlanOverlay | undefined;
   private nodeWatch: Watch | undefined;
   services: ServiceController | undefined;
   ingress: IngressController | undefined;
   private dp: Dataplane | undefined;
   private router: Router | undefined;
   private uplink: Uplink | undefined;
+  /** Where uplink packets enter the data plane (a capture sets its `rxTap`). */
+  uplinkIngress: { rxTap: FrameTap | undefined; receive(buf: Buffer, off: number, len: number): void } | undefined;
 
   private constructor(
     private readonly cfg: Config,
@@ -191,7 +195,11 @@ export class ClusterMembership {
       this.transport = t;
     } else {
       const ingress: IngressPort = { receive: (buf, off, len, srcIp) => overlay!.receive(buf, off, len, srcIp) };
-      this.transport = await DgramTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (buf, srcIp) => dp.receiveOne(ingress, buf, 0, buf.length, srcIp));
+      this.transport = await DgramTransport.bind(this.cfg.vxlan.port, this.self.underlayIp, (buf, srcIp, srcPort) => {
+        const tap = overlay?.tap;
+        if (tap !== undefined) overlay!.tapRun(tap, buf, 0, buf.length, 0, srcIp, srcPort);
+        dp.receiveOne(ingress, buf, 0, buf.length, srcIp);
+      });
     }
     overlay = new VxlanOverlay(
       { vni: this.cfg.vxlan.vni, port: this.cfg.vxlan.port, localVtepMacHi: vtep.hi, localVtepMacLo: vtep.lo, innerMtu: this.cfg.underlay.mtu - VXLAN_OVERHEAD, subnetMask: subnet.mask },
@@ -221,7 +229,8 @@ export class ClusterMembership {
     });
     if (this.underlay.interface && this.cfg.uplink.enabled) {
       const router = node.router;
-      const uplinkIngress: IngressPort = { receive: (buf, off, len) => router.fromUplink(buf, off, len) };
+      const uplinkIngress = { rxTap: undefined as FrameTap | undefined, receive: (buf: Buffer, off: number, len: number) => router.fromUplink(buf, off, len) };
+      this.uplinkIngress = uplinkIngress;
       this.uplink = await Uplink.open({
         interface: this.underlay.interface,
         nodeIp: this.self.underlayIp,

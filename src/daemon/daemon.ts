@@ -9,6 +9,8 @@ import { NodeRuntime } from './node.js';
 import { ClusterMembership } from './cluster.js';
 import { cniRoutes } from './cni-api.js';
 import { buildRegistry, MetricsServer } from '../metrics/exporter.js';
+import { CaptureService } from '../observe/capture.js';
+import { ipToNumber } from './ipam.js';
 
 export function socketPath(cfg: Pick<Config, 'runDir' | 'node'>): string {
   return join(cfg.runDir, `${cfg.node}.sock`);
@@ -71,12 +73,14 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
   let node: NodeRuntime | undefined;
   const api = new ApiServer();
   let metrics: MetricsServer | undefined;
+  let capture: CaptureService | undefined;
   let stopping: Promise<void> | undefined;
 
   let finished: () => void = () => undefined;
   const stop = (why: string, cleanup = !!opts.cleanup): Promise<void> =>
     (stopping ??= (async () => {
       log.info({ why, cleanup }, cleanup ? 'stopping: removing pods, devices, routes and rules' : 'stopping: pods, devices, routes and conntrack stay for the next daemon');
+      capture?.stopAll();
       await api.close(sock);
       await metrics?.close();
       await cluster.stopDataplane({ keepRules: !cleanup });
@@ -118,6 +122,21 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
         setImmediate(() => void stop('node reset', true).then(finished, finished));
         return { node: cfg.node, pid: process.pid, pods: n.listPods().length };
       });
+    const cap = new CaptureService(
+      {
+        node: cfg.node,
+        router: n.router,
+        podPort: (name) => n.podPort(name),
+        host: () => n.host,
+        overlay: () => cluster.overlay,
+        vxlanPort: cfg.vxlan.port,
+        underlayIp: () => (cluster.self.underlayIp === '0.0.0.0' ? 0 : ipToNumber(cluster.self.underlayIp)),
+        uplinkIngress: () => cluster.uplinkIngress,
+      },
+      log,
+    );
+    capture = cap;
+    api.streamRoute('/v1/capture', (p, req, res) => cap.handle(p, req, res));
     cniRoutes(api, n);
     await api.listen(sock);
     if (cfg.metrics.address !== undefined) {

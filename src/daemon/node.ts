@@ -466,6 +466,16 @@ export class NodeRuntime {
     return this.listPods().filter((p) => p.attachment);
   }
 
+  /** A pod's switch port (a capture attaches to it), undefined when there is no such pod. */
+  podPort(name: string): TapPort | TunPort | undefined {
+    return this.pods.get(name)?.port as TapPort | TunPort | undefined;
+  }
+
+  /** The host port (podnet0), once started. */
+  get host(): HostPort | undefined {
+    return this.hostPort;
+  }
+
   getPod(name: string): PodInfo {
     const pod = this.pods.get(validatePodName(name));
     if (!pod) throw notFound(`pod ${name} not found on node ${this.cfg.node}`);

@@ -1,0 +1,115 @@
+/** The CLI's side of `podnet capture` and `podnet flows --follow`: streamed API responses. */
+import { request, type IncomingMessage } from 'node:http';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { ErrorCode, PodnetError } from '../util/errors.js';
+import { compileFilter, FilterError } from './filter.js';
+import { CaptureFileWriter } from './pcap.js';
+import { summarizePacket } from './summary.js';
+import { WireDecoder, type CaptureStats } from './wire.js';
+
+/** Opens a streamed GET; resolves with the response once its head is there (a JSON error rejects). */
+export function streamGet(socketPath: string, path: string): Promise<{ res: IncomingMessage; abort: () => void }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, method: 'GET', path }, (res) => {
+      if (res.statusCode === 200) return resolve({ res, abort: () => req.destroy() });
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          const e = (JSON.parse(Buffer.concat(chunks).toString()) as { error: { code: string; message: string } }).error;
+          reject(new PodnetError(e.code as ErrorCode, e.message));
+        } catch {
+          reject(new PodnetError(ErrorCode.Internal, `daemon answered ${res.statusCode}`));
+        }
+      });
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new PodnetError(ErrorCode.Precondition, `no podnet daemon is listening on ${socketPath} (is it running, and is --node right?)`));
+      else if (e.code === 'EACCES') reject(new PodnetError(ErrorCode.Precondition, `permission denied on ${socketPath}: the podnet API is for root only`));
+      else reject(new PodnetError(ErrorCode.Internal, `${socketPath}: ${e.message}`));
+    });
+    req.end();
+  });
+}
+
+export interface CaptureCliOptions {
+  write?: string;
+  count?: number;
+  filter?: string;
+  snaplen?: number;
+  format?: 'pcap' | 'pcapng';
+}
+
+/**
+ * Runs a capture: writes a pcap/pcapng file (`-w FILE`, `-w -` for stdout) or prints one line per
+ * packet; the totals (and the packets lost to a full capture ring) go to stderr at the end. Ends at
+ * the count, when the daemon ends it, or on SIGINT/SIGTERM.
+ */
+export async function runCapture(socketPath: string, target: string, o: CaptureCliOptions): Promise<void> {
+  if (o.filter !== undefined) {
+    try {
+      compileFilter(o.filter); // the daemon checks again; this names the problem without a round trip
+    } catch (e) {
+      if (e instanceof FilterError) throw new PodnetError(ErrorCode.InvalidArgument, e.message);
+      throw e;
+    }
+  }
+  const q = new URLSearchParams({ target });
+  if (o.filter) q.set('filter', o.filter);
+  if (o.count !== undefined) q.set('count', String(o.count));
+  if (o.snaplen !== undefined) q.set('snaplen', String(o.snaplen));
+  const { res, abort } = await streamGet(socketPath, `/v1/capture?${q.toString()}`);
+  const format = o.format ?? (o.write?.endsWith('.pcapng') ? 'pcapng' : 'pcap');
+  const fd = o.write === undefined ? -1 : o.write === '-' ? 1 : openSync(o.write, 'w', 0o600);
+  const writer = fd >= 0 ? new CaptureFileWriter(format, (b) => void writeSync(fd, b)) : undefined;
+  const dec = new WireDecoder();
+  let link = 1;
+  let vxlanPort = 0;
+  let got = 0;
+  let stats: CaptureStats = { matched: 0, lost: 0, filtered: 0 };
+  let reason = 'interrupted';
+  const stop = () => abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      res.on('data', (chunk: Buffer) => {
+        let msgs;
+        try {
+          msgs = dec.push(chunk);
+        } catch (e) {
+          return reject(new PodnetError(ErrorCode.Internal, (e as Error).message));
+        }
+        for (const m of msgs) {
+          if (m.type === 1) {
+            link = m.start.linkType;
+            vxlanPort = (m.start as unknown as { vxlanPort?: number }).vxlanPort ?? 0;
+            writer?.header(link, m.start.snaplen, `${m.start.node}:${m.start.ifName}`);
+            process.stderr.write(`capturing on ${m.start.target} of node ${m.start.node} (link type ${link === 1 ? 'EN10MB' : 'RAW'}, snaplen ${m.start.snaplen}${m.start.filter ? `, filter '${m.start.filter}'` : ''})\n`);
+          } else if (m.type === 2) {
+            got++;
+            if (writer) writer.packet(m.epochMs, m.data, m.orig, m.dir);
+            else process.stdout.write(summarizePacket(m.epochMs, m.dir, m.data, link, vxlanPort) + '\n');
+            if (o.count !== undefined && got >= o.count) {
+              reason = 'count reached';
+              abort();
+            }
+          } else if (m.type === 3) stats = m.stats;
+          else {
+            stats = m.end;
+            reason = m.end.reason;
+          }
+        }
+      });
+      res.on('end', resolve);
+      res.on('close', resolve);
+      res.on('error', () => resolve());
+    });
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    writer?.stats(Date.now(), stats.matched, stats.lost);
+    if (fd > 2) closeSync(fd);
+  }
+  process.stderr.write(`${got} packets captured, ${stats.lost} lost (capture ring full), ${stats.filtered} filtered out; ${reason}\n`);
+}

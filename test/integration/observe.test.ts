@@ -1,0 +1,164 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI, Topology } from '../../src/topology/topology.js';
+import { NETTOOL, ping, startIn, within } from '../helpers/net.js';
+
+/**
+ * Issue 14, items 2 and 3: `podnet capture` read back with tshark, and `podnet flows`, on two hosts
+ * built as namespaces: a ClusterIP service over a web pod on h1, a client on h1, a pod b on h2.
+ */
+describe('observe: podnet capture and podnet flows', function () {
+  this.timeout(300_000);
+  const t = new Topology();
+  const dir = mkdtempSync(join(tmpdir(), 'podnet-observe-'));
+  const ip: Record<string, string> = {};
+  const servers: Array<ReturnType<typeof startIn>> = [];
+  let vip = '';
+
+  /** Starts `podnet capture ...` against h's daemon; resolves once the capture is attached. */
+  function capture(host: string, args: string[]) {
+    const child = spawn(process.execPath, [CLI, '--run-dir', t.runDir, '--node', host, 'capture', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
+    const started = new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (err.includes('capturing on')) resolve();
+      });
+      void exited.then((c) => reject(new Error(`capture exited ${c} before it started: ${err}`)));
+    });
+    return { started, exited, out: () => out, err: () => err, kill: () => child.kill('SIGKILL') };
+  }
+
+  async function finish(c: ReturnType<typeof capture>): Promise<void> {
+    const code = await within(c.exited, 60_000, -1);
+    if (code === -1) c.kill();
+    expect(code, c.err()).to.equal(0);
+  }
+
+  async function tshark(file: string, fields: string[], extra: string[] = []): Promise<string[][]> {
+    const r = await t.exec(t.host('h1').netns, 'tshark', ['-r', file, ...extra, '-T', 'fields', ...fields.flatMap((f) => ['-e', f])]);
+    expect(r.code, r.stderr).to.equal(0);
+    return r.stdout.trim().split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
+  }
+
+  before(async () => {
+    await t.createUnderlay();
+    await t.addHost({ name: 'h1' });
+    await t.addHost({ name: 'h2' });
+    await t.startDaemon('h1');
+    await t.startDaemon('h2');
+    for (const [h, p, labels] of [['h1', 'web', ['--label', 'app=web']], ['h1', 'client', []], ['h2', 'b', []]] as const) {
+      const r = await t.podnet(h, ['pod', 'add', p, ...labels]);
+      expect(r.code, r.stderr).to.equal(0);
+      ip[p] = r.stdout.trim();
+    }
+    const s = startIn(t.podNs('h1', 'web'), process.execPath, [NETTOOL, 'http', '8080', 'web']);
+    servers.push(s);
+    await s.started;
+    const r = await t.podnet('h1', ['service', 'add', 'web', '--port', '80:8080/tcp', '--selector', 'app=web']);
+    expect(r.code, r.stderr).to.equal(0);
+    vip = r.stdout.trim();
+    expect(await ping(t, t.podNs('h1', 'client'), ip.b!, { count: 1 })).to.equal(true); // routes and ARP settled
+  });
+
+  after(async () => {
+    for (const s of servers) s.stop();
+    try {
+      await t.destroy();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("captures a pod's ping into a pcap file tshark reads: requests out of the pod, replies into it", async () => {
+    const file = join(dir, 'ping.pcap');
+    const c = capture('h1', ['client', '-w', file, '-c', '4', '--filter', 'icmp']);
+    await c.started;
+    expect(await ping(t, t.podNs('h1', 'client'), ip.web!, { count: 2 })).to.equal(true);
+    await finish(c);
+    expect(c.err()).to.match(/4 packets captured, 0 lost/);
+    const rows = await tshark(file, ['ip.src', 'ip.dst', 'icmp.type']);
+    expect(rows).to.deep.equal([
+      [ip.client, ip.web, '8'],
+      [ip.web, ip.client, '0'],
+      [ip.client, ip.web, '8'],
+      [ip.web, ip.client, '0'],
+    ]);
+  });
+
+  it("captures a ClusterIP request at the client (to the VIP) and at the backend (DNAT'd to its port), pcapng", async () => {
+    const atClient = join(dir, 'client.pcapng');
+    const atBackend = join(dir, 'backend.pcapng');
+    const c1 = capture('h1', ['client', '-w', atClient, '-c', '3', '--filter', 'tcp']);
+    const c2 = capture('h1', ['pod/web', '-w', atBackend, '-c', '3', '--filter', 'tcp and port 8080']);
+    await Promise.all([c1.started, c2.started]);
+    const r = await t.exec(t.podNs('h1', 'client'), 'curl', ['-sf', '-m', '10', `http://${vip}/`]);
+    expect(r.code, r.stderr).to.equal(0);
+    await Promise.all([finish(c1), finish(c2)]);
+    const fields = ['ip.src', 'tcp.srcport', 'ip.dst', 'tcp.dstport', 'tcp.flags.syn', 'tcp.flags.ack', 'frame.packet_flags_direction'];
+    const client = await tshark(atClient, fields);
+    const backend = await tshark(atBackend, fields);
+    const sport = client[0]![1]!;
+    // The client's handshake: to the cluster IP on port 80 (SYN out of the pod, SYN-ACK into it, ACK).
+    expect(client.map((x) => x.slice(0, 6))).to.deep.equal([
+      [ip.client, sport, vip, '80', '1', '0'],
+      [vip, '80', ip.client, sport, '1', '1'],
+      [ip.client, sport, vip, '80', '0', '1'],
+    ]);
+    expect(client.map((x) => Number(x[6]))).to.deep.equal([1, 2, 1]); // pcapng: inbound to the switch = sent by the pod
+    // The backend sees the same connection DNAT'd: to its own address and port 8080.
+    expect(backend.map((x) => x.slice(0, 6))).to.deep.equal([
+      [ip.client, sport, ip.web, '8080', '1', '0'],
+      [ip.web, '8080', ip.client, sport, '1', '1'],
+      [ip.client, sport, ip.web, '8080', '0', '1'],
+    ]);
+  });
+
+  it('captures the VXLAN underlay side: outer UDP to port 8472 between the hosts, the ping inside', async () => {
+    const file = join(dir, 'vxlan.pcap');
+    const c = capture('h1', ['vxlan', '-w', file, '-c', '2', '--filter', 'udp port 8472']);
+    await c.started;
+    expect(await ping(t, t.podNs('h1', 'client'), ip.b!, { count: 1 })).to.equal(true);
+    await finish(c);
+    const rows = await tshark(file, ['ip.src', 'ip.dst', 'udp.dstport', 'vxlan.vni', 'icmp.type'], ['-d', 'udp.port==8472,vxlan']);
+    const h1 = t.host('h1').underlayIp;
+    const h2 = t.host('h2').underlayIp;
+    expect(rows).to.deep.equal([
+      [`${h1},${ip.client}`, `${h2},${ip.b}`, '8472', '1', '8'],
+      [`${h2},${ip.b}`, `${h1},${ip.client}`, '8472', '1', '0'],
+    ]);
+  });
+
+  it('prints one line per packet without -w (the gateway answering a ping)', async () => {
+    const c = capture('h1', ['gateway', '-c', '2', '--filter', 'icmp']);
+    await c.started;
+    const gw = ip.client!.replace(/\.\d+$/, '.1');
+    expect(await ping(t, t.podNs('h1', 'client'), gw, { count: 1 })).to.equal(true);
+    await finish(c);
+    const lines = c.out().trim().split('\n');
+    expect(lines).to.have.length(2);
+    expect(lines[0]).to.match(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{6} in  ICMP ${ip.client} > ${gw}: echo request`));
+    expect(lines[1]).to.match(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{6} out ICMP ${gw} > ${ip.client}: echo reply`));
+  });
+
+  it('refuses a bad filter, an unknown target and a second capture of one target, naming the problem', async () => {
+    let r = await t.podnet('h1', ['capture', 'client', '--filter', 'port http']);
+    expect(r.code).to.not.equal(0);
+    expect(r.stderr).to.match(/expected a port number 0-65535 after 'port' at position 6, got 'http'/);
+    r = await t.podnet('h1', ['capture', 'nosuchpod', '-c', '1']);
+    expect(r.code).to.not.equal(0);
+    expect(r.stderr).to.match(/no pod nosuchpod on node h1/);
+    const c = capture('h1', ['client', '-c', '1', '--filter', 'udp port 9']);
+    await c.started;
+    r = await t.podnet('h1', ['capture', 'pod/client', '-c', '1']);
+    expect(r.stderr).to.match(/a capture of pod\/client is already running/);
+    c.kill();
+    await c.exited;
+  });
+});
