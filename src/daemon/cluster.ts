@@ -8,7 +8,8 @@ import { DgramTransport, NativeUdpTransport } from '../io/udp.js';
 import { ServiceController } from '../services/controller.js';
 import { IngressController } from '../ingress/controller.js';
 import { Uplink } from '../uplink/uplink.js';
-import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN, type Router } from '../dataplane/router.js';
+import type { Router } from '../dataplane/router.js';
+import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN, type MasqueradeHook } from '../services/hooks.js';
 import { VxlanOverlay } from '../dataplane/vxlan.js';
 import type { Dataplane, IngressPort } from '../dataplane/dataplane.js';
 import { parseMac, VXLAN_OVERHEAD } from '../packet/index.js';
@@ -49,6 +50,7 @@ export class ClusterMembership {
   ingress: IngressController | undefined;
   private dp: Dataplane | undefined;
   private router: Router | undefined;
+  private masquerade: MasqueradeHook | undefined;
   private uplink: Uplink | undefined;
 
   private constructor(
@@ -151,11 +153,11 @@ export class ClusterMembership {
     });
     if (this.self.underlayIp === '0.0.0.0') {
       this.log.warn('no underlay address: this node will not reach other nodes');
-      await this.services.start(node.router, node.conntrack);
+      await this.services.start(node.kubeProxy.services, node.conntrack);
       await this.startIngress();
       return;
     }
-    node.router.nodeIp = ipToNumber(this.self.underlayIp);
+    node.kubeProxy.nodeIp = ipToNumber(this.self.underlayIp);
     const vtep = parseMac(this.self.vtepMac);
     const subnet = parseSubnet(this.self.subnet);
     const dp = node.dp;
@@ -232,10 +234,12 @@ export class ClusterMembership {
         onPacket: (buf, ipOff, ipLen) => dp.receiveOne(uplinkIngress, buf, ipOff, ipLen),
       });
       router.uplink = this.uplink;
+      node.kubeProxy.masquerade.enabled = true;
       this.router = router;
+      this.masquerade = node.kubeProxy.masquerade;
     }
     const uplink = this.uplink;
-    await this.services.start(node.router, node.conntrack, uplink ? (ips) => uplink.setAnnounced(ips) : undefined);
+    await this.services.start(node.kubeProxy.services, node.conntrack, uplink ? (ips) => uplink.setAnnounced(ips) : undefined);
     await this.startIngress();
   }
 
@@ -262,6 +266,7 @@ export class ClusterMembership {
     await this.services?.stop();
     if (this.uplink) {
       if (this.router) this.router.uplink = undefined;
+      if (this.masquerade) this.masquerade.enabled = false;
       await this.uplink.close({ keepRules: !!opts.keepRules });
       this.uplink = undefined;
     }

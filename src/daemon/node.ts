@@ -3,11 +3,13 @@ import { join } from 'node:path';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { HostPort, TapPort, TunPort } from '../dataplane/ports.js';
 import { Router } from '../dataplane/router.js';
+import { KubeProxy } from '../services/hooks.js';
 import { Conntrack, type ConntrackRestore } from '../nat/conntrack.js';
 import { monotonicSeconds, openSharedConntrack } from '../nat/shared.js';
 import { coarseClock } from '../util/clock.js';
 import { existsSync, rmSync } from 'node:fs';
-import { Nat, Verdict } from '../nat/nat.js';
+import { Nat } from '../nat/nat.js';
+import { HookPoint } from '../dataplane/hooks.js';
 import type { Port } from '../dataplane/port.js';
 import { TunTap } from '../io/tuntap.js';
 import { ip, ipBatch, run, Undo } from '../netns/run.js';
@@ -83,6 +85,8 @@ export interface PodEvents {
 export class NodeRuntime {
   readonly dp: Dataplane;
   readonly router: Router;
+  /** Services and masquerade: the router's kube-proxy hooks (src/services/hooks.ts). */
+  readonly kubeProxy: KubeProxy;
   readonly subnet: Subnet;
   readonly ipam: Ipam;
   readonly gatewayMac: { hi: number; lo: number; str: string };
@@ -125,21 +129,23 @@ export class NodeRuntime {
     this.dp.switch.attach(this.router.port);
     this.conntrack = this.openConntrack();
     this.router.nat = new Nat(this.conntrack, { drops: this.router.drops });
+    this.kubeProxy = new KubeProxy(this.router);
     const ct = this.conntrack;
     const nat = this.router.nat;
     const dp = this.dp;
-    // The switch's bridge hook shows IPv4 between two pods to conntrack, for one thing only: the
-    // replies of DNATed connections (a service endpoint answering a client on this node) are
-    // un-NATed. So it is installed only while conntrack holds DNAT entries, decided after each
-    // batch: a reply cannot come before the batch whose flush delivered its connection's first
-    // packet has ended. Its probe lets TCP super-frames of connections conntrack does not know
-    // pass between two pods whole even then. The switch has validated the IPv4 header of a frame
-    // from a pod port.
-    const bridgeHook = (buf: Buffer, ipOff: number, ipLen: number) => nat.translateValidated(buf, ipOff, ipLen, dp.now) !== Verdict.Drop;
+    // The switch's bridge hook shows IPv4 between two pods to conntrack and the FORWARD hooks
+    // (Router.bridgeIp): replies of DNATed connections (a service endpoint answering a client on this
+    // node) are un-NATed, and new connections meet the policy. So it is installed only while
+    // conntrack holds DNAT entries or FORWARD has hooks, decided after each batch: a reply cannot
+    // come before the batch whose flush delivered its connection's first packet has ended. Its probe
+    // lets TCP super-frames of connections conntrack does not know pass between two pods whole even
+    // then. The switch has validated the IPv4 header of a frame from a pod port.
+    const router = this.router;
+    const bridgeHook = (buf: Buffer, ipOff: number, ipLen: number) => router.bridgeIp(buf, ipOff, ipLen);
     dp.switch.bridgeProbe = (buf, ipOff, ipLen) => nat.tracks(buf, ipOff, ipLen, dp.now);
     dp.afterBatch = () => {
       ct.gc(dp.now, 64);
-      dp.switch.bridgeHook = ct.dnatCount > 0 ? bridgeHook : undefined;
+      dp.switch.bridgeHook = ct.dnatCount > 0 || router.hooks.count(HookPoint.Forward) > 0 ? bridgeHook : undefined;
     };
   }
 

@@ -27,6 +27,9 @@ export const Ingress = {
 } as const;
 export type Ingress = (typeof Ingress)[keyof typeof Ingress];
 
+/** Connection mark: the connection enters or leaves through the uplink (NodePort, LB, egress). */
+export const MARK_UPLINK = 1;
+
 /** The points hooks register at; chains run in this order. */
 export const HookPoint = { PreRouting: 0, Forward: 1, PostRouting: 2 } as const;
 export type HookPoint = (typeof HookPoint)[keyof typeof HookPoint];

@@ -149,6 +149,18 @@ export class Nat {
   get dport(): number {
     return this.pDport;
   }
+  /** Why the last `Drop` this NAT answered was dropped (for the flow log). */
+  lastDrop: DropReason = DropReason.ConntrackInvalid;
+
+  private drop(reason: DropReason): void {
+    this.lastDrop = reason;
+    this.drops.add(reason);
+  }
+
+  /** TCP flags of the last parsed packet (0 for other protocols). */
+  get tcpFlags(): number {
+    return this.pFlags;
+  }
 
   /**
    * The per-packet entry point: finds the packet's connection, advances its state and rewrites the
@@ -296,7 +308,7 @@ export class Nat {
     const canStart = proto === IpProtocol.TCP ? ct.tcpCanStart(this.pFlags) : icmp ? this.pDport === ECHO_REQUEST_KEY : true;
     if (!canStart) {
       if (mode === MODE_TRACK) return Verdict.NotTracked;
-      this.drops.add(DropReason.ConntrackInvalid);
+      this.drop(DropReason.ConntrackInvalid);
       return Verdict.Drop;
     }
     // REPLY tuple: (rSrc:rSport -> rDst:key) for TCP/UDP, (rSrc -> rDst, id = key, echo reply) for ICMP.
@@ -313,14 +325,14 @@ export class Nat {
     }
     if (key < 0) {
       this.stats.portsExhausted++;
-      this.drops.add(DropReason.NatPortsExhausted);
+      this.drop(DropReason.NatPortsExhausted);
       return Verdict.Drop;
     }
     const id = icmp
       ? ct.create(proto, this.pSrc, this.pDst, this.pSport, this.pDport, rSrc, rDst, key, ECHO_REPLY_KEY, now)
       : ct.create(proto, this.pSrc, this.pDst, this.pSport, this.pDport, rSrc, rDst, rSport, key, now);
     if (id < 0) {
-      this.drops.add(DropReason.ConntrackFull);
+      this.drop(DropReason.ConntrackFull);
       return Verdict.Drop;
     }
     this.stats.created++;
@@ -332,10 +344,10 @@ export class Nat {
     if (r === P_ICMP_ERROR) return this.icmpError(buf, ipOff, now);
     if (r === P_UNTRACKED) {
       if (mode === MODE_TRACK) return Verdict.NotTracked;
-      this.drops.add(DropReason.NatUntrackable);
+      this.drop(DropReason.NatUntrackable);
       return Verdict.Drop;
     }
-    this.drops.add(r === P_BAD_IP ? DropReason.MalformedIpv4 : DropReason.MalformedL4);
+    this.drop(r === P_BAD_IP ? DropReason.MalformedIpv4 : DropReason.MalformedL4);
     return Verdict.Drop;
   }
 
@@ -343,7 +355,7 @@ export class Nat {
   private apply(buf: Buffer, ipOff: number, ref: number, now: number): Verdict {
     const u = this.ct.update(ref, this.pFlags, now);
     if (u === CtUpdate.Invalid) {
-      this.drops.add(DropReason.ConntrackInvalid);
+      this.drop(DropReason.ConntrackInvalid);
       return Verdict.Drop;
     }
     if (u === CtUpdate.Restart) {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ClusterStore, Watch } from '../store/types.js';
 import type { ClusterRegistry, Collection, NodeRecord, PodRecord } from '../store/registry.js';
 import { ServiceTable, type ServicePortSpec } from '../dataplane/services.js';
-import type { Router } from '../dataplane/router.js';
+import type { ServicesHook } from './hooks.js';
 import type { Conntrack } from '../nat/conntrack.js';
 import { IpProtocol } from '../packet/index.js';
 import { ipToNumber, numberToIp, parseSubnet } from '../daemon/ipam.js';
@@ -32,7 +32,7 @@ export class ServiceController {
   private readonly pods = new Map<string, PodRecord>();
   private readonly nodes = new Map<string, NodeRecord>();
   private watches: Watch[] = [];
-  private router: Router | undefined;
+  private hook: ServicesHook | undefined;
   private conntrack: Conntrack | undefined;
   private announce: ((ips: string[]) => Promise<void> | void) | undefined;
   /** service/proto/port -> endpoints, to find the ones that went away. */
@@ -46,9 +46,9 @@ export class ServiceController {
     this.root = o.registry.root;
   }
 
-  /** Starts following the store and programming `router` (null router: API only). */
-  async start(router: Router | undefined, conntrack: Conntrack | undefined, announce?: (ips: string[]) => Promise<void> | void): Promise<void> {
-    this.router = router;
+  /** Starts following the store and programming the data plane's services hook (none: API only). */
+  async start(hook: ServicesHook | undefined, conntrack: Conntrack | undefined, announce?: (ips: string[]) => Promise<void> | void): Promise<void> {
+    this.hook = hook;
     this.conntrack = conntrack;
     this.announce = announce;
     this.watches.push(
@@ -89,8 +89,8 @@ export class ServiceController {
 
   /** Builds the router's service table from services and pods; drops UDP flows to vanished endpoints. */
   private rebuild(): void {
-    const router = this.router;
-    if (!router) return;
+    const hook = this.hook;
+    if (!hook) return;
     const vips: Array<{ vip: number; ports: ServicePortSpec[] }> = [];
     const current = new Map<string, Set<number>>();
     const announce: string[] = [];
@@ -123,7 +123,7 @@ export class ServiceController {
         if (nodeNames.length > 0 && nodeNames[ipToNumber(ip) % nodeNames.length] === this.o.node) announce.push(ip);
       }
     }
-    router.services = new ServiceTable({ vips }, router.services);
+    hook.table = new ServiceTable({ vips }, hook.table);
 
     // Endpoints that went away: their UDP flows would otherwise keep sending into a black hole.
     const gone = new Set<number>();
