@@ -13,7 +13,8 @@ import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN, type MasqueradeHook } from '.
 import { VxlanOverlay } from '../dataplane/vxlan.js';
 import type { Dataplane, IngressPort } from '../dataplane/dataplane.js';
 import { parseMac, VXLAN_OVERHEAD } from '../packet/index.js';
-import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
+import { parseSubnet } from '../store/subnet.js';
+import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
 import type { Config } from './config.js';
 import type { Underlay } from './daemon.js';
 import type { NodeRuntime, PodInfo } from './node.js';
@@ -157,7 +158,7 @@ export class ClusterMembership {
       await this.startIngress();
       return;
     }
-    node.kubeProxy.nodeIp = ipToNumber(this.self.underlayIp);
+    node.kubeProxy.nodeIp = parseIpv4(this.self.underlayIp);
     const vtep = parseMac(this.self.vtepMac);
     const subnet = parseSubnet(this.self.subnet);
     const dp = node.dp;
@@ -218,7 +219,7 @@ export class ClusterMembership {
       }
       known.set(n.name, net.network);
       const mac = parseMac(n.vtepMac);
-      overlay!.setPeer({ subnetNetwork: net.network, underlayIp: ipToNumber(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
+      overlay!.setPeer({ subnetNetwork: net.network, underlayIp: parseIpv4(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
       this.log.info({ node: n.name, subnet: n.subnet, underlay: n.underlayIp }, ev.type === 'added' ? 'node joined: route added' : 'node updated');
     });
     if (this.underlay.interface && this.cfg.uplink.enabled) {
@@ -310,7 +311,7 @@ export class ClusterMembership {
             encapsulated: o.encapsulated,
             decapsulated: o.decapsulated,
             drops: o.drops.toJSON(),
-            peers: o.listPeers().map((p) => ({ subnet: `${numberToIp(p.subnetNetwork)}`, underlayIp: numberToIp(p.underlayIp) })),
+            peers: o.listPeers().map((p) => ({ subnet: `${ipv4ToString(p.subnetNetwork)}`, underlayIp: ipv4ToString(p.underlayIp) })),
           }
         : undefined,
     };

@@ -16,7 +16,9 @@ import { ip, ipBatch, run, Undo } from '../netns/run.js';
 import { exists, invalid, notFound } from '../util/errors.js';
 import { readJsonIfExists, writeFileAtomic } from '../util/fsutil.js';
 import type { Config } from './config.js';
-import { Ipam, ipToNumber, numberToIp, parseSubnet, type Subnet } from './ipam.js';
+import { Ipam } from './ipam.js';
+import { parseSubnet, type Subnet } from '../store/subnet.js';
+import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
 import {
   attachmentName,
   deleteNetns,
@@ -213,10 +215,10 @@ export class NodeRuntime {
       await run('sysctl', ['-qw', `net.ipv6.conf.${this.hostDeviceName}.disable_ipv6=1`]).catch(() => undefined);
       await ipBatch([
         `link set dev ${this.hostDeviceName} mtu ${this.cfg.podMtu}`,
-        `addr replace ${numberToIp(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,
+        `addr replace ${ipv4ToString(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,
         `link set dev ${this.hostDeviceName} up`,
-        `route replace ${this.podCidr.cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
-        `route replace ${parseSubnet(this.cfg.serviceCidr).cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
+        `route replace ${this.podCidr.cidr} dev ${this.hostDeviceName} src ${ipv4ToString(this.subnet.hostIp)}`,
+        `route replace ${parseSubnet(this.cfg.serviceCidr).cidr} dev ${this.hostDeviceName} src ${ipv4ToString(this.subnet.hostIp)}`,
       ]);
       dev.setPersist(true);
       this.hostDev = dev;
@@ -298,7 +300,7 @@ export class NodeRuntime {
     try {
       const addr = this.ipam.allocate(spec.name, spec.ip);
       undo.push('release address', () => this.ipam.release(spec.name));
-      const ipNum = ipToNumber(addr);
+      const ipNum = parseIpv4(addr);
       const mac = podMac(ipNum);
       const netns = spec.attachment?.netns ?? this.nsName(spec.name);
       const home = this.deviceHome(spec);
@@ -310,7 +312,7 @@ export class NodeRuntime {
         ? TunTap.open(home.ifname, spec.device, { offload, netns: home.netnsPath })
         : TunTap.open(hostDevice, spec.device, { offload });
       undo.push('close device', () => dev.close());
-      const plumbing = { netns, device: hostDevice, kind: spec.device, mac: mac.str, ip: addr, prefix: this.subnet.prefix, gateway: numberToIp(this.subnet.gatewayIp), mtu: this.cfg.podMtu, undo };
+      const plumbing = { netns, device: hostDevice, kind: spec.device, mac: mac.str, ip: addr, prefix: this.subnet.prefix, gateway: ipv4ToString(this.subnet.gatewayIp), mtu: this.cfg.podMtu, undo };
       if (inNetns) {
         await replumbPod({ ...plumbing, netnsPath: home.netnsPath, ifname: home.ifname, own: !spec.attachment, flush: spec.ip !== undefined && spec.ip !== addr });
       } else if (spec.attachment) {
@@ -367,7 +369,7 @@ export class NodeRuntime {
 
   private async destroyPod(pod: PodRuntime): Promise<void> {
     this.dp.switch.detach(pod.port);
-    const addr = ipToNumber(pod.info.ip);
+    const addr = parseIpv4(pod.info.ip);
     this.dp.neighbors.delete(addr);
     unpersistAndClose(pod.dev);
     // Its connections go with it (as the kubelet has conntrack entries of a deleted pod's IP removed):
@@ -401,7 +403,7 @@ export class NodeRuntime {
   }
 
   private withAddressing(info: PodInfo): PodInfo & { prefix: number; gateway: string; mtu: number } {
-    return { ...info, prefix: this.subnet.prefix, gateway: numberToIp(this.subnet.gatewayIp), mtu: this.cfg.podMtu };
+    return { ...info, prefix: this.subnet.prefix, gateway: ipv4ToString(this.subnet.gatewayIp), mtu: this.cfg.podMtu };
   }
 
   private findAttachment(containerId: string, ifname: string): PodRuntime | undefined {
@@ -494,9 +496,9 @@ export class NodeRuntime {
     return {
       node: this.cfg.node,
       subnet: this.subnet.cidr,
-      gateway: numberToIp(this.subnet.gatewayIp),
+      gateway: ipv4ToString(this.subnet.gatewayIp),
       gatewayMac: this.gatewayMac.str,
-      hostAddress: numberToIp(this.subnet.hostIp),
+      hostAddress: ipv4ToString(this.subnet.hostIp),
       podCidr: this.cfg.podCidr,
       podMtu: this.cfg.podMtu,
       ipam: { used: this.ipam.used(), capacity: this.ipam.capacity() },

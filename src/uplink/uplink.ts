@@ -23,7 +23,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 
 import { run, Undo } from '../netns/run.js';
-import { ArpOp, ArpView, ETH_HLEN, EtherType, ParseError, parseIpv4, parseMac, writeArp, writeEthernetHeader } from '../packet/index.js';
+import { ArpOp, ArpView, ETH_HLEN, EtherType, ParseError, ipv4ToString, parseIpv4, parseMac, writeArp, writeEthernetHeader } from '../packet/index.js';
 import { ErrorCode, invalid, PodnetError } from '../util/errors.js';
 import { captureFilter } from './filter.js';
 import { openCapture, openRawSocket, type Capture, type RawSocket } from './native.js';
@@ -248,7 +248,7 @@ export class Uplink {
     let addr = this.addrCache.get(dst);
     if (addr === undefined) {
       if (this.addrCache.size >= ADDR_CACHE_MAX) this.addrCache.clear();
-      addr = ipString(dst);
+      addr = ipv4ToString(dst);
       this.addrCache.set(dst, addr);
     }
     try {
@@ -402,7 +402,7 @@ export class Uplink {
     const sip = arp.senderIp;
     if (sip === tip) {
       this.drop(UplinkDrop.ArpConflict);
-      this.warnOnce(`${UplinkDrop.ArpConflict}:${tip}`, `uplink ${this.interface}: another station announces ${ipString(tip)}, which this node announces`);
+      this.warnOnce(`${UplinkDrop.ArpConflict}:${tip}`, `uplink ${this.interface}: another station announces ${ipv4ToString(tip)}, which this node announces`);
       return;
     }
     // Reply to the sender's hardware address (a probe with sender IP 0.0.0.0 is answered the same way,
@@ -457,10 +457,6 @@ export class Uplink {
     this.queue = p.catch(() => undefined);
     return p;
   }
-}
-
-function ipString(ip: number): string {
-  return `${ip >>> 24}.${(ip >>> 16) & 0xff}.${(ip >>> 8) & 0xff}.${ip & 0xff}`;
 }
 
 function checkIp(ip: unknown, what: string): number {
