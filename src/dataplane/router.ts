@@ -21,13 +21,22 @@ import {
   completePartialChecksum,
   decrementIpv4Ttl,
   pseudoHeaderSum,
-  readI32,
-  readU16,
   writeEthernetHeader,
+  ethDstHi,
+  ethDstLo32,
+  ethType,
+  icmpType,
+  ipv4DontFragment,
+  ipv4Dst32,
+  ipv4FlagsFrag,
+  ipv4HeaderLen,
+  ipv4Src32,
+  ipv4Ttl,
+  setTcpChecksum,
+  tcpHeaderLen,
   writeIpv4Header,
-  writeU16,
 } from '../packet/index.js';
-import { DropCounters, DropReason } from './counters.js';
+import { DropCounters, DropReason } from '../util/counters.js';
 import { copyBytes } from '../io/copy.js';
 import { OffloadResolver, SEGMENT_HEADROOM, TcpSplitter, VNET_HDR_LEN } from './offload.js';
 import type { BatchPrefetcher, Dataplane, Framing, RxRingLike } from './dataplane.js';
@@ -193,7 +202,7 @@ export class Router implements BatchPrefetcher {
     for (let i = 0; i < count; i++, off += step) {
       const len = lens[i]!;
       if (eth < 0) nat.prefetch(buf, off, len);
-      else if (len >= eth + ETH_HLEN && readU16(buf, off + eth + 12) === EtherType.IPv4) {
+      else if (len >= eth + ETH_HLEN && ethType(buf, off + eth) === EtherType.IPv4) {
         nat.prefetch(buf, off + eth + ETH_HLEN, len - eth - ETH_HLEN);
       }
     }
@@ -211,7 +220,7 @@ export class Router implements BatchPrefetcher {
     if (eth.reset(buf, off, len) !== ParseError.Ok) return this.drops.add(DropReason.MalformedEthernet);
     const type = eth.etherType;
     if (type === EtherType.ARP) return this.handleArp(buf, off, eth);
-    if (readU16(buf, off) !== this.cfg.gatewayMacHi || readI32(buf, off + 2) !== this.gwMacLo32) {
+    if (ethDstHi(buf, off) !== this.cfg.gatewayMacHi || ethDstLo32(buf, off) !== this.gwMacLo32) {
       this.ignored++;
       return;
     }
@@ -227,7 +236,7 @@ export class Router implements BatchPrefetcher {
    */
   fromSwitchSuper(buf: Buffer, off: number, len: number, mss: number, capacity: number): boolean {
     const ov = this.overlay;
-    if (ov === undefined || !ov.segmentedSend || len < ETH_HLEN || readU16(buf, off + 12) !== EtherType.IPv4) return false;
+    if (ov === undefined || !ov.segmentedSend || len < ETH_HLEN || ethType(buf, off) !== EtherType.IPv4) return false;
     this.superFramesRouted++;
     this.routeIp(buf, off + ETH_HLEN, len - ETH_HLEN, Ingress.Switch, mss, capacity - ETH_HLEN);
     return true;
@@ -320,10 +329,10 @@ export class Router implements BatchPrefetcher {
     } else if (ingress === Ingress.Uplink) {
       return this.drops.add(DropReason.UplinkNotForUs);
     }
-    const dst = readI32(buf, ipOff + 16); // after NAT
+    const dst = ipv4Dst32(buf, ipOff); // after NAT
 
     if (dst === this.gw32) return this.localDeliver(buf, ipOff, ipLen);
-    if (buf[ipOff + 8]! <= 1) {
+    if (ipv4Ttl(buf, ipOff) <= 1) {
       this.icmpError(buf, ipOff, ipLen, IcmpType.TimeExceeded, 0, 0);
       return this.drops.add(DropReason.TtlExceeded);
     }
@@ -339,7 +348,7 @@ export class Router implements BatchPrefetcher {
 
   /** A TCP super-frame from the overlay or the uplink: routed as segments that fit the pod MTU. */
   private splitFromWire(buf: Buffer, ipOff: number, ipLen: number, ihl: number, ingress: Ingress): void {
-    const doff = ipLen >= ihl + 13 ? (buf[ipOff + ihl + 12]! >> 4) << 2 : 0;
+    const doff = ipLen >= ihl + 13 ? tcpHeaderLen(buf, ipOff + ihl) : 0;
     const sp = this.splitter;
     const mss = this.mtu - ihl - doff;
     if (mss > 0 && !this.dp.reserveFrames(Math.ceil((ipLen - ihl - doff) / mss))) return this.drops.add(DropReason.Oversize);
@@ -387,8 +396,8 @@ export class Router implements BatchPrefetcher {
     ctx.ingress = ingress;
     ctx.now = this.dp.now;
     ctx.proto = nat.proto;
-    ctx.src = readI32(buf, ipOff + 12);
-    ctx.dst = readI32(buf, ipOff + 16);
+    ctx.src = ipv4Src32(buf, ipOff);
+    ctx.dst = ipv4Dst32(buf, ipOff);
     ctx.sport = nat.sport;
     ctx.dport = nat.dport;
     ctx.tcpFlags = nat.tcpFlags;
@@ -474,7 +483,7 @@ export class Router implements BatchPrefetcher {
       const r = ov === undefined ? OverlayResult.NoRoute : ov.send(buf, ipOff, ipLen, dst);
       if (r === OverlayResult.Sent) return;
       if (r === OverlayResult.TooBig) {
-        if ((buf[ipOff + 6]! & 0x40) === 0) return this.fragment(buf, ipOff, ipLen, dst, ov!);
+        if (!ipv4DontFragment(buf, ipOff)) return this.fragment(buf, ipOff, ipLen, dst, ov!);
         this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.FragNeeded, ov!.innerMtu);
         return this.drops.add(DropReason.FragmentationNeeded);
       }
@@ -504,8 +513,8 @@ export class Router implements BatchPrefetcher {
         const off = ipOff - ETH_HLEN;
         writeEthernetHeader(buf, off, hi, lo, this.cfg.gatewayMacHi, this.cfg.gatewayMacLo, EtherType.IPv4);
         // Its partial checksum is the pseudo-header sum of the addresses it has now (after NAT).
-        const ihl = (buf[ipOff]! & 0x0f) << 2;
-        writeU16(buf, ipOff + ihl + 16, pseudoHeaderSum(readI32(buf, ipOff + 12), dst, IpProtocol.TCP, ipLen - ihl));
+        const ihl = ipv4HeaderLen(buf, ipOff);
+        setTcpChecksum(buf, ipOff + ihl, pseudoHeaderSum(ipv4Src32(buf, ipOff), dst, IpProtocol.TCP, ipLen - ihl));
         this.port.traffic.rx(ipLen + ETH_HLEN);
         port.traffic.tx(ipLen + ETH_HLEN);
         port.outputOffloaded(buf, off, ipLen + ETH_HLEN);
@@ -556,8 +565,8 @@ export class Router implements BatchPrefetcher {
    * last carries a multiple of 8 payload bytes and MF; offsets add to the original's own offset.
    */
   private fragment(buf: Buffer, ipOff: number, ipLen: number, dst: number, ov: Overlay): void {
-    const hlen = (buf[ipOff]! & 0x0f) << 2;
-    const flagsFrag = readU16(buf, ipOff + 6);
+    const hlen = ipv4HeaderLen(buf, ipOff);
+    const flagsFrag = ipv4FlagsFrag(buf, ipOff);
     const baseOffset = (flagsFrag & 0x1fff) << 3;
     const origMf = (flagsFrag & 0x2000) !== 0;
     const chunk = (ov.innerMtu - hlen) & ~7;
@@ -647,7 +656,7 @@ export class Router implements BatchPrefetcher {
     const hlen = ip.headerLength;
     if (ip.protocol === IpProtocol.ICMP) {
       if (ipLen < hlen + 1) return;
-      const t = buf[ipOff + hlen]!;
+      const t = icmpType(buf, ipOff + hlen);
       if (t !== IcmpType.EchoRequest && t !== IcmpType.EchoReply) return;
     }
     if (!this.takeToken()) return this.drops.add(DropReason.IcmpRateLimited);
