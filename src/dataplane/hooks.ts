@@ -10,7 +10,7 @@
  * This file is the layer contract between the router and what plugs into it (src/services,
  * src/nat/masquerade, src/policy, the flow log): nothing here does I/O or allocates per packet.
  */
-import type { DropReason } from './counters.js';
+import type { DropReason } from '../util/counters.js';
 
 /** Where a routed packet came from: decides what "no route" means and avoids loops. */
 export const Ingress = {

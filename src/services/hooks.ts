@@ -5,7 +5,7 @@
  * the decision as one conntrack entry. Per new connection, nothing is allocated.
  */
 import { HookPoint, HookVerdict, Ingress, MARK_UPLINK, type ConnectionHook, type PacketContext } from '../dataplane/hooks.js';
-import { DropReason } from '../dataplane/counters.js';
+import { DropReason } from '../util/counters.js';
 import { ServiceTable } from '../dataplane/services.js';
 import type { Router } from '../dataplane/router.js';
 import { IcmpUnreachCode, IpProtocol, TcpFlags } from '../packet/index.js';

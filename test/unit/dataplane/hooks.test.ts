@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { DropReason } from '../../../src/dataplane/counters.js';
+import { DropReason } from '../../../src/util/counters.js';
 import { HookPoint, HookVerdict, Hooks, Ingress, PacketContext, type ConnectionHook, type ConnectionObserver } from '../../../src/dataplane/hooks.js';
 import { ServiceTable } from '../../../src/dataplane/services.js';
 import { TapPort } from '../../../src/dataplane/ports.js';
