@@ -16,7 +16,7 @@ import { parseMac, VXLAN_OVERHEAD } from '../packet/index.js';
 import { parseSubnet } from '../store/subnet.js';
 import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
 import type { Config } from './config.js';
-import type { Underlay } from './daemon.js';
+import type { Underlay } from './underlay.js';
 import type { NodeRuntime, PodInfo } from './node.js';
 import { StoreHealth } from './storehealth.js';
 

@@ -12,7 +12,7 @@ import { Nat } from '../nat/nat.js';
 import { HookPoint } from '../dataplane/hooks.js';
 import type { Port } from '../dataplane/port.js';
 import { TunTap } from '../io/tuntap.js';
-import { ip, ipBatch, run, Undo } from '../netns/run.js';
+import { deleteNetns, ip, ipBatch, run, Undo } from '../netns/run.js';
 import { exists, invalid, notFound } from '../util/errors.js';
 import { readJsonIfExists, writeFileAtomic } from '../util/fsutil.js';
 import type { Config } from './config.js';
@@ -21,7 +21,6 @@ import { parseSubnet, type Subnet } from '../store/subnet.js';
 import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
 import {
   attachmentName,
-  deleteNetns,
   inspectInterface,
   newDeviceName,
   plumbAttachment,
