@@ -1,4 +1,4 @@
-import { DropCounters, TrafficCounters, type DropReason } from './counters.js';
+import { DropCounters, TrafficCounters, type DropReason } from '../util/counters.js';
 import { TapDir, type FrameTap } from './tap.js';
 
 /**
