@@ -55,6 +55,22 @@ import type { CtEntryInfo, CtTupleInfo } from './format.js';
 import { CtStatus, TCP_IGNORE, TCP_RESTART, TcpState, tcpOpens, tcpStateName, tcpStep } from './tcpstate.js';
 
 export { CtStatus, TcpState, tcpStateName } from './tcpstate.js';
+
+/** Why an entry left the table (`ConntrackEvents.removed`). */
+export const CtRemoval = { Expired: 0, Deleted: 1, Evicted: 2 } as const;
+export type CtRemoval = (typeof CtRemoval)[keyof typeof CtRemoval];
+
+/**
+ * Told of an entry's life (the flow log), off the per-packet path: only when a packet changes an
+ * entry's status, and when an entry leaves the table (read it with the accessors during the call).
+ */
+export interface ConntrackEvents {
+  /** The entry became assured: TCP established with a reply seen, UDP/ICMP the first reply. */
+  established(id: number): void;
+  /** A TCP entry entered TIME_WAIT or CLOSE (FINs both ways, or a RST). */
+  closed(id: number): void;
+  removed(id: number, why: CtRemoval): void;
+}
 export { formatCtEntry, type CtEntryInfo, type CtTupleInfo } from './format.js';
 
 /** Direction of a packet relative to the connection (the low bit of a ref). */
@@ -220,6 +236,8 @@ export class Conntrack {
   /** Slots of the hash index (a power of two). */
   readonly indexSlots: number;
   readonly stats = new ConntrackStats();
+  /** The flow log's callbacks (see `ConntrackEvents`); undefined: one field check on a status change. */
+  events: ConntrackEvents | undefined;
   readonly timeouts: Readonly<ConntrackTimeouts>;
   readonly tcpLoose: boolean;
   readonly evictScan: number;
@@ -402,7 +420,7 @@ export class Conntrack {
     if (n < 0) return -1;
     const e = n >> 1;
     if (this.f64[(e << 3) + REC_EXPIRES_F64]! <= now) {
-      this.unlinkAndFree(e);
+      this.unlinkAndFree(e, CtRemoval.Expired);
       this.stats.expired++;
       return -1;
     }
@@ -524,6 +542,7 @@ export class Conntrack {
     const b = e << 4;
     const rec = this.rec;
     let st = rec[b + REC_STATUS]!;
+    const was = st;
     const proto = rec[b + REC_PROTO]!;
     let timeout: number;
     if (proto === IpProtocol.TCP) {
@@ -552,6 +571,7 @@ export class Conntrack {
     rec[b + REC_STATUS] = st;
     rec[b + REC_PKTS + d]++;
     this.f64[(e << 3) + REC_EXPIRES_F64] = now + timeout;
+    if (st !== was && this.events !== undefined) this.transition(e, was, st);
     return CtUpdate.Ok;
   }
 
@@ -583,7 +603,7 @@ export class Conntrack {
     if (budget > hw) budget = hw;
     for (let i = 0; i < budget; i++) {
       if ((rec[(cur << 4) + REC_STATUS]! & CtStatus.InUse) !== 0 && f64[(cur << 3) + REC_EXPIRES_F64]! <= now) {
-        this.unlinkAndFree(cur);
+        this.unlinkAndFree(cur, CtRemoval.Expired);
         n++;
       }
       if (++cur >= hw) cur = 0;
@@ -734,7 +754,19 @@ export class Conntrack {
     index[(hole << 1) + 1] = -1;
   }
 
-  private unlinkAndFree(e: number): void {
+  /** A status change the events callback is told of: assured (established), TCP closing. */
+  private transition(e: number, was: number, st: number): void {
+    const ev = this.events!;
+    if ((st & CtStatus.Assured) !== 0 && (was & CtStatus.Assured) === 0) ev.established(e);
+    if (this.rec[(e << 4) + REC_PROTO] === IpProtocol.TCP) {
+      const a = was & CtStatus.StateMask;
+      const z = st & CtStatus.StateMask;
+      if ((z === TcpState.TimeWait || z === TcpState.Close) && a !== TcpState.TimeWait && a !== TcpState.Close) ev.closed(e);
+    }
+  }
+
+  private unlinkAndFree(e: number, why: CtRemoval = CtRemoval.Deleted): void {
+    if (this.events !== undefined) this.events.removed(e, why);
     this.unlink(e << 1);
     this.unlink((e << 1) | 1);
     if ((this.rec[(e << 4) + REC_STATUS]! & CtStatus.DstNat) !== 0) this.dnatLive--;
@@ -762,7 +794,7 @@ export class Conntrack {
       const expired = f64[(e << 3) + REC_EXPIRES_F64]! <= now;
       if (expired || (st & CtStatus.Assured) === 0) {
         this.evictCursor = cur;
-        this.unlinkAndFree(e);
+        this.unlinkAndFree(e, expired ? CtRemoval.Expired : CtRemoval.Evicted);
         if (expired) this.stats.expired++;
         else this.stats.evicted++;
         return true;
