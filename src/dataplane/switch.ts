@@ -28,6 +28,11 @@ export class Switch {
    * whole; without a probe, every offloaded frame the hook may see is split first.
    */
   bridgeProbe: ((buf: Buffer, ipOff: number, ipLen: number) => boolean) | undefined;
+  /**
+   * Told of the frames the switch refuses from a pod port (forged source MAC, IP or ARP sender): the
+   * flow log. Called on that drop path only, never for a frame that passes.
+   */
+  dropObserver: ((port: Port, reason: DropReason, buf: Buffer, off: number, len: number) => void) | undefined;
   private readonly eth = new EthernetView();
   private readonly ipv = new Ipv4View();
   private readonly arp = new ArpView();
@@ -65,15 +70,15 @@ export class Switch {
     if ((srcHi & 0x0100) !== 0) return port.drop(DropReason.MulticastSource);
     const type = eth.etherType;
     if (port.restricted) {
-      if (srcHi !== port.macHi || srcLo !== (port.macLo | 0)) return port.drop(DropReason.SpoofedSourceMac);
+      if (srcHi !== port.macHi || srcLo !== (port.macLo | 0)) return this.refuse(port, DropReason.SpoofedSourceMac, buf, off, len);
       if (type === EtherType.IPv4) {
         if (this.ipv.reset(buf, off + ETH_HLEN, len - ETH_HLEN) !== ParseError.Ok) return port.drop(DropReason.MalformedIpv4);
-        if (ipv4Src32(buf, off + ETH_HLEN) !== (port.ip | 0)) return port.drop(DropReason.SpoofedSourceIp);
+        if (ipv4Src32(buf, off + ETH_HLEN) !== (port.ip | 0)) return this.refuse(port, DropReason.SpoofedSourceIp, buf, off, len);
       } else if (type === EtherType.ARP) {
         const arp = this.arp;
         if (arp.reset(buf, off + ETH_HLEN, len - ETH_HLEN) !== ParseError.Ok) return port.drop(DropReason.MalformedArp);
         if (arp.senderMacHi !== port.macHi || arp.senderMacLo !== port.macLo || (arp.senderIp !== port.ip && arp.senderIp !== 0)) {
-          return port.drop(DropReason.SpoofedArp);
+          return this.refuse(port, DropReason.SpoofedArp, buf, off, len);
         }
       } else {
         return port.drop(DropReason.UnsupportedEtherType);
@@ -115,6 +120,11 @@ export class Switch {
     const n = r.resolve(buf, off, len, port.rxCapacity);
     if (n === 0) return port.drop(r.dropReason);
     for (let i = 0; i < n; i++) this.forward(port, buf, r.segOff[i]!, r.segLen[i]!, EtherType.IPv4);
+  }
+
+  private refuse(port: Port, reason: DropReason, buf: Buffer, off: number, len: number): void {
+    port.drop(reason);
+    if (this.dropObserver !== undefined) this.dropObserver(port, reason, buf, off, len);
   }
 
   /** Forwards a checked frame: flood, or to the port its destination MAC was learned on. */
