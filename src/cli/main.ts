@@ -18,7 +18,8 @@ import { parseBackendArg, parseRuleArg, type IngressView, type PathType } from '
 import { formatCtEntry, type CtEntryInfo } from '../nat/conntrack.js';
 import { installCni } from '../cni/install.js';
 import { fileURLToPath } from 'node:url';
-import { runCapture } from '../observe/client.js';
+import { followFlowsCli, runCapture } from '../observe/client.js';
+import { formatFlow, type FlowRecord } from '../observe/flows.js';
 
 const DEFAULT_RUN_DIR = '/run/podnet';
 
@@ -334,6 +335,22 @@ export function buildCli(): Command {
     .addOption(new Option('--format <f>', 'capture file format').choices(['pcap', 'pcapng']))
     .action(async (target: string, o: { write?: string; count?: number; filter?: string; snaplen?: number; format?: 'pcap' | 'pcapng' }) => {
       await runCapture(socketFor(globals()), target, o);
+    });
+
+  program
+    .command('flows')
+    .description('the flow log: one record per connection event (new, established, closed, dropped) with both tuples, NAT, verdict and drop reason')
+    .option('--follow', 'keep printing records as they come')
+    .option('--pod <name>', "only records about this pod (either end, the endpoint, or the port it was dropped on)")
+    .option('--limit <n>', 'at most the last N records (without --follow)', (v) => positiveInt('--limit', v))
+    .option('--json', 'print JSON (with --follow: one object per line)')
+    .action(async (o: { follow?: boolean; pod?: string; limit?: number; json?: boolean }) => {
+      if (o.follow) return followFlowsCli(socketFor(globals()), o, formatFlow);
+      const q = new URLSearchParams();
+      if (o.pod) q.set('pod', o.pod);
+      if (o.limit) q.set('limit', String(o.limit));
+      const r = await apiCall<{ records: FlowRecord[] }>(socketFor(globals()), 'GET', `/v1/flows?${q.toString()}`);
+      print(!!o.json, r.records, () => r.records.map((x) => formatFlow(x) + '\n').join(''));
     });
 
   const cni = program.command('cni').description('the CNI plugin: let container runtimes (containerd, CRI-O) put containers on podnet');

@@ -11,6 +11,8 @@ import { detectUnderlay } from './underlay.js';
 import { cniRoutes } from './cni-api.js';
 import { buildRegistry, MetricsServer } from '../metrics/exporter.js';
 import { CaptureService } from '../observe/capture.js';
+import { FlowLog } from '../observe/flows.js';
+import { followFlows, listFlows } from '../observe/flows-api.js';
 import { parseIpv4 } from '../packet/index.js';
 
 export function socketPath(cfg: Pick<Config, 'runDir' | 'node'>): string {
@@ -117,6 +119,15 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
     );
     capture = cap;
     api.streamRoute('/v1/capture', (p, req, res) => cap.handle(p, req, res));
+    // The flow log: told of new and refused connections by the router, of established and closed
+    // ones by conntrack, of forged-source drops by the switch (see src/observe/flows.ts).
+    const flows = new FlowLog(n.conntrack);
+    n.router.hooks.observer = flows;
+    n.conntrack.events = flows;
+    n.dp.switch.dropObserver = (port, reason, buf, off, len) => flows.switchDrop(port, reason, buf, off, len);
+    const flowSources = { pods: () => cluster.listAllPods(), services: async () => (cluster.services ? cluster.services.list() : []) };
+    api.route('GET', '/v1/flows', (_b, p) => listFlows(flows, flowSources, p));
+    api.streamRoute('/v1/flows/follow', (p, req, res) => followFlows(flows, flowSources, p, req, res));
     cniRoutes(api, n);
     await api.listen(sock);
     if (cfg.metrics.address !== undefined) {

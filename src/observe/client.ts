@@ -6,6 +6,7 @@ import { compileFilter, FilterError } from './filter.js';
 import { CaptureFileWriter } from './pcap.js';
 import { summarizePacket } from './summary.js';
 import { WireDecoder, type CaptureStats } from './wire.js';
+import type { FlowRecord } from './flows.js';
 
 /** Opens a streamed GET; resolves with the response once its head is there (a JSON error rejects). */
 export function streamGet(socketPath: string, path: string): Promise<{ res: IncomingMessage; abort: () => void }> {
@@ -112,4 +113,38 @@ export async function runCapture(socketPath: string, target: string, o: CaptureC
     if (fd > 2) closeSync(fd);
   }
   process.stderr.write(`${got} packets captured, ${stats.lost} lost (capture ring full), ${stats.filtered} filtered out; ${reason}\n`);
+}
+
+/** `podnet flows --follow`: prints records as the daemon streams them (NDJSON with --json) until interrupted. */
+export async function followFlowsCli(socketPath: string, o: { pod?: string; json?: boolean }, format: (r: FlowRecord) => string): Promise<void> {
+  const q = new URLSearchParams();
+  if (o.pod) q.set('pod', o.pod);
+  const { res, abort } = await streamGet(socketPath, `/v1/flows/follow?${q.toString()}`);
+  const stop = () => abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  let pending = '';
+  try {
+    await new Promise<void>((resolve) => {
+      res.on('data', (c: Buffer) => {
+        pending += c.toString();
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, nl);
+          pending = pending.slice(nl + 1);
+          if (line === '') continue;
+          const v = JSON.parse(line) as FlowRecord & { following?: boolean; lost?: number };
+          if (v.following) process.stderr.write(`following the flow log${o.pod ? ` of pod ${o.pod}` : ''}\n`);
+          else if (v.lost !== undefined) process.stderr.write(`${v.lost} flow records lost (this reader was too slow)\n`);
+          else process.stdout.write((o.json ? JSON.stringify(v) : format(v)) + '\n');
+        }
+      });
+      res.on('end', resolve);
+      res.on('close', resolve);
+      res.on('error', () => resolve());
+    });
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, Topology } from '../../src/topology/topology.js';
-import { NETTOOL, ping, startIn, within } from '../helpers/net.js';
+import { NETTOOL, ping, RAWSEND, startIn, within } from '../helpers/net.js';
 
 /**
  * Issue 14, items 2 and 3: `podnet capture` read back with tshark, and `podnet flows`, on two hosts
@@ -160,5 +160,90 @@ describe('observe: podnet capture and podnet flows', function () {
     expect(r.stderr).to.match(/a capture of pod\/client is already running/);
     c.kill();
     await c.exited;
+  });
+
+  async function flows(args: string[] = []): Promise<any[]> {
+    const r = await t.podnet('h1', ['flows', '--json', ...args]);
+    expect(r.code, r.stderr).to.equal(0);
+    return JSON.parse(r.stdout) as any[];
+  }
+
+  /** Polls the flow log (conntrack's close events come with the connection's last packets) until `pred` holds. */
+  async function flowsUntil(pred: (recs: any[]) => boolean, args: string[] = []): Promise<any[]> {
+    let recs: any[] = [];
+    for (let i = 0; i < 50; i++) {
+      recs = await flows(args);
+      if (pred(recs)) return recs;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return recs;
+  }
+
+  it('flows --json: a ClusterIP connection, new, established and closed, with its endpoint, service and pods', async () => {
+    const r = await t.exec(t.podNs('h1', 'client'), 'curl', ['-sf', '-m', '10', `http://${vip}/`]);
+    expect(r.code, r.stderr).to.equal(0);
+    const mine = (x: any) => x.proto === 'tcp' && x.original.dst === vip && x.original.dport === 80 && x.original.src === ip.client;
+    const recs = await flowsUntil((rs) => rs.some((x) => mine(x) && x.event === 'closed'), ['--pod', 'client']);
+    const last = recs.filter(mine).at(-1)!;
+    const conn = recs.filter((x) => mine(x) && x.original.sport === last.original.sport);
+    expect(conn.map((x) => x.event)).to.deep.equal(['new', 'established', 'closed']);
+    const n = conn[0];
+    expect(n.verdict).to.equal('accepted');
+    expect(n.from).to.equal('pod');
+    expect(n.service).to.equal('web');
+    expect(n.srcPod).to.equal('client');
+    expect(n.nat).to.deep.equal({ endpoint: `${ip.web}:8080` });
+    expect(n.endpointPod).to.equal('web');
+    expect(n.reply).to.deep.equal({ src: ip.web, dst: ip.client, sport: 8080, dport: n.original.sport });
+    expect(conn[2].closedBy).to.equal('fin/rst');
+  });
+
+  it('flows --json: a service without endpoints refused by the services hook, with its reason', async () => {
+    const s = await t.podnet('h1', ['service', 'add', 'empty', '--port', '81/tcp', '--selector', 'app=nothing']);
+    expect(s.code, s.stderr).to.equal(0);
+    const evip = s.stdout.trim();
+    const r = await t.exec(t.podNs('h1', 'client'), 'curl', ['-s', '-m', '5', `http://${evip}:81/`]);
+    expect(r.code).to.equal(7); // refused at once (ICMP port unreachable)
+    const recs = await flowsUntil((rs) => rs.some((x) => x.original.dst === evip));
+    const d = recs.find((x) => x.original.dst === evip);
+    expect(d).to.include({ event: 'dropped', verdict: 'dropped', reason: 'service_no_endpoints', by: 'services', service: 'empty', srcPod: 'client' });
+    expect(d.reply).to.equal(undefined);
+  });
+
+  it('flows --json: a forged-source packet dropped by the switch (before conntrack) with its reason, repeats counted', async () => {
+    const mac = (await t.sh(t.podNs('h1', 'client'), 'cat /sys/class/net/eth0/address')).trim();
+    const webMac = (await t.sh(t.podNs('h1', 'web'), 'cat /sys/class/net/eth0/address')).trim();
+    const forged = '10.244.200.9';
+    const r = await t.exec(t.podNs('h1', 'client'), 'python3', [RAWSEND, 'eth0', 'icmp', mac, webMac, forged, ip.web!, '5']);
+    expect(r.code, r.stderr).to.equal(0);
+    const sum = (rs: any[]) => rs.filter((x) => x.original.src === forged).reduce((a, x) => a + x.count, 0);
+    const recs = await flowsUntil((rs) => sum(rs) === 5, ['--pod', 'client']);
+    expect(sum(recs)).to.equal(5);
+    for (const d of recs.filter((x) => x.original.src === forged)) {
+      expect(d).to.include({ event: 'dropped', verdict: 'dropped', reason: 'spoofed_source_ip', by: 'switch', port: 'client', proto: 'icmp', dstPod: 'web' });
+      expect(d.original.dst).to.equal(ip.web);
+    }
+  });
+
+  it('flows --follow streams new records as they happen', async () => {
+    const child = spawn(process.execPath, [CLI, '--run-dir', t.runDir, '--node', 'h1', 'flows', '--follow', '--json', '--pod', 'client'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (d: Buffer) => ((err += d.toString()), err.includes('following') && resolve()));
+        child.on('exit', (c) => reject(new Error(`flows --follow exited ${c}: ${err}`)));
+      });
+      const r = await t.exec(t.podNs('h1', 'client'), 'curl', ['-sf', '-m', '10', `http://${vip}/`]);
+      expect(r.code, r.stderr).to.equal(0);
+      const seen = () => out.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
+      for (let i = 0; i < 50 && !seen().some((x) => x.event === 'new' && x.original.dst === vip); i++) await new Promise((res) => setTimeout(res, 200));
+      const n = seen().find((x) => x.event === 'new' && x.original.dst === vip);
+      expect(n, out + err).to.not.equal(undefined);
+      expect(n.nat.endpoint).to.equal(`${ip.web}:8080`);
+    } finally {
+      child.kill('SIGINT');
+    }
   });
 });
