@@ -66,6 +66,7 @@
 #include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -564,6 +565,33 @@ napi_value CopyBytes(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// stampTime(times, i): times[i] = the wall clock (CLOCK_REALTIME) in milliseconds, as a double with
+// nanosecond digits. For a packet capture's timestamps: performance.now() and Date.now() return a
+// double V8 boxes into a new HeapNumber per call; a store into a Float64Array from here allocates
+// nothing.
+napi_value StampTime(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  uint32_t i = 0;
+  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || napi_get_value_uint32(env, argv[1], &i) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "stampTime(times: Float64Array, index: number)");
+    return nullptr;
+  }
+  if (i >= length) {
+    napi_throw_range_error(env, nullptr, "stampTime: index outside the array");
+    return nullptr;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  static_cast<double*>(data)[i] = static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+  return nullptr;
+}
+
 // sum16(buf, off, len, initial): the folded ones'-complement sum of buf[off, off+len) as big-endian
 // 16-bit words (an odd last byte padded with zero), added to `initial` (RFC 1071), 0..0xffff. The
 // one piece of arithmetic every byte of a segment goes through (checksums of the segments a
@@ -635,6 +663,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, CopyBytes, nullptr, &copyBytes),
                        exports);
   exports.Set("copyBytes", Napi::Value(env, copyBytes));
+  napi_value stampTime;
+  NAPI_THROW_IF_FAILED(env, napi_create_function(env, "stampTime", NAPI_AUTO_LENGTH, StampTime, nullptr, &stampTime),
+                       exports);
+  exports.Set("stampTime", Napi::Value(env, stampTime));
   exports.Set("Device", Device::Define(env));
   exports.Set("UdpSocket", podnet::DefineUdpSocket(env));
   napi_value mapShared;

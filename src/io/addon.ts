@@ -126,6 +126,8 @@ export interface NativeAddon {
   mapShared(path: string, bytes: number): ArrayBuffer;
   /** memmove of `len` bytes from `src[srcOff]` to `dst[dstOff]`; RangeError outside either buffer. */
   copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number): void;
+  /** `times[i]` = the wall clock in milliseconds (CLOCK_REALTIME, sub-millisecond digits); allocates nothing. */
+  stampTime(times: Float64Array, i: number): void;
   /** RFC 1071 sum of `buf[off, off+len)` plus `initial` (<= 0xffff), folded: what packet/checksum's sum16 returns. */
   sum16(buf: Buffer, off: number, len: number, initial: number): number;
 }

@@ -13,3 +13,11 @@ export function copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: numb
   if (native === undefined) native = loadAddon().copyBytes;
   native(dst, dstOff, src, srcOff, len);
 }
+
+let stamp: ((times: Float64Array, i: number) => void) | undefined;
+
+/** `times[i]` = the wall clock in epoch milliseconds, sub-millisecond precision, without allocating (a capture's timestamps). */
+export function stampTime(times: Float64Array, i: number): void {
+  if (stamp === undefined) stamp = loadAddon().stampTime;
+  stamp(times, i);
+}

@@ -19,7 +19,7 @@
  * A record is typed-array fields written in place: recording allocates nothing. Names (pods,
  * services) are resolved when the records are read, from the cluster's pods and services then.
  */
-import { performance } from 'node:perf_hooks';
+import { coarseClock } from '../util/clock.js';
 import type { ConnectionObserver, PacketContext } from '../dataplane/hooks.js';
 import type { Port } from '../dataplane/port.js';
 import { dropReasonName, type DropReason } from '../util/counters.js';
@@ -81,7 +81,8 @@ const NONE = -1;
 export class FlowLog implements ConnectionObserver, ConntrackEvents {
   readonly capacity: number;
   private readonly mask: number;
-  private readonly time: Float64Array;
+  /** `coarseClock.ms` when recorded (int32, 10 ms resolution: no boxed double per record). */
+  private readonly time: Int32Array;
   private readonly ev: Uint8Array;
   private readonly proto: Uint8Array;
   /** Per record 8 words: original src, dst, sport, dport; reply src, dst, sport, dport. */
@@ -104,7 +105,7 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
     while (n < capacity) n <<= 1;
     this.capacity = n;
     this.mask = n - 1;
-    this.time = new Float64Array(n);
+    this.time = new Int32Array(n);
     this.ev = new Uint8Array(n);
     this.proto = new Uint8Array(n);
     this.tup = new Int32Array(n * 8);
@@ -119,7 +120,7 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
 
   private begin(event: FlowEvent, proto: number): number {
     const i = this.next++ & this.mask;
-    this.time[i] = performance.now();
+    this.time[i] = coarseClock.ms;
     this.ev[i] = event;
     this.proto[i] = proto;
     this.hasReply[i] = 0;
@@ -234,7 +235,7 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
         this.proto[j] === proto &&
         this.tup[b] === src &&
         this.tup[b + 1] === dst &&
-        performance.now() - this.time[j]! < 1000
+        ((coarseClock.ms - this.time[j]!) | 0) < 1000
       ) {
         this.count[j]!++;
         return;
@@ -258,7 +259,9 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
   /** Records from sequence number `from` (clamped to what the ring holds), at most `limit`, oldest first. */
   read(from: number, limit: number, names?: FlowNames): FlowRecord[] {
     const out: FlowRecord[] = [];
-    const origin = performance.timeOrigin;
+    coarseClock.refresh();
+    const nowMs = coarseClock.ms;
+    const nowEpoch = Date.now();
     for (let s = Math.max(from, this.first); s < this.next && out.length < limit; s++) {
       const i = s & this.mask;
       const b = i << 3;
@@ -269,7 +272,7 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
       const ev = this.ev[i]!;
       const rec: FlowRecord = {
         seq: s,
-        time: new Date(origin + this.time[i]!).toISOString(),
+        time: new Date(nowEpoch - ((nowMs - this.time[i]!) | 0)).toISOString(),
         event: EVENT_NAMES[ev]!,
         proto,
         original,

@@ -6,11 +6,10 @@
  * Bounded twice: a byte buffer the frames are copied into back to back (each cut at the snap length),
  * and a table of `entries` records (offset, captured and original length, time, direction). A frame
  * that finds either full is counted in `lost` and dropped from the capture: the data plane never
- * waits for a reader. Nothing is allocated per frame (the copy is the addon's memmove, the time a
- * double stored in a Float64Array).
+ * waits for a reader. Nothing is allocated per frame (the copy is the addon's memmove, the time the
+ * addon's clock stored into a Float64Array).
  */
-import { performance } from 'node:perf_hooks';
-import { copyBytes } from '../io/copy.js';
+import { copyBytes, stampTime } from '../io/copy.js';
 import { classifyEthernet, classifyIp, PacketFields, type Matcher } from './filter.js';
 import type { DatagramTap, FrameTap, TapDir } from '../dataplane/tap.js';
 import { checksum, writeU16, writeU32 } from '../packet/index.js';
@@ -47,7 +46,7 @@ export class CaptureRing implements FrameTap, DatagramTap {
   readonly caps: Uint32Array;
   readonly origs: Uint32Array;
   readonly dirs: Uint8Array;
-  /** performance.timeOrigin-relative milliseconds. */
+  /** Epoch milliseconds (the addon's clock: a store, no boxed double). */
   readonly times: Float64Array;
   private head = 0;
   private tail = 0;
@@ -198,7 +197,7 @@ export class CaptureRing implements FrameTap, DatagramTap {
     const i = this.tail & this.mask;
     this.offs[i] = at;
     this.caps[i] = cap;
-    this.times[i] = performance.now();
+    stampTime(this.times, i);
     this.tail++;
     this.wr = at + cap;
     return at;
@@ -210,10 +209,9 @@ export class CaptureRing implements FrameTap, DatagramTap {
    */
   drain(max: number, fn: (data: Buffer, off: number, cap: number, orig: number, dir: number, epochMs: number) => void): number {
     let k = 0;
-    const origin = performance.timeOrigin;
     while (this.head < this.tail && k < max) {
       const i = this.head & this.mask;
-      fn(this.data, this.offs[i]!, this.caps[i]!, this.origs[i]!, this.dirs[i]!, origin + this.times[i]!);
+      fn(this.data, this.offs[i]!, this.caps[i]!, this.origs[i]!, this.dirs[i]!, this.times[i]!);
       this.head++;
       k++;
     }
