@@ -14,6 +14,7 @@ import { ServiceTable, type ServiceTableSpec } from '../../src/dataplane/service
 import { VxlanOverlay, type UdpTransport } from '../../src/dataplane/vxlan.js';
 import { Conntrack } from '../../src/nat/conntrack.js';
 import { Nat } from '../../src/nat/nat.js';
+import { FlowLog } from '../../src/observe/flows.js';
 import { KubeProxy } from '../../src/services/hooks.js';
 import { VXLAN_PORT_LINUX, parseIpv4 } from '../../src/packet/index.js';
 
@@ -240,5 +241,17 @@ export function buildNode(opts: NodeOptions = {}): BenchNode {
     return out;
   };
 
-  return { dp, router, conntrack, nat, uplink, pods, overlay, transport, peers, vxlanIngress, drops };
+  // As src/daemon/daemon.ts: the flow log is always attached (router observer, conntrack events,
+  // the switch's drop path).
+  const flows = new FlowLog(conntrack);
+  router.hooks.observer = flows;
+  conntrack.events = flows;
+  dp.switch.dropObserver = (port, reason, buf, off, len) => flows.switchDrop(port, reason, buf, off, len);
+
+  const node: BenchNode = { dp, router, conntrack, nat, uplink, pods, overlay, transport, peers, vxlanIngress, drops };
+  buildHooks.onBuilt?.(node);
+  return node;
 }
+
+/** Set by the observe variants (scenarios/observe.ts) around a base scenario's setup: told of the node it builds. */
+export const buildHooks: { onBuilt?: ((node: BenchNode) => void) | undefined } = {};

@@ -10,12 +10,17 @@
  * Connection tracking / NAT scenarios (router + src/nat) live in `scenarios/nat.ts`:
  *   clusterip_established/{1k,100k,1M}      conntrack lookup + DNAT + checksum update, N tracked connections
  *   new_connections/{clusterip,masquerade}  conntrack insert + NAT setup (+ source port allocation)
+ *
+ * Observe variants (`scenarios/observe.ts`): `<base>+capture_other_port` and `<base>+metrics_1s`.
  */
 import { dataplaneScenarios } from './scenarios/dataplane.js';
 import { natScenarios } from './scenarios/nat.js';
+import { observeScenarios } from './scenarios/observe.js';
 import type { Scenario } from './workload.js';
 
-export const registry: readonly Scenario[] = [...dataplaneScenarios, ...natScenarios];
+const base = [...dataplaneScenarios, ...natScenarios];
+/** Observing (issue 14): the same paths with a capture on another port, with metrics scraped every second. */
+export const registry: readonly Scenario[] = [...base, ...observeScenarios(base)];
 
 /** Scenarios whose name or family is one of `names` (all when `names` is empty); unknown names throw. */
 export function select(names: readonly string[]): Scenario[] {
