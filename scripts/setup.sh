@@ -11,6 +11,9 @@ need=(iproute2 iputils-ping iperf3 libpcap-dev etcd-server tcpdump tshark ethtoo
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
+  # tshark's wireshark-common asks whether non-root users may capture: answer no, without asking
+  # (podnet capture and the tests only read files with tshark -r).
+  echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
