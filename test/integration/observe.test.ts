@@ -17,6 +17,7 @@ describe('observe: podnet capture and podnet flows', function () {
   const ip: Record<string, string> = {};
   const servers: Array<ReturnType<typeof startIn>> = [];
   let vip = '';
+  const EXT = '198.18.0.99';
 
   /** Starts `podnet capture ...` against h's daemon; resolves once the capture is attached. */
   function capture(host: string, args: string[]) {
@@ -51,6 +52,7 @@ describe('observe: podnet capture and podnet flows', function () {
     await t.createUnderlay();
     await t.addHost({ name: 'h1' });
     await t.addHost({ name: 'h2' });
+    await t.addExternal('ext', EXT);
     await t.startDaemon('h1');
     await t.startDaemon('h2');
     for (const [h, p, labels] of [['h1', 'web', ['--label', 'app=web']], ['h1', 'client', []], ['h2', 'b', []]] as const) {
@@ -61,6 +63,9 @@ describe('observe: podnet capture and podnet flows', function () {
     const s = startIn(t.podNs('h1', 'web'), process.execPath, [NETTOOL, 'http', '8080', 'web']);
     servers.push(s);
     await s.started;
+    const e = startIn(t.host('ext').netns, process.execPath, [NETTOOL, 'http', '8080', 'ext']);
+    servers.push(e);
+    await e.started;
     const r = await t.podnet('h1', ['service', 'add', 'web', '--port', '80:8080/tcp', '--selector', 'app=web']);
     expect(r.code, r.stderr).to.equal(0);
     vip = r.stdout.trim();
@@ -133,6 +138,26 @@ describe('observe: podnet capture and podnet flows', function () {
       [`${h1},${ip.client}`, `${h2},${ip.b}`, '8472', '1', '8'],
       [`${h2},${ip.b}`, `${h1},${ip.client}`, '8472', '1', '0'],
     ]);
+  });
+
+  it('captures the uplink: a NodePort connection from outside, in and out of the node', async () => {
+    const r = await t.podnet('h1', ['service', 'add', 'webnp', '--type', 'NodePort', '--port', '80:8080', '--selector', 'app=web', '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const np = String(JSON.parse(r.stdout).ports[0].nodePort);
+    const file = join(dir, 'uplink.pcap');
+    const c = capture('h1', ['uplink', '-w', file, '-c', '3', '--filter', `tcp port ${np}`]);
+    await c.started;
+    const h1 = t.host('h1').underlayIp;
+    const res = await t.exec(t.host('ext').netns, 'curl', ['-sf', '-m', '10', `http://${h1}:${np}/`]);
+    expect(res.code, res.stderr).to.equal(0);
+    await finish(c);
+    const rows = await tshark(file, ['ip.src', 'ip.dst', 'tcp.dstport', 'tcp.srcport', 'tcp.flags.syn', 'tcp.flags.ack']);
+    expect(rows.map((x) => [x[0], x[1], x[4], x[5]])).to.deep.equal([
+      [EXT, h1, '1', '0'],
+      [h1, EXT, '1', '1'],
+      [EXT, h1, '0', '1'],
+    ]);
+    expect([rows[0]![2], rows[1]![3]]).to.deep.equal([np, np]);
   });
 
   it('prints one line per packet without -w (the gateway answering a ping)', async () => {
@@ -223,6 +248,19 @@ describe('observe: podnet capture and podnet flows', function () {
       expect(d).to.include({ event: 'dropped', verdict: 'dropped', reason: 'spoofed_source_ip', by: 'switch', port: 'client', proto: 'icmp', dstPod: 'web' });
       expect(d.original.dst).to.equal(ip.web);
     }
+  });
+
+  it('flows --json: a masqueraded connection to the outside with its masquerade address and port', async () => {
+    const r = await t.exec(t.podNs('h1', 'client'), 'curl', ['-sf', '-m', '10', `http://${EXT}:8080/`]);
+    expect(r.code, r.stderr).to.equal(0);
+    const recs = await flowsUntil((rs) => rs.some((x) => x.event === 'new' && x.original.dst === EXT), ['--pod', 'client']);
+    const n = recs.find((x) => x.event === 'new' && x.original.dst === EXT);
+    expect(n, JSON.stringify(recs)).to.not.equal(undefined);
+    const m = new RegExp(`^${t.host('h1').underlayIp.replace(/\./g, '\\.')}:(\\d+)$`).exec(n.nat.masquerade);
+    expect(m, n.nat.masquerade).to.not.equal(null);
+    expect(Number(m![1])).to.be.within(61001, 65535);
+    expect(n.reply).to.deep.equal({ src: EXT, dst: t.host('h1').underlayIp, sport: 8080, dport: Number(m![1]) });
+    expect(n.nat.endpoint).to.equal(undefined);
   });
 
   it('flows --follow streams new records as they happen', async () => {
