@@ -61,8 +61,22 @@ export async function runCapture(socketPath: string, target: string, o: CaptureC
   if (o.snaplen !== undefined) q.set('snaplen', String(o.snaplen));
   const { res, abort } = await streamGet(socketPath, `/v1/capture?${q.toString()}`);
   const format = o.format ?? (o.write?.endsWith('.pcapng') ? 'pcapng' : 'pcap');
-  const fd = o.write === undefined ? -1 : o.write === '-' ? 1 : openSync(o.write, 'w', 0o600);
-  const writer = fd >= 0 ? new CaptureFileWriter(format, (b) => void writeSync(fd, b)) : undefined;
+  // Standard output (a summary line, or `-w -`) may be a pipe with a slow reader: when it is full the
+  // response is paused, the daemon's socket fills, and the daemon counts what its ring cannot keep as
+  // lost (the data plane never waits). A file is written synchronously.
+  let paused = false;
+  const out = (b: Buffer | string) => {
+    if (!process.stdout.write(b) && !paused) {
+      paused = true;
+      res.pause();
+      process.stdout.once('drain', () => {
+        paused = false;
+        res.resume();
+      });
+    }
+  };
+  const fd = o.write === undefined || o.write === '-' ? -1 : openSync(o.write, 'w', 0o600);
+  const writer = o.write === undefined ? undefined : new CaptureFileWriter(format, fd >= 0 ? (b) => void writeSync(fd, b) : out);
   const dec = new WireDecoder();
   let link = 1;
   let vxlanPort = 0;
@@ -90,7 +104,7 @@ export async function runCapture(socketPath: string, target: string, o: CaptureC
           } else if (m.type === 2) {
             got++;
             if (writer) writer.packet(m.epochMs, m.data, m.orig, m.dir);
-            else process.stdout.write(summarizePacket(m.epochMs, m.dir, m.data, link, vxlanPort) + '\n');
+            else out(summarizePacket(m.epochMs, m.dir, m.data, link, vxlanPort) + '\n');
             if (o.count !== undefined && got >= o.count) {
               reason = 'count reached';
               abort();
@@ -110,7 +124,7 @@ export async function runCapture(socketPath: string, target: string, o: CaptureC
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     writer?.stats(Date.now(), stats.matched, stats.lost);
-    if (fd > 2) closeSync(fd);
+    if (fd >= 0) closeSync(fd);
   }
   process.stderr.write(`${got} packets captured, ${stats.lost} lost (capture ring full), ${stats.filtered} filtered out; ${reason}\n`);
 }

@@ -160,6 +160,38 @@ describe('observe: podnet capture and podnet flows', function () {
     expect([rows[0]![2], rows[1]![3]]).to.deep.equal([np, np]);
   });
 
+  it('a reader that does not keep up loses packets, counted and reported, while the pods\' traffic goes on (ping -f completes)', async () => {
+    const n = 20000;
+    const child = spawn(process.execPath, [CLI, '--run-dir', t.runDir, '--node', 'h1', 'capture', 'client', '-w', '-', '-c', String(n), '--filter', `icmp and src host ${ip.client}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    let bytes = 0;
+    const exited = new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (d: Buffer) => ((err += d.toString()), err.includes('capturing on') && resolve()));
+        void exited.then((c) => reject(new Error(`capture exited ${c}: ${err}`)));
+      });
+      child.stdout.pause(); // nobody reads the capture: the pipe fills, then the daemon's socket, then its ring
+      // 20000 echo requests of 1400 bytes (28 MB) against a ring of 8 MiB / 16384 packets.
+      const p = await t.exec(t.podNs('h1', 'client'), 'ping', ['-f', '-q', '-c', String(n), '-s', '1400', ip.web!], 120_000);
+      expect(p.code, p.stdout + p.stderr).to.equal(0);
+      child.stdout.on('data', (d: Buffer) => (bytes += d.length));
+      child.stdout.resume();
+      const code = await within(exited, 120_000, -1);
+      expect(code, err).to.equal(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    const m = /(\d+) packets captured, (\d+) lost \(capture ring full\)/.exec(err);
+    expect(m, err).to.not.equal(null);
+    const [captured, lost] = [Number(m![1]), Number(m![2])];
+    expect(lost).to.be.greaterThan(0);
+    expect(captured + lost).to.equal(n);
+    expect(bytes).to.be.greaterThan(captured * 1400); // what was captured did reach the reader
+  });
+
   it('prints one line per packet without -w (the gateway answering a ping)', async () => {
     const c = capture('h1', ['gateway', '-c', '2', '--filter', 'icmp']);
     await c.started;
