@@ -56,6 +56,7 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
   const api = new ApiServer();
   let metrics: MetricsServer | undefined;
   let capture: CaptureService | undefined;
+  let flowLog: FlowLog | undefined;
   let stopping: Promise<void> | undefined;
 
   let finished: () => void = () => undefined;
@@ -78,7 +79,13 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
     const n = node;
     await cluster.republish(n.listPods());
     api
-      .route('GET', '/v1/status', (_b, p) => ({ ...n.status(), underlay, cluster: cluster.status(), process: processStatus(p.gc === '1') }))
+      .route('GET', '/v1/status', (_b, p) => ({
+        ...n.status(),
+        underlay,
+        cluster: cluster.status(),
+        process: processStatus(p.gc === '1'),
+        observe: { captures: capture?.list() ?? [], flowRecords: flowLog?.next ?? 0, flowCapacity: flowLog?.capacity ?? 0 },
+      }))
       .route('GET', '/v1/pods', () => n.listPods())
       .route('POST', '/v1/pods', (body) => n.addPod((body ?? {}) as { name: unknown }))
       .route('GET', '/v1/pods/:name', (_b, p) => n.getPod(p.name!))
@@ -122,6 +129,7 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
     // The flow log: told of new and refused connections by the router, of established and closed
     // ones by conntrack, of forged-source drops by the switch (see src/observe/flows.ts).
     const flows = new FlowLog(n.conntrack);
+    flowLog = flows;
     n.router.hooks.observer = flows;
     n.conntrack.events = flows;
     n.dp.switch.dropObserver = (port, reason, buf, off, len) => flows.switchDrop(port, reason, buf, off, len);
