@@ -68,18 +68,18 @@ export class CaptureService {
     const t = target.trim();
     if (t === '') throw invalid('capture: target is empty (a pod name, pod/NAME, gateway, host, vxlan or uplink)');
     if (t === 'gateway') {
+      if (s.router.tap !== undefined) throw busy(t);
       linkFor(LinkType.Ethernet);
       const r = ring();
-      if (s.router.tap !== undefined) throw busy(t);
       s.router.tap = r;
       return { key: t, a: { ifName: 'gateway', linkType: LinkType.Ethernet, detach: () => void (s.router.tap === r && (s.router.tap = undefined)), alive: () => true } };
     }
     if (t === 'host') {
       const h = s.host();
       if (h === undefined) throw notFound('capture: the host port is not up');
+      if (h.rxTap !== undefined || h.tx.tap !== undefined) throw busy(t);
       linkFor(LinkType.Raw);
       const r = ring();
-      if (h.rxTap !== undefined || h.tx.tap !== undefined) throw busy(t);
       h.rxTap = r;
       h.tx.tap = r;
       return { key: t, a: { ifName: h.name, linkType: LinkType.Raw, detach: () => ((h.rxTap = undefined), (h.tx.tap = undefined)), alive: () => s.host() === h } };
@@ -87,9 +87,9 @@ export class CaptureService {
     if (t === 'vxlan') {
       const ov = s.overlay();
       if (ov === undefined) throw notFound('capture: this node has no VXLAN overlay (no underlay address)');
+      if (ov.tap !== undefined) throw busy(t);
       linkFor(LinkType.Raw);
       const r = ring();
-      if (ov.tap !== undefined) throw busy(t);
       ov.tap = r;
       return { key: t, a: { ifName: `vxlan:${s.vxlanPort}`, linkType: LinkType.Raw, detach: () => void (ov.tap === r && (ov.tap = undefined)), alive: () => s.overlay() === ov } };
     }
@@ -97,9 +97,9 @@ export class CaptureService {
       const ing = s.uplinkIngress();
       const sender = s.router.uplink;
       if (ing === undefined || sender === undefined) throw notFound('capture: this node has no uplink (uplink disabled or no underlay interface)');
+      if (ing.rxTap !== undefined) throw busy(t);
       linkFor(LinkType.Raw);
       const r = ring();
-      if (ing.rxTap !== undefined) throw busy(t);
       ing.rxTap = r;
       // Sends out of the uplink: the router's sender, wrapped while the capture runs (nothing on the path otherwise).
       const wrapped: UplinkSender = {
@@ -128,10 +128,10 @@ export class CaptureService {
       throw notFound(`capture: no pod ${name} on node ${s.node} (targets: a pod name, pod/NAME, gateway, host, vxlan, uplink)`);
     }
     const lt = port.kind === 'tap' ? LinkType.Ethernet : LinkType.Raw;
-    linkFor(lt);
-    const r = ring();
     const key = `pod/${name}`;
     if (port.rxTap !== undefined || port.tx.tap !== undefined) throw busy(key);
+    linkFor(lt);
+    const r = ring();
     port.rxTap = r;
     port.tx.tap = r;
     return {
