@@ -55,7 +55,7 @@ describe('observe: podnet capture and podnet flows', function () {
     await t.addExternal('ext', EXT);
     await t.startDaemon('h1');
     await t.startDaemon('h2');
-    for (const [h, p, labels] of [['h1', 'web', ['--label', 'app=web']], ['h1', 'client', []], ['h2', 'b', []]] as const) {
+    for (const [h, p, labels] of [['h1', 'web', ['--label', 'app=web']], ['h1', 'client', []], ['h2', 'b', []], ['h1', 'tun', ['--device', 'tun']]] as const) {
       const r = await t.podnet(h, ['pod', 'add', p, ...labels]);
       expect(r.code, r.stderr).to.equal(0);
       ip[p] = r.stdout.trim();
@@ -122,6 +122,18 @@ describe('observe: podnet capture and podnet flows', function () {
       [ip.client, sport, ip.web, '8080', '1', '0'],
       [ip.web, '8080', ip.client, sport, '1', '1'],
       [ip.client, sport, ip.web, '8080', '0', '1'],
+    ]);
+  });
+
+  it('captures a TUN pod as raw IP (no Ethernet header on its device)', async () => {
+    const file = join(dir, 'tun.pcap');
+    const c = capture('h1', ['tun', '-w', file, '-c', '2', '--filter', 'icmp']);
+    await c.started;
+    expect(await ping(t, t.podNs('h1', 'client'), ip.tun!, { count: 1 })).to.equal(true);
+    await finish(c);
+    expect(await tshark(file, ['frame.protocols', 'ip.src', 'ip.dst', 'icmp.type'])).to.deep.equal([
+      ['raw:ip:icmp:data', ip.client, ip.tun, '8'],
+      ['raw:ip:icmp:data', ip.tun, ip.client, '0'],
     ]);
   });
 
