@@ -367,16 +367,16 @@ export function buildCli(): Command {
     .command('up')
     .description('build the hosts (or boot the VMs), start a daemon on each, create pods, and show cross-host traffic')
     .option('--nodes <n>', 'number of hosts as namespaces (1-20)', parseIntArg('--nodes', 1, 20), 3)
-    .option('--vms <n>', 'boot this many QEMU VMs instead (1-8), each its own kernel and virtio NIC, etcd as the store', parseIntArg('--vms', 1, 8))
+    .option('--vms [n]', 'boot QEMU VMs instead (1-8, default 3), each its own kernel and virtio NIC, etcd as the store', parseIntArg('--vms', 1, 8))
     .option('--pods <n>', 'pods per host (1-10)', parseIntArg('--pods', 1, 10), 2)
     .option('--memory <mb>', 'memory per VM in MB (256-16384; with --vms)', parseIntArg('--memory', 256, 16384), 768)
     .option('--cpus <n>', 'vCPUs per VM (1-8; with --vms)', parseIntArg('--cpus', 1, 8), 1)
     .addOption(new Option('--accel <kind>', 'VM acceleration: auto probes KVM and falls back to TCG (with --vms)').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .option('--boot-timeout <s>', 'seconds a VM may take to a serving daemon (default 600 under TCG, 120 with KVM)', parseIntArg('--boot-timeout', 10, 3600))
-    .action(async (opts: { nodes: number; vms?: number; pods: number; memory: number; cpus: number; accel: 'auto' | 'kvm' | 'tcg'; bootTimeout?: number }) => {
+    .action(async (opts: { nodes: number; vms?: number | true; pods: number; memory: number; cpus: number; accel: 'auto' | 'kvm' | 'tcg'; bootTimeout?: number }) => {
       const out = (s: string) => process.stdout.write(s);
       if (opts.vms !== undefined) {
-        await demoVmUp({ vms: opts.vms, podsPerNode: opts.pods, memoryMb: opts.memory, cpus: opts.cpus, accel: opts.accel, bootTimeoutS: opts.bootTimeout, out });
+        await demoVmUp({ vms: opts.vms === true ? 3 : opts.vms, podsPerNode: opts.pods, memoryMb: opts.memory, cpus: opts.cpus, accel: opts.accel, bootTimeoutS: opts.bootTimeout, out });
       } else {
         await demoUp({ nodes: opts.nodes, podsPerNode: opts.pods, runDir: globals().runDir, out });
       }
