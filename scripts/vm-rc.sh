@@ -9,9 +9,10 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 say() { echo "podnet-vm: $*" > /dev/console; }
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^podnet\.$1=//p"; }
-mountpoint -q /proc || mount -t proc proc /proc
-mountpoint -q /sys || mount -t sysfs sysfs /sys
-mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+# /proc, /sys and /dev come mounted from the initramfs (mount --move); mount them only if not.
+[ -e /proc/self ] || mount -t proc proc /proc
+grep -q ' /sys ' /proc/mounts || mount -t sysfs sysfs /sys
+grep -q ' /dev ' /proc/mounts || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /run /tmp
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
