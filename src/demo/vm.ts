@@ -235,6 +235,13 @@ export async function demoVmUp(opts: VmDemoOptions): Promise<void> {
   const state: VmState = { underlayNs: VM_UNDERLAY_NS, token: randomBytes(16).toString('hex'), agentPort: AGENT_PORT, accel: '', image: '', etcdPid: 0, vms: [] };
   writeState(state);
   const t0 = performance.now();
+  // Ctrl-C (or SIGTERM) while booting: the VMs and etcd run detached, so remove them before exiting.
+  const onSignal = () => {
+    out('\ninterrupted: removing the VMs...\n');
+    void demoVmDown(out).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     state.image = await buildImage(out);
     const acc = opts.accel && opts.accel !== 'auto' ? { accel: opts.accel, why: 'as asked (--accel)' } : await probeAccel(state.image);
@@ -328,6 +335,9 @@ export async function demoVmUp(opts: VmDemoOptions): Promise<void> {
     out(`\ndemo failed: ${(err as Error).message}\ncleaning up...\n`);
     await demoVmDown(() => undefined).catch(() => undefined);
     throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 
