@@ -37,7 +37,7 @@ tools=(node bash ip nsenter sysctl kmod ping curl xtables-nft-multi env)
 paths=()
 for t in "${tools[@]}"; do p=$(command -v "$t") || { echo "vm-image.sh: $t not found (run scripts/setup.sh)" >&2; exit 1; }; paths+=("$(readlink -f "$p")"); done
 xtlib=/usr/lib/x86_64-linux-gnu/xtables
-natives=$(ls build/Release/*.node node_modules/*/build/Release/*.node)
+natives=$(ls build/Release/*.node node_modules/*/build/Release/*.node 2>/dev/null || true)
 
 repo_files() {
   find dist bin scripts -type f; echo package.json; echo package-lock.json; echo test/fixtures/nettool.mjs

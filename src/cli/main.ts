@@ -372,7 +372,7 @@ export function buildCli(): Command {
     .option('--memory <mb>', 'memory per VM in MB (256-16384; with --vms)', parseIntArg('--memory', 256, 16384), 768)
     .option('--cpus <n>', 'vCPUs per VM (1-8; with --vms)', parseIntArg('--cpus', 1, 8), 1)
     .addOption(new Option('--accel <kind>', 'VM acceleration: auto probes KVM and falls back to TCG (with --vms)').choices(['auto', 'kvm', 'tcg']).default('auto'))
-    .option('--boot-timeout <s>', 'seconds a VM may take to a serving daemon (default 600 under TCG, 120 with KVM)', parseIntArg('--boot-timeout', 10, 3600))
+    .option('--boot-timeout <s>', 'seconds a VM may take to a serving daemon (default 600 under TCG, 120 with KVM)', parseIntArg('--boot-timeout', 1, 3600))
     .action(async (opts: { nodes: number; vms?: number | true; pods: number; memory: number; cpus: number; accel: 'auto' | 'kvm' | 'tcg'; bootTimeout?: number }) => {
       const out = (s: string) => process.stdout.write(s);
       if (opts.vms !== undefined) {

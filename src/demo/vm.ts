@@ -332,7 +332,8 @@ export async function demoVmUp(opts: VmDemoOptions): Promise<void> {
     out('  podnet demo down\n');
     if (failures > 0) throw new Error(`${failures} pod-to-pod pings failed`);
   } catch (err) {
-    out(`\ndemo failed: ${(err as Error).message}\ncleaning up...\n`);
+    // The error itself (with a console's tail) is printed once, by the CLI.
+    out('\ndemo failed: cleaning up (removing the VMs, etcd and the underlay namespace)...\n');
     await demoVmDown(() => undefined).catch(() => undefined);
     throw err;
   } finally {

@@ -170,6 +170,27 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
   });
 });
 
+describe('podnet demo up --vms: a VM that does not come up in time', function () {
+  this.timeout(600_000);
+  after(async () => {
+    await execCapture(PODNET, ['demo', 'down']);
+  });
+
+  it('is reported with the tail of its console, and everything is removed', async () => {
+    if (readVmState() || (await listNetns()).includes(VM_UNDERLAY_NS)) await execCapture(PODNET, ['demo', 'down']);
+    // No VM reaches a serving daemon within 1 s, with KVM or without.
+    const up = await execCapture(PODNET, ['demo', 'up', '--vms', '1', '--accel', 'tcg', '--boot-timeout', '1'], 300_000);
+    const all = up.stdout + up.stderr;
+    expect(up.code, all).to.not.equal(0);
+    expect(all).to.match(/vm1 did not come up: it was not serving within 1 s \(stage \d\/5\)\. Last lines of its console:/);
+    expect(all).to.match(/acceleration: TCG.*as asked/);
+    expect(all).to.match(/cleaning up/);
+    expect((await listNetns()).filter((n) => n.startsWith(VM_PREFIX))).to.deep.equal([]);
+    expect(existsSync(VM_DIR)).to.equal(false);
+    expect((await execCapture('pgrep', ['-f', '--', `-name ${VM_PREFIX}`])).stdout.trim()).to.equal('');
+  });
+});
+
 describe('podnet demo exec on a namespace demo', function () {
   this.timeout(300_000);
   after(async () => {
