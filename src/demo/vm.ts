@@ -508,7 +508,7 @@ export async function demoExec(node: string, argv: string[], nsPrefix: string): 
     cmd = 'nsenter';
     args = [`--net=/run/netns/${nsPrefix}${node}`, '--', ...argv];
   } else {
-    const known = [...(state?.vms.map((v) => v.name) ?? []), ...(await listNetns()).filter((n) => n.startsWith(nsPrefix) && !n.slice(nsPrefix.length).includes('-')).map((n) => n.slice(nsPrefix.length))];
+    const known = [...(state?.vms.map((v) => v.name) ?? []), ...(await listNetns()).filter((n) => n.startsWith(nsPrefix) && !n.slice(nsPrefix.length).includes('-') && n !== `${nsPrefix}underlay`).map((n) => n.slice(nsPrefix.length))];
     throw new PodnetError(ErrorCode.NotFound, `no demo node ${node} (${known.length ? `the demo's nodes are ${known.join(', ')}` : 'no demo is up'})`);
   }
   const child = spawn(cmd, args, { stdio: 'inherit', env: state && vm ? { ...process.env, PODNET_AGENT_TOKEN: state.token } : process.env });
