@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs podnet as one node of a cluster of real Linux VMs that share an etcd.
 #   sudo bash scripts/vm-node.sh --etcd http://10.0.0.1:2379 --interface eth0 [--node NAME] [--lb-pool CIDR]
-# Installs and builds podnet (scripts/setup.sh), writes /etc/podnet/config.json and runs the daemon in
-# the foreground (stop it with Ctrl-C or SIGTERM: it removes everything it created). Run it on every VM
-# with the same --etcd; UDP 8472 must be open between the VMs.
+# Installs and builds podnet (scripts/setup.sh; on an image from scripts/vm-image.sh, as `podnet demo up
+# --vms N` boots, there is nothing left to do), writes /etc/podnet/config.json and runs the daemon in the
+# foreground (Ctrl-C or SIGTERM stops it and leaves its pods for the next start; `podnet node reset`
+# removes everything it created). Run it on every VM with the same --etcd; UDP 8472 must be open
+# between the VMs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 etcd="" iface="" node="$(hostname | tr 'A-Z_' 'a-z-')" pool=""

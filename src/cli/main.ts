@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { demoDown, demoRestart, demoUp } from '../demo/demo.js';
+import { DEMO_PREFIX, demoDown, demoRestart, demoUp } from '../demo/demo.js';
+import { demoExec, demoVmDown, demoVmUp } from '../demo/vm.js';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -394,14 +395,32 @@ export function buildCli(): Command {
       );
     });
 
-  const demo = program.command('demo').description('a multi-host cluster on this machine: hosts as network namespaces on an underlay bridge');
+  const demo = program
+    .command('demo')
+    .description('a multi-host cluster on this machine: hosts as network namespaces on an underlay bridge, or real VMs (--vms)');
   demo
     .command('up')
-    .description('build the hosts, start a daemon on each, create pods, and show cross-host traffic')
-    .option('--nodes <n>', 'number of hosts (1-20)', parseIntArg('--nodes', 1, 20), 3)
+    .description('build the hosts (or boot the VMs), start a daemon on each, create pods, and show cross-host traffic')
+    .option('--nodes <n>', 'number of hosts as namespaces (1-20)', parseIntArg('--nodes', 1, 20), 3)
+    .option('--vms [n]', 'boot QEMU VMs instead (1-8, default 3), each its own kernel and virtio NIC, etcd as the store', parseIntArg('--vms', 1, 8))
     .option('--pods <n>', 'pods per host (1-10)', parseIntArg('--pods', 1, 10), 2)
-    .action(async (opts: { nodes: number; pods: number }) => {
-      await demoUp({ nodes: opts.nodes, podsPerNode: opts.pods, runDir: globals().runDir, out: (s) => process.stdout.write(s) });
+    .option('--memory <mb>', 'memory per VM in MB (256-16384; with --vms)', parseIntArg('--memory', 256, 16384), 768)
+    .option('--cpus <n>', 'vCPUs per VM (1-8; with --vms)', parseIntArg('--cpus', 1, 8), 1)
+    .addOption(new Option('--accel <kind>', 'VM acceleration: auto probes KVM and falls back to TCG (with --vms)').choices(['auto', 'kvm', 'tcg']).default('auto'))
+    .option('--boot-timeout <s>', 'seconds a VM may take to a serving daemon (default 600 under TCG, 120 with KVM)', parseIntArg('--boot-timeout', 1, 3600))
+    .action(async (opts: { nodes: number; vms?: number | true; pods: number; memory: number; cpus: number; accel: 'auto' | 'kvm' | 'tcg'; bootTimeout?: number }) => {
+      const out = (s: string) => process.stdout.write(s);
+      if (opts.vms !== undefined) {
+        await demoVmUp({ vms: opts.vms === true ? 3 : opts.vms, podsPerNode: opts.pods, memoryMb: opts.memory, cpus: opts.cpus, accel: opts.accel, bootTimeoutS: opts.bootTimeout, out });
+      } else {
+        await demoUp({ nodes: opts.nodes, podsPerNode: opts.pods, runDir: globals().runDir, out });
+      }
+    });
+  demo
+    .command('exec <node> <command...>')
+    .description('run a command in a demo node: a VM (through its agent) or a namespace host; e.g. podnet demo exec vm1 -- podnet pod list')
+    .action(async (node: string, command: string[]) => {
+      process.exitCode = await demoExec(node, command, DEMO_PREFIX);
     });
   demo
     .command('restart <node>')
@@ -412,9 +431,11 @@ export function buildCli(): Command {
     });
   demo
     .command('down')
-    .description('stop the demo daemons and remove every namespace the demo made')
+    .description('stop the demo daemons (and VMs) and remove every namespace, device and file the demo made')
     .action(async () => {
-      await demoDown((s) => process.stdout.write(s));
+      const out = (s: string) => process.stdout.write(s);
+      const vms = await demoVmDown(out);
+      await demoDown(vms ? () => undefined : out, vms);
     });
 
   return program;

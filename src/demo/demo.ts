@@ -164,8 +164,8 @@ export async function demoRestart(opts: { node: string; kill: boolean; runDir: s
 }
 
 /** `podnet demo down`: stops the demo daemons and removes every namespace and file the demo made. */
-export async function demoDown(out: (s: string) => void): Promise<void> {
+export async function demoDown(out: (s: string) => void, vmsRemoved = false): Promise<void> {
   const before = (await listNetns()).filter((n) => n.startsWith(DEMO_PREFIX));
   await Topology.destroyByPrefix(DEMO_PREFIX, existsSync(DEMO_DIR) ? DEMO_DIR : undefined);
-  out(before.length ? `removed ${before.length} namespaces and the demo's daemons\n` : 'no demo was up\n');
+  if (before.length || !vmsRemoved) out(before.length ? `removed ${before.length} namespaces and the demo's daemons\n` : 'no demo was up\n');
 }
