@@ -3,9 +3,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execCapture, REPO_ROOT, sleep, type ExecResult } from '../topology/topology.js';
-import { ip, listNetns, run } from '../netns/run.js';
-import { deleteNetns } from '../daemon/pods.js';
-import { formatTable } from '../cli/table.js';
+import { deleteNetns, ip, listNetns, run } from '../netns/run.js';
+import { formatTable } from '../util/table.js';
 import { PodnetError, ErrorCode } from '../util/errors.js';
 
 /** Everything the VM demo makes: namespaces and devices start with this prefix, files live in VM_DIR. */
