@@ -127,7 +127,10 @@ export interface ConnectionHook {
 
 /**
  * Told of connection decisions, once per new connection (never per packet): the flow log. Called
- * after the router applied the decision (`accepted`: ctx.ctRef is the entry, or -1 if untracked).
+ * after the router applied the decision: `accepted` for every connection that got a conntrack entry
+ * (`ctx.ctRef`), `refused` for every one a hook or NAT refused. Traffic no hook decided anything
+ * about is untracked and is not reported: it has no connection, and every one of its packets takes
+ * this path, which must stay as cheap as a table lookup.
  */
 export interface ConnectionObserver {
   accepted(ctx: PacketContext): void;
