@@ -48,12 +48,12 @@ export type HookVerdict = (typeof HookVerdict)[keyof typeof HookVerdict];
 
 /**
  * One packet, parsed once (the sk_buff of this data plane): filled by the router (or the bridge path)
- * before the hooks run, read and annotated by them. One instance per data plane, reused for every
- * packet: nothing is allocated per packet. Addresses are int32 (the same bits as the unsigned ones;
+ * before the hooks run, read and annotated by them, and passed with the buffer (which it does not
+ * hold: a pointer store per packet costs a write barrier, and no hook reads the bytes). One instance
+ * per data plane, reused for every packet: nothing is allocated per packet. Addresses are int32 (the same bits as the unsigned ones;
  * `>>> 0` for display). For ICMP echo `sport` is the identifier and `dport` is `type << 8`.
  */
 export class PacketContext {
-  buf: Buffer = Buffer.alloc(0);
   ipOff = 0;
   ipLen = 0;
   ingress: Ingress = Ingress.Switch;

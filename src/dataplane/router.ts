@@ -372,8 +372,8 @@ export class Router implements BatchPrefetcher {
   private newConnection(nat: Nat, buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): Verdict {
     const ctx = this.fillContext(nat, buf, ipOff, ipLen, ingress);
     const hv = this.hooks.run(ctx);
-    if (hv !== HookVerdict.Continue) return this.refuse(ctx, hv);
-    return this.confirm(nat, ctx);
+    if (hv !== HookVerdict.Continue) return this.refuse(buf, ctx, hv);
+    return this.confirm(nat, buf, ctx);
   }
 
   /**
@@ -389,14 +389,13 @@ export class Router implements BatchPrefetcher {
     if (this.hooks.count(HookPoint.Forward) === 0) return true;
     const ctx = this.fillContext(nat, buf, ipOff, ipLen, Ingress.Bridge);
     const hv = this.hooks.runPoint(HookPoint.Forward, ctx);
-    if (hv !== HookVerdict.Continue) return this.refuse(ctx, hv) !== Verdict.Drop;
-    return this.confirm(nat, ctx) !== Verdict.Drop;
+    if (hv !== HookVerdict.Continue) return this.refuse(buf, ctx, hv) !== Verdict.Drop;
+    return this.confirm(nat, buf, ctx) !== Verdict.Drop;
   }
 
   /** The packet context for the new connection `nat` just answered `New` for. */
   private fillContext(nat: Nat, buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): PacketContext {
     const ctx = this.ctx;
-    ctx.buf = buf;
     ctx.ipOff = ipOff;
     ctx.ipLen = ipLen;
     ctx.ingress = ingress;
@@ -412,8 +411,8 @@ export class Router implements BatchPrefetcher {
   }
 
   /** A hook refused the connection: counted, the source told when it was a Reject. */
-  private refuse(ctx: PacketContext, hv: HookVerdict): Verdict {
-    if (hv === HookVerdict.Reject) this.icmpError(ctx.buf, ctx.ipOff, ctx.ipLen, IcmpType.DestUnreachable, ctx.rejectCode, 0);
+  private refuse(buf: Buffer, ctx: PacketContext, hv: HookVerdict): Verdict {
+    if (hv === HookVerdict.Reject) this.icmpError(buf, ctx.ipOff, ctx.ipLen, IcmpType.DestUnreachable, ctx.rejectCode, 0);
     this.drops.add(ctx.dropReason);
     const obs = this.hooks.observer;
     if (obs !== undefined) obs.refused(ctx, ctx.dropReason);
@@ -424,10 +423,10 @@ export class Router implements BatchPrefetcher {
    * Applies the hooks' decisions as one conntrack entry (nf_conntrack_confirm): DNAT and/or SNAT, a
    * plain tracked entry when a hook asked for one, or nothing (untracked).
    */
-  private confirm(nat: Nat, ctx: PacketContext): Verdict {
+  private confirm(nat: Nat, buf: Buffer, ctx: PacketContext): Verdict {
     // The common case (traffic between pods, no policy): nothing decided, untracked, nothing to tell.
     if (ctx.dnatIp === 0 && ctx.snatIp === 0 && !ctx.track) return Verdict.NotTracked;
-    const { buf, ipOff, ipLen, now } = ctx;
+    const { ipOff, ipLen, now } = ctx;
     let v: Verdict;
     if (ctx.dnatIp !== 0) {
       v =
