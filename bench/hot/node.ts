@@ -13,7 +13,8 @@ import { Router, type UplinkSender } from '../../src/dataplane/router.js';
 import { ServiceTable, type ServiceTableSpec } from '../../src/dataplane/services.js';
 import { VxlanOverlay, type UdpTransport } from '../../src/dataplane/vxlan.js';
 import { Conntrack } from '../../src/nat/conntrack.js';
-import { Nat, Verdict } from '../../src/nat/nat.js';
+import { Nat } from '../../src/nat/nat.js';
+import { KubeProxy } from '../../src/services/hooks.js';
 import { VXLAN_PORT_LINUX, parseIpv4 } from '../../src/packet/index.js';
 
 /** The device boundary: counts frames and bytes handed to a device write, never copies or keeps them. */
@@ -167,12 +168,16 @@ export function buildNode(opts: NodeOptions = {}): BenchNode {
   const nat = new Nat(conntrack, { drops: router.drops });
   router.nat = nat;
   dp.afterBatch = () => void conntrack.gc(dp.now, 64);
-  dp.switch.bridgeHook = (buf, ipOff, ipLen) => nat.translate(buf, ipOff, ipLen, dp.now) !== Verdict.Drop;
-  // As src/daemon/cluster.ts and the service controller.
-  router.nodeIp = NET.underlayIp;
-  if (opts.services !== undefined) router.services = new ServiceTable(opts.services);
+  dp.switch.bridgeHook = (buf, ipOff, ipLen) => router.bridgeIp(buf, ipOff, ipLen);
+  // As src/daemon/node.ts, src/daemon/cluster.ts and the service controller.
+  const kubeProxy = new KubeProxy(router);
+  kubeProxy.nodeIp = NET.underlayIp;
+  if (opts.services !== undefined) kubeProxy.services.table = new ServiceTable(opts.services);
   const uplink = new CountingUplink();
-  if (opts.uplink === true) router.uplink = uplink;
+  if (opts.uplink === true) {
+    router.uplink = uplink;
+    kubeProxy.masquerade.enabled = true;
+  }
 
   const pods: BenchPod[] = [];
   for (let i = 0; i < podCount; i++) {

@@ -1,4 +1,4 @@
-import { apiCall } from '../daemon/api.js';
+import { apiCall } from '../api/client.js';
 import { ErrorCode, PodnetError } from '../util/errors.js';
 import { labelsFor, parseEnv, parseNetConf, peekVersion, resolveSocket, type CniEnv, type NetConf } from './config.js';
 import { buildAddResult, checkPrevResult, type AttachmentView } from './result.js';

@@ -1,4 +1,4 @@
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, httpStatus, PodnetError } from '../util/errors.js';
@@ -101,40 +101,4 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   } catch {
     throw new PodnetError(ErrorCode.InvalidArgument, 'request body is not valid JSON');
   }
-}
-
-/** Client side, used by the CLI and tests. */
-export function apiCall<T = unknown>(socketPath: string, method: string, path: string, body?: unknown, timeoutMs = 120_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    const req = request(
-      { socketPath, method, path, headers: text ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } : {}, timeout: timeoutMs },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            return reject(new PodnetError(ErrorCode.Internal, `daemon sent an invalid response (${res.statusCode})`));
-          }
-          const err = (parsed as { error?: { code: string; message: string } }).error;
-          if (res.statusCode !== 200 && err) return reject(new PodnetError(err.code as ErrorCode, err.message));
-          resolve(parsed as T);
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new PodnetError(ErrorCode.Internal, `daemon did not answer within ${timeoutMs} ms`)));
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      if (e instanceof PodnetError) return reject(e);
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-        return reject(new PodnetError(ErrorCode.Precondition, `no podnet daemon is listening on ${socketPath} (is it running, and is --node right?)`));
-      }
-      if (e.code === 'EACCES') return reject(new PodnetError(ErrorCode.Precondition, `permission denied on ${socketPath}: the podnet API is for root only`));
-      reject(new PodnetError(ErrorCode.Internal, `${socketPath}: ${e.message}`));
-    });
-    if (text) req.write(text);
-    req.end();
-  });
 }

@@ -8,13 +8,15 @@ import { DgramTransport, NativeUdpTransport } from '../io/udp.js';
 import { ServiceController } from '../services/controller.js';
 import { IngressController } from '../ingress/controller.js';
 import { Uplink } from '../uplink/uplink.js';
-import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN, type Router } from '../dataplane/router.js';
+import type { Router } from '../dataplane/router.js';
+import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN, type MasqueradeHook } from '../services/hooks.js';
 import { VxlanOverlay } from '../dataplane/vxlan.js';
 import type { Dataplane, IngressPort } from '../dataplane/dataplane.js';
 import { parseMac, VXLAN_OVERHEAD } from '../packet/index.js';
-import { ipToNumber, numberToIp, parseSubnet } from './ipam.js';
+import { parseSubnet } from '../store/subnet.js';
+import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
 import type { Config } from './config.js';
-import type { Underlay } from './daemon.js';
+import type { Underlay } from './underlay.js';
 import type { NodeRuntime, PodInfo } from './node.js';
 import { StoreHealth } from './storehealth.js';
 
@@ -49,6 +51,7 @@ export class ClusterMembership {
   ingress: IngressController | undefined;
   private dp: Dataplane | undefined;
   private router: Router | undefined;
+  private masquerade: MasqueradeHook | undefined;
   private uplink: Uplink | undefined;
 
   private constructor(
@@ -151,11 +154,11 @@ export class ClusterMembership {
     });
     if (this.self.underlayIp === '0.0.0.0') {
       this.log.warn('no underlay address: this node will not reach other nodes');
-      await this.services.start(node.router, node.conntrack);
+      await this.services.start(node.kubeProxy.services, node.conntrack);
       await this.startIngress();
       return;
     }
-    node.router.nodeIp = ipToNumber(this.self.underlayIp);
+    node.kubeProxy.nodeIp = parseIpv4(this.self.underlayIp);
     const vtep = parseMac(this.self.vtepMac);
     const subnet = parseSubnet(this.self.subnet);
     const dp = node.dp;
@@ -216,7 +219,7 @@ export class ClusterMembership {
       }
       known.set(n.name, net.network);
       const mac = parseMac(n.vtepMac);
-      overlay!.setPeer({ subnetNetwork: net.network, underlayIp: ipToNumber(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
+      overlay!.setPeer({ subnetNetwork: net.network, underlayIp: parseIpv4(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
       this.log.info({ node: n.name, subnet: n.subnet, underlay: n.underlayIp }, ev.type === 'added' ? 'node joined: route added' : 'node updated');
     });
     if (this.underlay.interface && this.cfg.uplink.enabled) {
@@ -232,10 +235,12 @@ export class ClusterMembership {
         onPacket: (buf, ipOff, ipLen) => dp.receiveOne(uplinkIngress, buf, ipOff, ipLen),
       });
       router.uplink = this.uplink;
+      node.kubeProxy.masquerade.enabled = true;
       this.router = router;
+      this.masquerade = node.kubeProxy.masquerade;
     }
     const uplink = this.uplink;
-    await this.services.start(node.router, node.conntrack, uplink ? (ips) => uplink.setAnnounced(ips) : undefined);
+    await this.services.start(node.kubeProxy.services, node.conntrack, uplink ? (ips) => uplink.setAnnounced(ips) : undefined);
     await this.startIngress();
   }
 
@@ -262,6 +267,7 @@ export class ClusterMembership {
     await this.services?.stop();
     if (this.uplink) {
       if (this.router) this.router.uplink = undefined;
+      if (this.masquerade) this.masquerade.enabled = false;
       await this.uplink.close({ keepRules: !!opts.keepRules });
       this.uplink = undefined;
     }
@@ -305,7 +311,7 @@ export class ClusterMembership {
             encapsulated: o.encapsulated,
             decapsulated: o.decapsulated,
             drops: o.drops.toJSON(),
-            peers: o.listPeers().map((p) => ({ subnet: `${numberToIp(p.subnetNetwork)}`, underlayIp: numberToIp(p.underlayIp) })),
+            peers: o.listPeers().map((p) => ({ subnet: `${ipv4ToString(p.subnetNetwork)}`, underlayIp: ipv4ToString(p.underlayIp) })),
           }
         : undefined,
     };

@@ -1,40 +1,7 @@
-import { Address4 } from 'ip-address';
-import { PodnetError, ErrorCode, invalid } from '../util/errors.js';
+import { parseSubnet, type Subnet } from '../store/subnet.js';
+import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
+import { PodnetError, ErrorCode } from '../util/errors.js';
 import { readJsonIfExists, writeFileAtomic } from '../util/fsutil.js';
-
-export function ipToNumber(s: string): number {
-  const p = s.split('.').map(Number);
-  return (((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0);
-}
-export function numberToIp(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-
-export interface Subnet {
-  cidr: string;
-  network: number;
-  prefix: number;
-  mask: number;
-  broadcast: number;
-  /** `.0`: the host port's address (as flannel gives flannel.1 the subnet's .0/32). */
-  hostIp: number;
-  /** `.1`: the gateway the userspace router owns. */
-  gatewayIp: number;
-}
-
-export function parseSubnet(cidr: string): Subnet {
-  let a: Address4;
-  try {
-    a = new Address4(cidr);
-  } catch {
-    throw invalid(`invalid subnet ${cidr}`);
-  }
-  const prefix = a.subnetMask;
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  const network = (ipToNumber(a.startAddress().address) & mask) >>> 0;
-  const broadcast = (network | (~mask >>> 0)) >>> 0;
-  return { cidr: `${numberToIp(network)}/${prefix}`, network, prefix, mask, broadcast, hostIp: network, gatewayIp: (network + 1) >>> 0 };
-}
 
 interface IpamState {
   subnet: string;
@@ -57,7 +24,7 @@ export class Ipam {
     this.subnet = parseSubnet(subnetCidr);
     const saved = path ? readJsonIfExists<IpamState>(path) : undefined;
     if (saved && saved.subnet === this.subnet.cidr) {
-      for (const [ip, owner] of Object.entries(saved.allocations)) this.byIp.set(ipToNumber(ip), owner);
+      for (const [ip, owner] of Object.entries(saved.allocations)) this.byIp.set(parseIpv4(ip), owner);
     }
   }
 
@@ -66,7 +33,7 @@ export class Ipam {
     const existing = this.lookup(owner);
     if (existing) return existing;
     if (preferred !== undefined) {
-      const p = ipToNumber(preferred);
+      const p = parseIpv4(preferred);
       if (this.usable(p) && !this.byIp.has(p)) return this.take(p, owner);
     }
     for (let ip = this.subnet.network + 2; ip < this.subnet.broadcast; ip++) {
@@ -87,7 +54,7 @@ export class Ipam {
   }
 
   lookup(owner: string): string | undefined {
-    for (const [ip, o] of this.byIp) if (o === owner) return numberToIp(ip);
+    for (const [ip, o] of this.byIp) if (o === owner) return ipv4ToString(ip);
     return undefined;
   }
 
@@ -106,13 +73,13 @@ export class Ipam {
   private take(ip: number, owner: string): string {
     this.byIp.set(ip, owner);
     this.save();
-    return numberToIp(ip);
+    return ipv4ToString(ip);
   }
 
   private save(): void {
     if (!this.path) return;
     const allocations: Record<string, string> = {};
-    for (const [ip, o] of [...this.byIp].sort((a, b) => a[0] - b[0])) allocations[numberToIp(ip)] = o;
+    for (const [ip, o] of [...this.byIp].sort((a, b) => a[0] - b[0])) allocations[ipv4ToString(ip)] = o;
     writeFileAtomic(this.path, JSON.stringify({ subnet: this.subnet.cidr, allocations } satisfies IpamState, null, 2));
   }
 }

@@ -3,21 +3,24 @@ import { join } from 'node:path';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { HostPort, TapPort, TunPort } from '../dataplane/ports.js';
 import { Router } from '../dataplane/router.js';
+import { KubeProxy } from '../services/hooks.js';
 import { Conntrack, type ConntrackRestore } from '../nat/conntrack.js';
 import { monotonicSeconds, openSharedConntrack } from '../nat/shared.js';
 import { coarseClock } from '../util/clock.js';
 import { existsSync, rmSync } from 'node:fs';
-import { Nat, Verdict } from '../nat/nat.js';
+import { Nat } from '../nat/nat.js';
+import { HookPoint } from '../dataplane/hooks.js';
 import type { Port } from '../dataplane/port.js';
 import { TunTap } from '../io/tuntap.js';
-import { ip, ipBatch, run, Undo } from '../netns/run.js';
+import { deleteNetns, ip, ipBatch, run, Undo } from '../netns/run.js';
 import { exists, invalid, notFound } from '../util/errors.js';
 import { readJsonIfExists, writeFileAtomic } from '../util/fsutil.js';
 import type { Config } from './config.js';
-import { Ipam, ipToNumber, numberToIp, parseSubnet, type Subnet } from './ipam.js';
+import { Ipam } from './ipam.js';
+import { parseSubnet, type Subnet } from '../store/subnet.js';
+import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
 import {
   attachmentName,
-  deleteNetns,
   inspectInterface,
   newDeviceName,
   plumbAttachment,
@@ -83,6 +86,8 @@ export interface PodEvents {
 export class NodeRuntime {
   readonly dp: Dataplane;
   readonly router: Router;
+  /** Services and masquerade: the router's kube-proxy hooks (src/services/hooks.ts). */
+  readonly kubeProxy: KubeProxy;
   readonly subnet: Subnet;
   readonly ipam: Ipam;
   readonly gatewayMac: { hi: number; lo: number; str: string };
@@ -125,21 +130,23 @@ export class NodeRuntime {
     this.dp.switch.attach(this.router.port);
     this.conntrack = this.openConntrack();
     this.router.nat = new Nat(this.conntrack, { drops: this.router.drops });
+    this.kubeProxy = new KubeProxy(this.router);
     const ct = this.conntrack;
     const nat = this.router.nat;
     const dp = this.dp;
-    // The switch's bridge hook shows IPv4 between two pods to conntrack, for one thing only: the
-    // replies of DNATed connections (a service endpoint answering a client on this node) are
-    // un-NATed. So it is installed only while conntrack holds DNAT entries, decided after each
-    // batch: a reply cannot come before the batch whose flush delivered its connection's first
-    // packet has ended. Its probe lets TCP super-frames of connections conntrack does not know
-    // pass between two pods whole even then. The switch has validated the IPv4 header of a frame
-    // from a pod port.
-    const bridgeHook = (buf: Buffer, ipOff: number, ipLen: number) => nat.translateValidated(buf, ipOff, ipLen, dp.now) !== Verdict.Drop;
+    // The switch's bridge hook shows IPv4 between two pods to conntrack and the FORWARD hooks
+    // (Router.bridgeIp): replies of DNATed connections (a service endpoint answering a client on this
+    // node) are un-NATed, and new connections meet the policy. So it is installed only while
+    // conntrack holds DNAT entries or FORWARD has hooks, decided after each batch: a reply cannot
+    // come before the batch whose flush delivered its connection's first packet has ended. Its probe
+    // lets TCP super-frames of connections conntrack does not know pass between two pods whole even
+    // then. The switch has validated the IPv4 header of a frame from a pod port.
+    const router = this.router;
+    const bridgeHook = (buf: Buffer, ipOff: number, ipLen: number) => router.bridgeIp(buf, ipOff, ipLen);
     dp.switch.bridgeProbe = (buf, ipOff, ipLen) => nat.tracks(buf, ipOff, ipLen, dp.now);
     dp.afterBatch = () => {
       ct.gc(dp.now, 64);
-      dp.switch.bridgeHook = ct.dnatCount > 0 ? bridgeHook : undefined;
+      dp.switch.bridgeHook = ct.dnatCount > 0 || router.hooks.count(HookPoint.Forward) > 0 ? bridgeHook : undefined;
     };
   }
 
@@ -207,10 +214,10 @@ export class NodeRuntime {
       await run('sysctl', ['-qw', `net.ipv6.conf.${this.hostDeviceName}.disable_ipv6=1`]).catch(() => undefined);
       await ipBatch([
         `link set dev ${this.hostDeviceName} mtu ${this.cfg.podMtu}`,
-        `addr replace ${numberToIp(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,
+        `addr replace ${ipv4ToString(this.subnet.hostIp)}/32 dev ${this.hostDeviceName}`,
         `link set dev ${this.hostDeviceName} up`,
-        `route replace ${this.podCidr.cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
-        `route replace ${parseSubnet(this.cfg.serviceCidr).cidr} dev ${this.hostDeviceName} src ${numberToIp(this.subnet.hostIp)}`,
+        `route replace ${this.podCidr.cidr} dev ${this.hostDeviceName} src ${ipv4ToString(this.subnet.hostIp)}`,
+        `route replace ${parseSubnet(this.cfg.serviceCidr).cidr} dev ${this.hostDeviceName} src ${ipv4ToString(this.subnet.hostIp)}`,
       ]);
       dev.setPersist(true);
       this.hostDev = dev;
@@ -292,7 +299,7 @@ export class NodeRuntime {
     try {
       const addr = this.ipam.allocate(spec.name, spec.ip);
       undo.push('release address', () => this.ipam.release(spec.name));
-      const ipNum = ipToNumber(addr);
+      const ipNum = parseIpv4(addr);
       const mac = podMac(ipNum);
       const netns = spec.attachment?.netns ?? this.nsName(spec.name);
       const home = this.deviceHome(spec);
@@ -304,7 +311,7 @@ export class NodeRuntime {
         ? TunTap.open(home.ifname, spec.device, { offload, netns: home.netnsPath })
         : TunTap.open(hostDevice, spec.device, { offload });
       undo.push('close device', () => dev.close());
-      const plumbing = { netns, device: hostDevice, kind: spec.device, mac: mac.str, ip: addr, prefix: this.subnet.prefix, gateway: numberToIp(this.subnet.gatewayIp), mtu: this.cfg.podMtu, undo };
+      const plumbing = { netns, device: hostDevice, kind: spec.device, mac: mac.str, ip: addr, prefix: this.subnet.prefix, gateway: ipv4ToString(this.subnet.gatewayIp), mtu: this.cfg.podMtu, undo };
       if (inNetns) {
         await replumbPod({ ...plumbing, netnsPath: home.netnsPath, ifname: home.ifname, own: !spec.attachment, flush: spec.ip !== undefined && spec.ip !== addr });
       } else if (spec.attachment) {
@@ -361,7 +368,7 @@ export class NodeRuntime {
 
   private async destroyPod(pod: PodRuntime): Promise<void> {
     this.dp.switch.detach(pod.port);
-    const addr = ipToNumber(pod.info.ip);
+    const addr = parseIpv4(pod.info.ip);
     this.dp.neighbors.delete(addr);
     unpersistAndClose(pod.dev);
     // Its connections go with it (as the kubelet has conntrack entries of a deleted pod's IP removed):
@@ -395,7 +402,7 @@ export class NodeRuntime {
   }
 
   private withAddressing(info: PodInfo): PodInfo & { prefix: number; gateway: string; mtu: number } {
-    return { ...info, prefix: this.subnet.prefix, gateway: numberToIp(this.subnet.gatewayIp), mtu: this.cfg.podMtu };
+    return { ...info, prefix: this.subnet.prefix, gateway: ipv4ToString(this.subnet.gatewayIp), mtu: this.cfg.podMtu };
   }
 
   private findAttachment(containerId: string, ifname: string): PodRuntime | undefined {
@@ -488,9 +495,9 @@ export class NodeRuntime {
     return {
       node: this.cfg.node,
       subnet: this.subnet.cidr,
-      gateway: numberToIp(this.subnet.gatewayIp),
+      gateway: ipv4ToString(this.subnet.gatewayIp),
       gatewayMac: this.gatewayMac.str,
-      hostAddress: numberToIp(this.subnet.hostIp),
+      hostAddress: ipv4ToString(this.subnet.hostIp),
       podCidr: this.cfg.podCidr,
       podMtu: this.cfg.podMtu,
       ipam: { used: this.ipam.used(), capacity: this.ipam.capacity() },

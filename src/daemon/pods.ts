@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { ip, ipBatch, nsExec, run, Undo } from '../netns/run.js';
+import { deleteNetns, ip, ipBatch, nsExec, run, Undo } from '../netns/run.js';
 import { ErrorCode, exists, invalid, notFound, PodnetError } from '../util/errors.js';
 
 /** Pod names become namespace names and API paths: DNS-label-like, as Kubernetes names are. */
@@ -67,33 +67,6 @@ export function podMac(ipNum: number): { hi: number; lo: number; str: string } {
   const lo = ipNum >>> 0;
   const b = [0x0a, 0x58, lo >>> 24, (lo >>> 16) & 255, (lo >>> 8) & 255, lo & 255];
   return { hi, lo, str: b.map((x) => x.toString(16).padStart(2, '0')).join(':') };
-}
-
-/** Kills every process in a namespace (a deleted pod must not leave its processes running). */
-export async function killNetnsPids(netns: string): Promise<void> {
-  let pids: string[] = [];
-  try {
-    const { stdout } = await run('ip', ['netns', 'pids', netns]);
-    pids = stdout.split(/\s+/).filter(Boolean);
-  } catch {
-    return;
-  }
-  for (const p of pids) {
-    try {
-      process.kill(Number(p), 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-}
-
-export async function deleteNetns(netns: string): Promise<void> {
-  await killNetnsPids(netns);
-  try {
-    await run('ip', ['netns', 'del', netns]);
-  } catch (err) {
-    if (!/No such file|not found|Invalid/.test(String((err as Error).message))) throw err;
-  }
 }
 
 /** How a pod's device is set up in its namespace: the device, its MAC, address, gateway and MTU. */

@@ -18,8 +18,37 @@
  * within the slot with `copyWithin`, and the super-frame's virtio-net header is written into the
  * bytes before its Ethernet header (the VXLAN header, no longer needed).
  */
-import { ETH_HLEN, IpProtocol, ipv4HeaderSum, pseudoHeaderSum, readI32, readU16, sum16, TcpFlags, writeU16 } from '../packet/index.js';
-import { SEGMENT_HEADROOM, VNET_HDR_LEN } from './offload.js';
+import {
+  ETH_HLEN,
+  IpProtocol,
+  TCP_CHECKSUM_OFFSET,
+  TcpFlags,
+  VNET_HDR_LEN,
+  ipv4DontFragment,
+  ipv4Dst32,
+  ipv4HeaderSum,
+  ipv4IsBasic,
+  ipv4IsFragment,
+  ipv4Protocol,
+  ipv4Src32,
+  ipv4Tos,
+  ipv4TotalLen,
+  ipv4Ttl,
+  l4Ports32,
+  pseudoHeaderSum,
+  readI32,
+  setIpv4Checksum,
+  setIpv4TotalLen,
+  setTcpChecksum,
+  setTcpFlags,
+  sum16,
+  tcpAck32,
+  tcpFlags,
+  tcpHeaderLen,
+  tcpSeq32,
+  writeVnetTcpGso,
+} from '../packet/index.js';
+import { SEGMENT_HEADROOM } from './offload.js';
 
 /** Where joined super-frames and passed-on segments go (the router). */
 export interface GroSink {
@@ -33,8 +62,6 @@ export interface GroSink {
 }
 
 const IP_HLEN = 20; // only option-less headers join
-const F_NEEDS_CSUM = 1;
-const GSO_TCPV4 = 1;
 
 export class TcpCoalescer {
   /** Super-frames made, and the segments that went into them. */
@@ -55,7 +82,7 @@ export class TcpCoalescer {
   private ack = 0;
   private ipWord1 = 0; // TOS (and version/IHL) with the TTL, as a check that they match
   private ttl = 0;
-  private df = 0;
+  private df = false;
   private limit = 0; // where the slot ends: the super-frame must stay splittable within it
 
   constructor(private readonly sink: GroSink) {}
@@ -72,15 +99,15 @@ export class TcpCoalescer {
     // flags ACK or ACK|PSH, TCP checksum right.
     if (
       elen < ETH_HLEN + IP_HLEN + 20 ||
-      buf[ip] !== 0x45 ||
-      buf[ip + 9] !== IpProtocol.TCP ||
-      (readU16(buf, ip + 6) & 0x3fff) !== 0
+      !ipv4IsBasic(buf, ip) ||
+      ipv4Protocol(buf, ip) !== IpProtocol.TCP ||
+      ipv4IsFragment(buf, ip)
     ) {
       return this.pass(buf, ip, elen - ETH_HLEN);
     }
-    const total = readU16(buf, ip + 2);
-    const doff = (buf[tcp + 12]! >> 4) << 2;
-    const flags = buf[tcp + 13]!;
+    const total = ipv4TotalLen(buf, ip);
+    const doff = tcpHeaderLen(buf, tcp);
+    const flags = tcpFlags(buf, tcp);
     const size = total - IP_HLEN - doff;
     if (
       total > elen - ETH_HLEN ||
@@ -91,12 +118,12 @@ export class TcpCoalescer {
     ) {
       return this.pass(buf, ip, elen - ETH_HLEN);
     }
-    const src = readI32(buf, ip + 12);
-    const dst = readI32(buf, ip + 16);
+    const src = ipv4Src32(buf, ip);
+    const dst = ipv4Dst32(buf, ip);
     if (sum16(buf, tcp, total - IP_HLEN, pseudoHeaderSum(src, dst, IpProtocol.TCP, total - IP_HLEN)) !== 0xffff) {
       return this.pass(buf, ip, total);
     }
-    const seq = readI32(buf, tcp + 4);
+    const seq = tcpSeq32(buf, tcp);
     if (this.count > 0 && this.joins(buf, ip, tcp, doff, size, src, dst, seq, slotEnd)) {
       buf.copyWithin(this.end, tcp + doff, tcp + doff + size);
       this.end += size;
@@ -104,7 +131,8 @@ export class TcpCoalescer {
       this.lastSize = size;
       this.count++;
       if ((flags & TcpFlags.PSH) !== 0) {
-        buf[this.eth + ETH_HLEN + IP_HLEN + 13] |= TcpFlags.PSH;
+        const first = this.eth + ETH_HLEN + IP_HLEN;
+        setTcpFlags(buf, first, tcpFlags(buf, first) | TcpFlags.PSH);
         this.flush(buf);
       } else if (size < this.mss) this.flush(buf);
       return;
@@ -120,11 +148,11 @@ export class TcpCoalescer {
     this.nextSeq = (seq + size) | 0;
     this.src = src;
     this.dst = dst;
-    this.ports = readI32(buf, tcp);
-    this.ack = readI32(buf, tcp + 8);
-    this.ipWord1 = buf[ip + 1]!;
-    this.ttl = buf[ip + 8]!;
-    this.df = buf[ip + 6]! & 0x40;
+    this.ports = l4Ports32(buf, tcp);
+    this.ack = tcpAck32(buf, tcp);
+    this.ipWord1 = ipv4Tos(buf, ip);
+    this.ttl = ipv4Ttl(buf, ip);
+    this.df = ipv4DontFragment(buf, ip);
     this.limit = slotEnd;
   }
 
@@ -137,11 +165,11 @@ export class TcpCoalescer {
       this.lastSize !== this.mss ||
       doff !== this.doff ||
       slotEnd !== this.limit ||
-      readI32(buf, tcp) !== this.ports ||
-      readI32(buf, tcp + 8) !== this.ack ||
-      buf[ip + 1] !== this.ipWord1 ||
-      buf[ip + 8] !== this.ttl ||
-      (buf[ip + 6]! & 0x40) !== this.df
+      l4Ports32(buf, tcp) !== this.ports ||
+      tcpAck32(buf, tcp) !== this.ack ||
+      ipv4Tos(buf, ip) !== this.ipWord1 ||
+      ipv4Ttl(buf, ip) !== this.ttl ||
+      ipv4DontFragment(buf, ip) !== this.df
     ) {
       return false;
     }
@@ -166,23 +194,12 @@ export class TcpCoalescer {
     if (n === 1) return this.sink.plain(buf, ip, this.end - ip);
     const total = this.end - ip;
     const tcpLen = total - IP_HLEN;
-    writeU16(buf, ip + 2, total);
-    writeU16(buf, ip + 10, 0);
-    writeU16(buf, ip + 10, ~ipv4HeaderSum(buf, ip, IP_HLEN));
+    setIpv4TotalLen(buf, ip, total);
+    setIpv4Checksum(buf, ip, 0);
+    setIpv4Checksum(buf, ip, ~ipv4HeaderSum(buf, ip, IP_HLEN));
     // A partial checksum, as a TSO sender leaves it: the pseudo-header sum, the rest for the device.
-    writeU16(buf, ip + IP_HLEN + 16, pseudoHeaderSum(this.src, this.dst, IpProtocol.TCP, tcpLen));
-    const h = e - VNET_HDR_LEN; // little-endian fields, as the TUN driver reads them
-    const hdrLen = ETH_HLEN + IP_HLEN + this.doff;
-    buf[h] = F_NEEDS_CSUM;
-    buf[h + 1] = GSO_TCPV4;
-    buf[h + 2] = hdrLen & 0xff;
-    buf[h + 3] = hdrLen >> 8;
-    buf[h + 4] = this.mss & 0xff;
-    buf[h + 5] = this.mss >> 8;
-    buf[h + 6] = ETH_HLEN + IP_HLEN;
-    buf[h + 7] = 0;
-    buf[h + 8] = 16; // TCP checksum field
-    buf[h + 9] = 0;
+    setTcpChecksum(buf, ip + IP_HLEN, pseudoHeaderSum(this.src, this.dst, IpProtocol.TCP, tcpLen));
+    writeVnetTcpGso(buf, e - VNET_HDR_LEN, ETH_HLEN + IP_HLEN + this.doff, this.mss, ETH_HLEN + IP_HLEN, TCP_CHECKSUM_OFFSET);
     this.superFrames++;
     this.segments += n;
     this.sink.superFrame(buf, ip, total, this.mss, this.limit - ip);

@@ -10,7 +10,7 @@
  * This file is the layer contract between the router and what plugs into it (src/services,
  * src/nat/masquerade, src/policy, the flow log): nothing here does I/O or allocates per packet.
  */
-import type { DropReason } from './counters.js';
+import type { DropReason } from '../util/counters.js';
 
 /** Where a routed packet came from: decides what "no route" means and avoids loops. */
 export const Ingress = {
@@ -26,6 +26,9 @@ export const Ingress = {
   Bridge: 4,
 } as const;
 export type Ingress = (typeof Ingress)[keyof typeof Ingress];
+
+/** Connection mark: the connection enters or leaves through the uplink (NodePort, LB, egress). */
+export const MARK_UPLINK = 1;
 
 /** The points hooks register at; chains run in this order. */
 export const HookPoint = { PreRouting: 0, Forward: 1, PostRouting: 2 } as const;

@@ -13,26 +13,36 @@
  */
 import {
   ETH_HLEN,
+  EtherType,
   IpProtocol,
-  ipv4HeaderSum,
-  pseudoHeaderSum,
-  readI32,
-  readU16,
+  VNET_F_NEEDS_CSUM,
+  VNET_GSO_NONE,
+  VNET_GSO_TCPV4,
+  VNET_HDR_LEN,
+  ethType,
+  ipv4HeaderLen,
+  ipv4Ident,
+  ipv4IsFragment,
+  ipv4Protocol,
+  ipv4TotalLen,
   sum16,
-  TcpFlags,
+  tcpFlags,
+  tcpHeaderLen,
+  tcpSeq32,
+  vnetCsumOffset,
+  vnetCsumStart,
+  vnetFlags,
+  vnetGsoSize,
+  vnetGsoType,
+  vnetPending,
+  writeTcpSegmentHeaders,
   writeU16,
-  writeU32,
 } from '../packet/index.js';
 import { copyBytes } from '../io/copy.js';
-import { DropReason } from './counters.js';
+import { DropReason } from '../util/counters.js';
 
-/** Bytes of the virtio-net header before each frame of an offload port. */
-export const VNET_HDR_LEN = 10;
-
-const F_NEEDS_CSUM = 1;
-const GSO_NONE = 0;
-const GSO_TCPV4 = 1;
-const GSO_ECN = 0x80;
+/** Bytes of the virtio-net header before each frame of an offload port (src/packet/vnet.ts). */
+export { VNET_HDR_LEN };
 
 /**
  * Bytes left free in front of each segment a super-frame is split into, for the headers the data
@@ -45,16 +55,12 @@ export const MAX_SEGMENTS = 256;
 /** The segment size of a TCP super-frame at `off` (from an offload port), or 0 when it is not one. */
 export function superFrameMss(buf: Buffer, off: number): number {
   const h = off - VNET_HDR_LEN;
-  return (buf[h + 1]! & ~GSO_ECN) === GSO_TCPV4 ? le16(buf, h + 4) : 0;
+  return vnetGsoType(buf, h) === VNET_GSO_TCPV4 ? vnetGsoSize(buf, h) : 0;
 }
 
 /** Whether the frame at `off` (from an offload port) carries work to finish: a partial checksum or GSO. */
 export function offloadPending(buf: Buffer, off: number): boolean {
-  return ((buf[off - VNET_HDR_LEN]! & F_NEEDS_CSUM) | buf[off - VNET_HDR_LEN + 1]!) !== 0;
-}
-
-function le16(buf: Buffer, o: number): number {
-  return buf[o]! | (buf[o + 1]! << 8);
+  return vnetPending(buf, off - VNET_HDR_LEN);
 }
 
 /** What a splitter leaves: the plain frames of its last call, why it refused one, and its statistics. */
@@ -100,48 +106,48 @@ export class OffloadResolver extends Segments {
    */
   resolve(buf: Buffer, off: number, len: number, capacity: number): number {
     const h = off - VNET_HDR_LEN;
-    const flags = buf[h]!;
-    const gso = buf[h + 1]! & ~GSO_ECN;
-    if (gso === GSO_NONE) {
-      if ((flags & F_NEEDS_CSUM) !== 0 && !this.completeChecksum(buf, off, len, le16(buf, h + 6), le16(buf, h + 8))) return 0;
+    const flags = vnetFlags(buf, h);
+    const gso = vnetGsoType(buf, h);
+    if (gso === VNET_GSO_NONE) {
+      if ((flags & VNET_F_NEEDS_CSUM) !== 0 && !this.completeChecksum(buf, off, len, vnetCsumStart(buf, h), vnetCsumOffset(buf, h))) return 0;
       this.segOff[0] = off;
       this.segLen[0] = len;
       return 1;
     }
-    if (gso !== GSO_TCPV4) {
+    if (gso !== VNET_GSO_TCPV4) {
       this.dropReason = DropReason.OffloadUnsupported;
       return 0;
     }
-    return this.splitTcp(buf, off, len, capacity, le16(buf, h + 4));
+    return this.splitTcp(buf, off, len, capacity, vnetGsoSize(buf, h));
   }
 
   /** Adds the rest of a partial checksum: the field holds the pseudo-header sum, the data follows `start`. */
   private completeChecksum(buf: Buffer, off: number, len: number, start: number, field: number): boolean {
     // The L4 data ends where the IPv4 packet does (not at any Ethernet padding).
-    if (len < ETH_HLEN + 20 || readU16(buf, off + 12) !== 0x0800) {
+    if (len < ETH_HLEN + 20 || ethType(buf, off) !== EtherType.IPv4) {
       this.dropReason = DropReason.OffloadUnsupported;
       return false;
     }
-    const end = ETH_HLEN + readU16(buf, off + ETH_HLEN + 2);
+    const end = ETH_HLEN + ipv4TotalLen(buf, off + ETH_HLEN);
     if (end > len || start < ETH_HLEN + 20 || start + field + 2 > end) {
       this.dropReason = DropReason.MalformedL4;
       return false;
     }
     let c = ~sum16(buf, off + start, end - start) & 0xffff;
-    if (c === 0 && buf[off + ETH_HLEN + 9] === IpProtocol.UDP) c = 0xffff; // 0 means "no checksum" in UDP
+    if (c === 0 && ipv4Protocol(buf, off + ETH_HLEN) === IpProtocol.UDP) c = 0xffff; // 0 means "no checksum" in UDP
     writeU16(buf, off + start + field, c);
     return true;
   }
 
   private splitTcp(buf: Buffer, off: number, len: number, capacity: number, mss: number): number {
     const ip = off + ETH_HLEN;
-    if (len < ETH_HLEN + 40 || readU16(buf, off + 12) !== 0x0800 || buf[ip + 9] !== IpProtocol.TCP) {
+    if (len < ETH_HLEN + 40 || ethType(buf, off) !== EtherType.IPv4 || ipv4Protocol(buf, ip) !== IpProtocol.TCP) {
       return this.bad(DropReason.OffloadUnsupported);
     }
-    const ihl = (buf[ip]! & 0x0f) << 2;
-    const total = readU16(buf, ip + 2);
+    const ihl = ipv4HeaderLen(buf, ip);
+    const total = ipv4TotalLen(buf, ip);
     const tcp = ip + ihl;
-    const doff = (buf[tcp + 12]! >> 4) << 2;
+    const doff = tcpHeaderLen(buf, tcp);
     const hdr = ETH_HLEN + ihl + doff; // bytes of headers every segment repeats
     const end = ETH_HLEN + total;
     if (ihl < 20 || doff < 20 || end > len || hdr > end || mss === 0) return this.bad(DropReason.MalformedL4);
@@ -159,38 +165,17 @@ export class OffloadResolver extends Segments {
       buf.copyWithin(off + i * stride + hdr, from, from + size);
     }
     for (let i = 1; i < n; i++) buf.copyWithin(off + i * stride, off, off + hdr);
-    const ident = readU16(buf, ip + 4);
-    const seq = readI32(buf, tcp + 4);
-    const tflags = buf[tcp + 13]!;
+    const ident = ipv4Ident(buf, ip);
+    const seq = tcpSeq32(buf, tcp);
+    const tflags = tcpFlags(buf, tcp);
     for (let i = 0; i < n; i++) {
       const s = off + i * stride;
       const size = i === n - 1 ? payload - i * mss : mss;
-      writeSegmentHeaders(buf, s + ETH_HLEN, ihl, doff, size, ident, seq, tflags, i, n, mss);
+      writeTcpSegmentHeaders(buf, s + ETH_HLEN, ihl, doff, size, ident, seq, tflags, i, n, mss);
       this.emit(i, n, s, hdr + size);
     }
     return n;
   }
-}
-
-/**
- * Segment `i` of `n` of a TCP super-frame, laid out at `ip` as IPv4 header (`ihl`) + TCP header
- * (`doff`) + `size` payload bytes: its length, IP ID, sequence number, flags and both checksums,
- * as Linux's tcp_gso_segment writes them (FIN and PSH on the last segment only, CWR on the first).
- */
-export function writeSegmentHeaders(buf: Buffer, ip: number, ihl: number, doff: number, size: number, ident: number, seq: number, tflags: number, i: number, n: number, mss: number): void {
-  const tcp = ip + ihl;
-  const tcpLen = doff + size;
-  writeU16(buf, ip + 2, ihl + tcpLen);
-  writeU16(buf, ip + 4, ident + i);
-  writeU16(buf, ip + 10, 0);
-  writeU16(buf, ip + 10, ~ipv4HeaderSum(buf, ip, ihl));
-  writeU32(buf, tcp + 4, seq + i * mss);
-  let f = tflags;
-  if (i > 0) f &= ~TcpFlags.CWR;
-  if (i < n - 1) f &= ~(TcpFlags.FIN | TcpFlags.PSH);
-  buf[tcp + 13] = f;
-  writeU16(buf, tcp + 16, 0);
-  writeU16(buf, tcp + 16, ~sum16(buf, tcp, tcpLen, pseudoHeaderSum(readI32(buf, ip + 12), readI32(buf, ip + 16), IpProtocol.TCP, tcpLen)));
 }
 
 /** Where `TcpSplitter` takes fresh frames from: the data plane's scratch pool. */
@@ -220,23 +205,23 @@ export class TcpSplitter extends Segments {
    * `pool.buffer`), 0 = drop it, for `dropReason`.
    */
   split(buf: Buffer, ipOff: number, ipLen: number, mss: number, pool: ScratchFrames): number {
-    if (buf[ipOff + 9] !== IpProtocol.TCP || (readU16(buf, ipOff + 6) & 0x3fff) !== 0) {
+    if (ipv4Protocol(buf, ipOff) !== IpProtocol.TCP || ipv4IsFragment(buf, ipOff)) {
       this.dropReason = DropReason.Oversize; // only TCP is ever segmented by the kernel's GSO here
       return 0;
     }
-    const ihl = (buf[ipOff]! & 0x0f) << 2;
+    const ihl = ipv4HeaderLen(buf, ipOff);
     const tcp = ipOff + ihl;
     if (ipLen < ihl + 20) return this.bad(DropReason.MalformedL4);
-    const doff = (buf[tcp + 12]! >> 4) << 2;
+    const doff = tcpHeaderLen(buf, tcp);
     const hdr = ihl + doff;
     if (doff < 20 || hdr > ipLen) return this.bad(DropReason.MalformedL4);
     const payload = ipLen - hdr;
     const n = payload <= mss ? 1 : Math.ceil(payload / mss);
     if (mss <= 0 || n > MAX_SEGMENTS || SCRATCH_HEADROOM + hdr + mss > pool.capacity) return this.bad(DropReason.Oversize);
     const out = pool.buffer;
-    const ident = readU16(buf, ipOff + 4);
-    const seq = readI32(buf, tcp + 4);
-    const tflags = buf[tcp + 13]!;
+    const ident = ipv4Ident(buf, ipOff);
+    const seq = tcpSeq32(buf, tcp);
+    const tflags = tcpFlags(buf, tcp);
     for (let i = 0; i < n; i++) {
       const slot = pool.alloc();
       if (slot < 0) return this.bad(DropReason.TxFailed);
@@ -244,7 +229,7 @@ export class TcpSplitter extends Segments {
       const size = i === n - 1 ? payload - i * mss : mss;
       copyBytes(out, o, buf, ipOff, hdr);
       copyBytes(out, o + hdr, buf, ipOff + hdr + i * mss, size);
-      writeSegmentHeaders(out, o, ihl, doff, size, ident, seq, tflags, i, n, mss);
+      writeTcpSegmentHeaders(out, o, ihl, doff, size, ident, seq, tflags, i, n, mss);
       this.emit(i, n, o, hdr + size);
     }
     return n;

@@ -1,4 +1,4 @@
-import { DropCounters, TrafficCounters, type DropReason } from './counters.js';
+import { DropCounters, TrafficCounters, type DropReason } from '../util/counters.js';
 
 /**
  * Where a port's frames go when flushed: a TUN/TAP device (batched writes) or a test sink. `hdrs[i]`

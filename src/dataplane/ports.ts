@@ -1,5 +1,5 @@
 import { ArpOp, ArpView, ArpViewMut, ETH_HLEN, EthernetView, EthernetViewMut, EtherType, Ipv4View, ParseError, ARP_LEN } from '../packet/index.js';
-import { DropReason, TrafficCounters } from './counters.js';
+import { DropReason, TrafficCounters } from '../util/counters.js';
 import type { Dataplane, IngressPort } from './dataplane.js';
 import { Port, PortKind, TxQueue, type FrameSink } from './port.js';
 

@@ -13,7 +13,6 @@ import {
   IcmpView,
   IcmpViewMut,
   IpProtocol,
-  TcpFlags,
   IPV4_MIN_HLEN,
   Ipv4View,
   Ipv4ViewMut,
@@ -22,23 +21,31 @@ import {
   completePartialChecksum,
   decrementIpv4Ttl,
   pseudoHeaderSum,
-  readI32,
-  readU16,
   writeEthernetHeader,
+  ethDstHi,
+  ethDstLo32,
+  ethType,
+  icmpType,
+  ipv4DontFragment,
+  ipv4Dst32,
+  ipv4FlagsFrag,
+  ipv4HeaderLen,
+  ipv4Src32,
+  ipv4Ttl,
+  setTcpChecksum,
+  tcpHeaderLen,
   writeIpv4Header,
-  writeU16,
 } from '../packet/index.js';
-import { DropCounters, DropReason } from './counters.js';
+import { DropCounters, DropReason } from '../util/counters.js';
 import { copyBytes } from '../io/copy.js';
 import { OffloadResolver, SEGMENT_HEADROOM, TcpSplitter, VNET_HDR_LEN } from './offload.js';
 import type { BatchPrefetcher, Dataplane, Framing, RxRingLike } from './dataplane.js';
 import { Port, PortKind } from './port.js';
 import type { HostPort } from './ports.js';
-import { ServiceTable } from './services.js';
 import { Verdict, type Nat } from '../nat/nat.js';
-import { Hooks, Ingress, PacketContext } from './hooks.js';
+import { HookPoint, HookVerdict, Hooks, Ingress, MARK_UPLINK, PacketContext } from './hooks.js';
 
-export { Ingress } from './hooks.js';
+export { Ingress, MARK_UPLINK } from './hooks.js';
 
 /** Result codes an overlay returns for a packet it was handed. */
 export const OverlayResult = { Sent: 0, NoRoute: 1, TooBig: 2, Dropped: 3 } as const;
@@ -66,13 +73,6 @@ export interface UplinkSender {
   send(buf: Buffer, ipOff: number, ipLen: number): boolean;
 }
 
-/** Connection mark: the connection enters or leaves through the uplink (NodePort, LB, egress). */
-export const MARK_UPLINK = 1;
-
-/** Ports for SNAT: masquerade to the node uses a range the host's own sockets never use. */
-export const MASQUERADE_PORT_MIN = 61001;
-export const MASQUERADE_PORT_MAX = 65535;
-
 export interface RouterConfig {
   gatewayIp: number;
   gatewayMacHi: number;
@@ -87,8 +87,6 @@ export interface RouterConfig {
   icmpRatePerSec?: number;
   serviceNetwork?: number;
   serviceMask?: number;
-  /** The node's underlay address (masquerade source, node ports); 0 = none. */
-  nodeIp?: number;
   /**
    * Largest IPv4 packet the node's pods and its tunnel carry (the pod MTU, default 1450): a TCP
    * super-frame from a socket or a capture is cut to fit it.
@@ -125,7 +123,6 @@ export class Router implements BatchPrefetcher {
   host: HostPort | undefined;
   /** Connection tracking and NAT for services, node ports and masquerade (undefined: no NAT at all). */
   nat: Nat | undefined;
-  services = new ServiceTable();
   /** Hooks on new connections (services, policy, masquerade, the flow log): see hooks.ts. */
   readonly hooks = new Hooks();
   /** The packet context the hooks see (one, reused). */
@@ -134,15 +131,12 @@ export class Router implements BatchPrefetcher {
   // Addresses, networks and masks the per-packet code compares with, as int32 (the same bits as the
   // configured unsigned numbers): compared with int32 reads of the packet, and passed on, they are
   // always small integers (an unsigned one >= 2^31 would be boxed by every call not inlined).
-  private nodeIp32: number;
   private readonly gw32: number;
   private readonly host32: number;
   private readonly subnetNet32: number;
   private readonly subnetMask32: number;
   private readonly podNet32: number;
   private readonly podMask32: number;
-  private readonly svcNet32: number;
-  private readonly svcMask32: number;
   private readonly bcast32: number;
   private readonly gwMacLo32: number;
   private readonly mtu: number;
@@ -178,15 +172,12 @@ export class Router implements BatchPrefetcher {
     readonly cfg: RouterConfig,
   ) {
     this.port = new RouterPort(this);
-    this.nodeIp32 = (cfg.nodeIp ?? 0) | 0;
     this.gw32 = cfg.gatewayIp | 0;
     this.host32 = cfg.hostIp | 0;
     this.subnetNet32 = cfg.subnetNetwork | 0;
     this.subnetMask32 = cfg.subnetMask | 0;
     this.podNet32 = cfg.podCidrNetwork | 0;
     this.podMask32 = cfg.podCidrMask | 0;
-    this.svcNet32 = (cfg.serviceNetwork ?? 0) | 0;
-    this.svcMask32 = (cfg.serviceMask ?? 0xffffffff) | 0;
     this.bcast32 = cfg.subnetNetwork | ~cfg.subnetMask;
     this.gwMacLo32 = cfg.gatewayMacLo | 0;
     this.icmpRate = cfg.icmpRatePerSec ?? 1000;
@@ -211,19 +202,11 @@ export class Router implements BatchPrefetcher {
     for (let i = 0; i < count; i++, off += step) {
       const len = lens[i]!;
       if (eth < 0) nat.prefetch(buf, off, len);
-      else if (len >= eth + ETH_HLEN && readU16(buf, off + eth + 12) === EtherType.IPv4) {
+      else if (len >= eth + ETH_HLEN && ethType(buf, off + eth) === EtherType.IPv4) {
         nat.prefetch(buf, off + eth + ETH_HLEN, len - eth - ETH_HLEN);
       }
     }
     nat.ct.prefetchTouch();
-  }
-
-  /** The node's underlay address (masquerade source, node ports); 0 = none. */
-  get nodeIp(): number {
-    return this.nodeIp32 >>> 0;
-  }
-  set nodeIp(ip: number) {
-    this.nodeIp32 = ip | 0;
   }
 
   attachHost(host: HostPort): void {
@@ -237,7 +220,7 @@ export class Router implements BatchPrefetcher {
     if (eth.reset(buf, off, len) !== ParseError.Ok) return this.drops.add(DropReason.MalformedEthernet);
     const type = eth.etherType;
     if (type === EtherType.ARP) return this.handleArp(buf, off, eth);
-    if (readU16(buf, off) !== this.cfg.gatewayMacHi || readI32(buf, off + 2) !== this.gwMacLo32) {
+    if (ethDstHi(buf, off) !== this.cfg.gatewayMacHi || ethDstLo32(buf, off) !== this.gwMacLo32) {
       this.ignored++;
       return;
     }
@@ -253,7 +236,7 @@ export class Router implements BatchPrefetcher {
    */
   fromSwitchSuper(buf: Buffer, off: number, len: number, mss: number, capacity: number): boolean {
     const ov = this.overlay;
-    if (ov === undefined || !ov.segmentedSend || len < ETH_HLEN || readU16(buf, off + 12) !== EtherType.IPv4) return false;
+    if (ov === undefined || !ov.segmentedSend || len < ETH_HLEN || ethType(buf, off) !== EtherType.IPv4) return false;
     this.superFramesRouted++;
     this.routeIp(buf, off + ETH_HLEN, len - ETH_HLEN, Ingress.Switch, mss, capacity - ETH_HLEN);
     return true;
@@ -346,10 +329,10 @@ export class Router implements BatchPrefetcher {
     } else if (ingress === Ingress.Uplink) {
       return this.drops.add(DropReason.UplinkNotForUs);
     }
-    const dst = readI32(buf, ipOff + 16); // after NAT
+    const dst = ipv4Dst32(buf, ipOff); // after NAT
 
     if (dst === this.gw32) return this.localDeliver(buf, ipOff, ipLen);
-    if (buf[ipOff + 8]! <= 1) {
+    if (ipv4Ttl(buf, ipOff) <= 1) {
       this.icmpError(buf, ipOff, ipLen, IcmpType.TimeExceeded, 0, 0);
       return this.drops.add(DropReason.TtlExceeded);
     }
@@ -365,7 +348,7 @@ export class Router implements BatchPrefetcher {
 
   /** A TCP super-frame from the overlay or the uplink: routed as segments that fit the pod MTU. */
   private splitFromWire(buf: Buffer, ipOff: number, ipLen: number, ihl: number, ingress: Ingress): void {
-    const doff = ipLen >= ihl + 13 ? (buf[ipOff + ihl + 12]! >> 4) << 2 : 0;
+    const doff = ipLen >= ihl + 13 ? tcpHeaderLen(buf, ipOff + ihl) : 0;
     const sp = this.splitter;
     const mss = this.mtu - ihl - doff;
     if (mss > 0 && !this.dp.reserveFrames(Math.ceil((ipLen - ihl - doff) / mss))) return this.drops.add(DropReason.Oversize);
@@ -376,72 +359,90 @@ export class Router implements BatchPrefetcher {
   }
 
   /**
-   * The first packet of a connection conntrack does not know: services (cluster, external and
-   * LoadBalancer IPs), node ports from the uplink, and masquerade of pod traffic leaving the cluster.
-   * Decided once here; every later packet of the connection is rewritten by `nat.translate`.
-   * Addresses are int32 here (read from the packet, which `New` leaves untouched).
+   * The first packet of a connection conntrack does not know: filled into the packet context, run
+   * through the hooks (services, policy, masquerade: see hooks.ts) and confirmed as what they
+   * decided. Every later packet of the connection is rewritten by `nat.translate`, without hooks.
    */
   private newConnection(nat: Nat, buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): Verdict {
-    const proto = nat.proto;
-    const src = readI32(buf, ipOff + 12);
-    const dst = readI32(buf, ipOff + 16);
-    const now = this.dp.now;
-    const svc = this.services;
-    const fromOutside = ingress === Ingress.Uplink;
-    if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
-      let slot = svc.lookupVip(dst, proto, nat.dport);
-      if (slot < 0 && fromOutside && dst === this.nodeIp32) slot = svc.lookupNodePort(proto, nat.dport);
-      if (slot >= 0) {
-        const localOnly = fromOutside && svc.policyLocal(slot);
-        const ep = svc.pick(slot, src, now, localOnly);
-        if (ep === 0) {
-          this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Port, 0);
-          this.drops.add(DropReason.ServiceNoEndpoints);
-          return Verdict.Drop;
-        }
-        const port = svc.targetPort(slot);
-        let v: Verdict;
-        if (fromOutside && !localOnly) {
-          // NodePort/LB with policy Cluster: masquerade to our gateway so replies come back here.
-          v = nat.createDnatSnat(buf, ipOff, ipLen, now, ep, port, this.gw32, 1024, 65535);
-        } else if (ep === src) {
-          // Hairpin: a pod reaching itself through its service sees the gateway as the client.
-          v = nat.createDnatSnat(buf, ipOff, ipLen, now, ep, port, this.gw32, 1024, 65535);
-        } else {
-          v = nat.createDnat(buf, ipOff, ipLen, now, ep, port);
-        }
-        if (v === Verdict.Ok && fromOutside && nat.ref >= 0) nat.ct.setMark(nat.ref >> 1, MARK_UPLINK);
-        return v;
-      }
+    const ctx = this.fillContext(nat, buf, ipOff, ipLen, ingress);
+    const hv = this.hooks.run(ctx);
+    if (hv !== HookVerdict.Continue) return this.refuse(ctx, hv);
+    return this.confirm(nat, ctx);
+  }
+
+  /**
+   * IPv4 between two pod ports of the switch (its bridge hook, as br_netfilter): shown to conntrack,
+   * so that replies of DNATed connections are un-NATed, and new connections run the FORWARD hooks
+   * (policy). False: drop (counted).
+   */
+  bridgeIp(buf: Buffer, ipOff: number, ipLen: number): boolean {
+    const nat = this.nat;
+    if (nat === undefined) return true;
+    const v = nat.translateValidated(buf, ipOff, ipLen, this.dp.now);
+    if (v !== Verdict.New) return v !== Verdict.Drop;
+    if (this.hooks.count(HookPoint.Forward) === 0) return true;
+    const ctx = this.fillContext(nat, buf, ipOff, ipLen, Ingress.Bridge);
+    const hv = this.hooks.runPoint(HookPoint.Forward, ctx);
+    if (hv !== HookVerdict.Continue) return this.refuse(ctx, hv) !== Verdict.Drop;
+    return this.confirm(nat, ctx) !== Verdict.Drop;
+  }
+
+  /** The packet context for the new connection `nat` just answered `New` for. */
+  private fillContext(nat: Nat, buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): PacketContext {
+    const ctx = this.ctx;
+    ctx.buf = buf;
+    ctx.ipOff = ipOff;
+    ctx.ipLen = ipLen;
+    ctx.ingress = ingress;
+    ctx.now = this.dp.now;
+    ctx.proto = nat.proto;
+    ctx.src = ipv4Src32(buf, ipOff);
+    ctx.dst = ipv4Dst32(buf, ipOff);
+    ctx.sport = nat.sport;
+    ctx.dport = nat.dport;
+    ctx.tcpFlags = nat.tcpFlags;
+    ctx.resetDecisions();
+    return ctx;
+  }
+
+  /** A hook refused the connection: counted, the source told when it was a Reject. */
+  private refuse(ctx: PacketContext, hv: HookVerdict): Verdict {
+    if (hv === HookVerdict.Reject) this.icmpError(ctx.buf, ctx.ipOff, ctx.ipLen, IcmpType.DestUnreachable, ctx.rejectCode, 0);
+    this.drops.add(ctx.dropReason);
+    const obs = this.hooks.observer;
+    if (obs !== undefined) obs.refused(ctx, ctx.dropReason);
+    return Verdict.Drop;
+  }
+
+  /**
+   * Applies the hooks' decisions as one conntrack entry (nf_conntrack_confirm): DNAT and/or SNAT, a
+   * plain tracked entry when a hook asked for one, or nothing (untracked).
+   */
+  private confirm(nat: Nat, ctx: PacketContext): Verdict {
+    const { buf, ipOff, ipLen, now } = ctx;
+    let v: Verdict;
+    if (ctx.dnatIp !== 0) {
+      v =
+        ctx.snatIp !== 0
+          ? nat.createDnatSnat(buf, ipOff, ipLen, now, ctx.dnatIp, ctx.dnatPort, ctx.snatIp, ctx.snatPortMin, ctx.snatPortMax)
+          : nat.createDnat(buf, ipOff, ipLen, now, ctx.dnatIp, ctx.dnatPort);
+    } else if (ctx.snatIp !== 0) {
+      v = nat.createSnat(buf, ipOff, ipLen, now, ctx.snatIp, ctx.snatPortMin, ctx.snatPortMax);
+    } else if (ctx.track) {
+      v = nat.createTracked(buf, ipOff, ipLen, now);
+    } else {
+      v = Verdict.NotTracked;
     }
-    if (svc.isVip(dst) || ((dst & this.svcMask32) === this.svcNet32 && ingress !== Ingress.Uplink)) {
-      this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.Port, 0);
-      this.drops.add(DropReason.ServiceNoPort);
-      return Verdict.Drop;
+    if (v === Verdict.Ok && nat.ref >= 0) {
+      ctx.ctRef = nat.ref;
+      if (ctx.mark !== 0) nat.ct.setMark(nat.ref >> 1, ctx.mark);
     }
-    if (fromOutside) {
-      this.drops.add(DropReason.UplinkNotForUs);
-      return Verdict.Drop;
+    const obs = this.hooks.observer;
+    if (obs !== undefined) {
+      if (v === Verdict.Drop) obs.refused(ctx, nat.lastDrop);
+      else obs.accepted(ctx);
     }
-    // Masquerade: pod traffic to anything outside the pod and service CIDRs and not this node.
-    if (
-      this.uplink !== undefined &&
-      this.nodeIp32 !== 0 &&
-      ingress !== Ingress.Host &&
-      (src & this.podMask32) === this.podNet32 &&
-      (dst & this.podMask32) !== this.podNet32 &&
-      dst !== this.nodeIp32 &&
-      (proto === IpProtocol.TCP || proto === IpProtocol.UDP || proto === IpProtocol.ICMP) &&
-      // Only a TCP SYN opens a connection to masquerade. Any other segment conntrack does not know
-      // belongs to a connection the host kernel NATed (a CNI portmap hostPort: DNATed to the pod on
-      // the host, so its replies must go back through the host, whose conntrack reverses it).
-      (proto !== IpProtocol.TCP || (buf[ipOff + ((buf[ipOff]! & 0x0f) << 2) + 13]! & (TcpFlags.SYN | TcpFlags.ACK)) === TcpFlags.SYN)
-    ) {
-      const v = nat.createSnat(buf, ipOff, ipLen, now, this.nodeIp32, MASQUERADE_PORT_MIN, MASQUERADE_PORT_MAX);
-      if (v === Verdict.Ok && nat.ref >= 0) nat.ct.setMark(nat.ref >> 1, MARK_UPLINK);
-      return v;
-    }
-    return Verdict.NotTracked;
+    return v;
   }
 
   /**
@@ -482,7 +483,7 @@ export class Router implements BatchPrefetcher {
       const r = ov === undefined ? OverlayResult.NoRoute : ov.send(buf, ipOff, ipLen, dst);
       if (r === OverlayResult.Sent) return;
       if (r === OverlayResult.TooBig) {
-        if ((buf[ipOff + 6]! & 0x40) === 0) return this.fragment(buf, ipOff, ipLen, dst, ov!);
+        if (!ipv4DontFragment(buf, ipOff)) return this.fragment(buf, ipOff, ipLen, dst, ov!);
         this.icmpError(buf, ipOff, ipLen, IcmpType.DestUnreachable, IcmpUnreachCode.FragNeeded, ov!.innerMtu);
         return this.drops.add(DropReason.FragmentationNeeded);
       }
@@ -512,8 +513,8 @@ export class Router implements BatchPrefetcher {
         const off = ipOff - ETH_HLEN;
         writeEthernetHeader(buf, off, hi, lo, this.cfg.gatewayMacHi, this.cfg.gatewayMacLo, EtherType.IPv4);
         // Its partial checksum is the pseudo-header sum of the addresses it has now (after NAT).
-        const ihl = (buf[ipOff]! & 0x0f) << 2;
-        writeU16(buf, ipOff + ihl + 16, pseudoHeaderSum(readI32(buf, ipOff + 12), dst, IpProtocol.TCP, ipLen - ihl));
+        const ihl = ipv4HeaderLen(buf, ipOff);
+        setTcpChecksum(buf, ipOff + ihl, pseudoHeaderSum(ipv4Src32(buf, ipOff), dst, IpProtocol.TCP, ipLen - ihl));
         this.port.traffic.rx(ipLen + ETH_HLEN);
         port.traffic.tx(ipLen + ETH_HLEN);
         port.outputOffloaded(buf, off, ipLen + ETH_HLEN);
@@ -564,8 +565,8 @@ export class Router implements BatchPrefetcher {
    * last carries a multiple of 8 payload bytes and MF; offsets add to the original's own offset.
    */
   private fragment(buf: Buffer, ipOff: number, ipLen: number, dst: number, ov: Overlay): void {
-    const hlen = (buf[ipOff]! & 0x0f) << 2;
-    const flagsFrag = readU16(buf, ipOff + 6);
+    const hlen = ipv4HeaderLen(buf, ipOff);
+    const flagsFrag = ipv4FlagsFrag(buf, ipOff);
     const baseOffset = (flagsFrag & 0x1fff) << 3;
     const origMf = (flagsFrag & 0x2000) !== 0;
     const chunk = (ov.innerMtu - hlen) & ~7;
@@ -655,7 +656,7 @@ export class Router implements BatchPrefetcher {
     const hlen = ip.headerLength;
     if (ip.protocol === IpProtocol.ICMP) {
       if (ipLen < hlen + 1) return;
-      const t = buf[ipOff + hlen]!;
+      const t = icmpType(buf, ipOff + hlen);
       if (t !== IcmpType.EchoRequest && t !== IcmpType.EchoReply) return;
     }
     if (!this.takeToken()) return this.drops.add(DropReason.IcmpRateLimited);

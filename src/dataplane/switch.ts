@@ -1,5 +1,5 @@
-import { ArpView, ETH_HLEN, EthernetView, EtherType, Ipv4View, ParseError, readI32, readU16 } from '../packet/index.js';
-import { DropReason } from './counters.js';
+import { ArpView, ETH_HLEN, EthernetView, EtherType, Ipv4View, ParseError, ethDstHi, ethDstIsGroup, ethDstLo32, ethSrcHi, ethSrcLo32, ipv4Src32 } from '../packet/index.js';
+import { DropReason } from '../util/counters.js';
 import { MacTable } from './mactable.js';
 import { OffloadResolver, offloadPending, superFrameMss } from './offload.js';
 import { PortKind, type Port } from './port.js';
@@ -60,15 +60,15 @@ export class Switch {
     port.traffic.rx(len);
     const eth = this.eth;
     if (eth.reset(buf, off, len) !== ParseError.Ok) return port.drop(DropReason.MalformedEthernet);
-    const srcHi = readU16(buf, off + 6);
-    const srcLo = readI32(buf, off + 8);
+    const srcHi = ethSrcHi(buf, off);
+    const srcLo = ethSrcLo32(buf, off);
     if ((srcHi & 0x0100) !== 0) return port.drop(DropReason.MulticastSource);
     const type = eth.etherType;
     if (port.restricted) {
       if (srcHi !== port.macHi || srcLo !== (port.macLo | 0)) return port.drop(DropReason.SpoofedSourceMac);
       if (type === EtherType.IPv4) {
         if (this.ipv.reset(buf, off + ETH_HLEN, len - ETH_HLEN) !== ParseError.Ok) return port.drop(DropReason.MalformedIpv4);
-        if (readI32(buf, off + ETH_HLEN + 12) !== (port.ip | 0)) return port.drop(DropReason.SpoofedSourceIp);
+        if (ipv4Src32(buf, off + ETH_HLEN) !== (port.ip | 0)) return port.drop(DropReason.SpoofedSourceIp);
       } else if (type === EtherType.ARP) {
         const arp = this.arp;
         if (arp.reset(buf, off + ETH_HLEN, len - ETH_HLEN) !== ParseError.Ok) return port.drop(DropReason.MalformedArp);
@@ -92,8 +92,8 @@ export class Switch {
    * plain frames the resolver makes of it (in its own receive slot).
    */
   private offloaded(port: Port, buf: Buffer, off: number, len: number): void {
-    if ((buf[off]! & 0x01) === 0) {
-      const out = this.macs.lookup(readU16(buf, off), readI32(buf, off + 2), this.now);
+    if (!ethDstIsGroup(buf, off)) {
+      const out = this.macs.lookup(ethDstHi(buf, off), ethDstLo32(buf, off), this.now);
       const dst = out >= 0 && out !== port.index ? this.ports[out] : undefined;
       if (dst !== undefined && dst.kind === PortKind.Router) {
         // The router takes a TCP super-frame whole when it can send it on whole (VXLAN with GSO).
@@ -119,8 +119,8 @@ export class Switch {
 
   /** Forwards a checked frame: flood, or to the port its destination MAC was learned on. */
   private forward(port: Port, buf: Buffer, off: number, len: number, type: number): void {
-    if ((buf[off]! & 0x01) !== 0) return this.flood(port, buf, off, len); // multicast/broadcast
-    const out = this.macs.lookup(readU16(buf, off), readI32(buf, off + 2), this.now);
+    if (ethDstIsGroup(buf, off)) return this.flood(port, buf, off, len); // multicast/broadcast
+    const out = this.macs.lookup(ethDstHi(buf, off), ethDstLo32(buf, off), this.now);
     if (out < 0) return this.flood(port, buf, off, len);
     if (out === port.index) return port.drop(DropReason.SameSegment);
     const dst = this.ports[out];

@@ -3,8 +3,20 @@ import {
   EtherType,
   IpProtocol,
   ParseError,
-  readI32,
-  readU16,
+  ethDstHi,
+  ethDstLo32,
+  ethType,
+  ipv4Dst32,
+  ipv4HeaderLen,
+  ipv4Ident,
+  ipv4IsLaterFragment,
+  ipv4Protocol,
+  ipv4Src32,
+  l4Ports32,
+  tcpFlags,
+  tcpHeaderLen,
+  tcpSeq32,
+  writeTcpSegmentHeaders,
   VXLAN_FLAG_I,
   VXLAN_HLEN,
   VxlanView,
@@ -12,8 +24,8 @@ import {
   writeU32,
 } from '../packet/index.js';
 import { U32Map } from '../util/u32map.js';
-import { DropCounters, DropReason } from './counters.js';
-import { MAX_SEGMENTS, writeSegmentHeaders } from './offload.js';
+import { DropCounters, DropReason } from '../util/counters.js';
+import { MAX_SEGMENTS } from './offload.js';
 import { TcpCoalescer } from './gro.js';
 import { OverlayResult, type Overlay, type Router } from './router.js';
 import type { IngressPort } from './dataplane.js';
@@ -62,11 +74,11 @@ const HDR_WORDS = 6;
  * Everything is read as int32, so nothing here is ever a heap number.
  */
 function flowHash(buf: Buffer, ipOff: number, ipLen: number): number {
-  const proto = buf[ipOff + 9]!;
-  let h = Math.imul(readI32(buf, ipOff + 12) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(readI32(buf, ipOff + 16), 0xc2b2ae35) ^ proto;
-  const ihl = (buf[ipOff]! & 0x0f) << 2;
-  if ((proto === IpProtocol.TCP || proto === IpProtocol.UDP) && (readU16(buf, ipOff + 6) & 0x1fff) === 0 && ihl + 4 <= ipLen) {
-    h ^= Math.imul(readI32(buf, ipOff + ihl), 0x27d4eb2f);
+  const proto = ipv4Protocol(buf, ipOff);
+  let h = Math.imul(ipv4Src32(buf, ipOff) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(ipv4Dst32(buf, ipOff), 0xc2b2ae35) ^ proto;
+  const ihl = ipv4HeaderLen(buf, ipOff);
+  if ((proto === IpProtocol.TCP || proto === IpProtocol.UDP) && !ipv4IsLaterFragment(buf, ipOff) && ihl + 4 <= ipLen) {
+    h ^= Math.imul(l4Ports32(buf, ipOff + ihl), 0x27d4eb2f);
   }
   h ^= h >>> 15;
   h = Math.imul(h, 0x2c1b3c6d);
@@ -237,9 +249,9 @@ export class VxlanOverlay implements Overlay {
   sendSegmented(buf: Buffer, ipOff: number, ipLen: number, dst: number, mss: number, room: number): OverlayResult {
     const slot = this.bySubnet.get(dst & this.cfg.subnetMask);
     if (slot < 0) return OverlayResult.NoRoute;
-    const ihl = (buf[ipOff]! & 0x0f) << 2;
+    const ihl = ipv4HeaderLen(buf, ipOff);
     const tcp = ipOff + ihl;
-    const doff = (buf[tcp + 12]! >> 4) << 2;
+    const doff = tcpHeaderLen(buf, tcp);
     const hdr = ihl + doff;
     const payload = ipLen - hdr;
     if (mss <= 0 || hdr + mss > this.cfg.innerMtu || payload <= 0) return OverlayResult.TooBig;
@@ -258,11 +270,11 @@ export class VxlanOverlay implements Overlay {
     }
     const hdrEnd = ipOff + hdr;
     for (let i = 1; i < n; i++) buf.copyWithin(base + i * stride, base, hdrEnd);
-    const ident = readU16(buf, ipOff + 4);
-    const seq = readI32(buf, tcp + 4);
-    const tflags = buf[tcp + 13]!;
+    const ident = ipv4Ident(buf, ipOff);
+    const seq = tcpSeq32(buf, tcp);
+    const tflags = tcpFlags(buf, tcp);
     for (let i = 0; i < n; i++) {
-      writeSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss);
+      writeTcpSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss);
     }
     this.encapsulated += n;
     // One send takes at most one UDP payload's worth (65507 bytes); the VXLAN and inner headers
@@ -332,10 +344,10 @@ export class VxlanOverlay implements Overlay {
     if (this.byUnderlay.get(srcIp) < 0) return this.drop(DropReason.VxlanUnknownSender);
     const e = off + VXLAN_HLEN;
     if (len - VXLAN_HLEN < ETH_HLEN) return this.drop(DropReason.VxlanMalformed);
-    if (readU16(buf, e + 12) !== EtherType.IPv4) return this.drop(DropReason.UnsupportedEtherType);
+    if (ethType(buf, e) !== EtherType.IPv4) return this.drop(DropReason.UnsupportedEtherType);
     // The inner destination MAC: ours or broadcast (int32 reads: no heap numbers).
-    const dHi = readU16(buf, e);
-    const dLo = readI32(buf, e + 2);
+    const dHi = ethDstHi(buf, e);
+    const dLo = ethDstLo32(buf, e);
     if (!(dHi === 0xffff && dLo === -1) && (dHi !== this.cfg.localVtepMacHi || dLo !== (this.cfg.localVtepMacLo | 0))) {
       return this.drop(DropReason.NotForRouter);
     }

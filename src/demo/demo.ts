@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { Topology } from '../topology/topology.js';
 import { listNetns } from '../netns/run.js';
-import { formatTable } from '../cli/table.js';
+import { formatTable } from '../util/table.js';
 import { PodnetError, ErrorCode } from '../util/errors.js';
 
 /** Everything the demo makes starts with this prefix (namespaces) or lives in this directory. */

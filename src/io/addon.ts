@@ -7,13 +7,19 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Counters of a TUN/TAP device (see DeviceStats in tuntap.ts for their meaning). */
+/** Counters of a TUN/TAP device. */
 export interface NativeDeviceStats {
+  /** Frames delivered to onBatch. */
   rxFrames: number;
+  /** onBatch calls. */
   rxBatches: number;
+  /** Frames lost on read: larger than `slotSize - headroom` (never delivered truncated), or a failed read. */
   rxErrors: number;
+  /** Frames the kernel accepted. */
   txFrames: number;
+  /** Frames refused with EAGAIN/ENOBUFS (device queue full). */
   txDropped: number;
+  /** Frames refused otherwise: kernel errors (EINVAL for a runt, EIO when down), out-of-bounds off/len, closed device. */
   txErrors: number;
 }
 

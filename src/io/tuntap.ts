@@ -8,7 +8,7 @@
 // in place. A batch is valid only during the `onBatch` call; the next batch
 // reuses the same slots.
 
-import { isNativeSystemError, loadAddon, type NativeDevice } from './addon.js';
+import { isNativeSystemError, loadAddon, type NativeDevice, type NativeDeviceStats } from './addon.js';
 import { DistinctBuffers } from './batch.js';
 
 export type DeviceMode = 'tap' | 'tun';
@@ -45,20 +45,8 @@ export interface RxRing {
   readonly headroom: number;
 }
 
-export interface DeviceStats {
-  /** Frames delivered to onBatch. */
-  rxFrames: number;
-  /** onBatch calls. */
-  rxBatches: number;
-  /** Frames lost on read: larger than `slotSize - headroom` (never delivered truncated), or a failed read. */
-  rxErrors: number;
-  /** Frames the kernel accepted. */
-  txFrames: number;
-  /** Frames refused with EAGAIN/ENOBUFS (device queue full). */
-  txDropped: number;
-  /** Frames refused otherwise: kernel errors (EINVAL for a runt, EIO when down), out-of-bounds off/len, closed device. */
-  txErrors: number;
-}
+/** Counters of a device (the addon's, documented there). */
+export type DeviceStats = NativeDeviceStats;
 
 /** A failed system call on a TUN/TAP device. `errno` is the positive Linux errno. */
 export class TunTapError extends Error {

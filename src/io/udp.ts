@@ -1,22 +1,7 @@
 import dgram from 'node:dgram';
 
+import { ipv4ToString, tryParseIpv4 } from '../packet/addr.js';
 import { UdpSocket, UdpSocketError, type UdpRxRing, type UdpSocketOptions, type UdpSocketStats } from './udpsocket.js';
-
-function ipString(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-function ipNumber(s: string): number {
-  let n = 0;
-  let part = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 46) {
-      n = (n << 8) | part;
-      part = 0;
-    } else part = part * 10 + (c - 48);
-  }
-  return ((n << 8) | part) >>> 0;
-}
 
 /**
  * VXLAN transport on Node's `dgram`: one UDP socket bound to the VXLAN port. The source port is the
@@ -43,7 +28,7 @@ export class DgramTransport {
       });
     });
     const t = new DgramTransport(sock);
-    sock.on('message', (msg, rinfo) => onMessage(msg, ipNumber(rinfo.address), rinfo.port));
+    sock.on('message', (msg, rinfo) => onMessage(msg, tryParseIpv4(rinfo.address) >>> 0, rinfo.port));
     sock.on('error', () => t.sendErrors++);
     return t;
   }
@@ -51,7 +36,7 @@ export class DgramTransport {
   send(buf: Buffer, off: number, len: number, dstIp: number, dstPort: number, _srcPort: number): boolean {
     let name = this.names.get(dstIp);
     if (name === undefined) {
-      name = ipString(dstIp);
+      name = ipv4ToString(dstIp);
       this.names.set(dstIp, name);
     }
     const copy = Buffer.allocUnsafe(len);

@@ -94,23 +94,6 @@ function checkInt(where: string, field: string, value: number, min: number, max:
   return value;
 }
 
-/** Dotted-quad string of a host-order IPv4 number. */
-export function ipv4String(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-
-/** Host-order number of a dotted-quad IPv4 string; -1 when it is not one. */
-export function ipv4Number(s: string): number {
-  const parts = s.split('.');
-  if (parts.length !== 4) return -1;
-  let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) return -1;
-    n = n * 256 + Number(p);
-  }
-  return n;
-}
-
 export class UdpSocket {
   /** Bound address and port (the kernel's choice when port 0 was asked). */
   readonly address: string;

@@ -50,62 +50,16 @@
  */
 import { ipv4ToString } from '../packet/addr.js';
 import { IpProtocol } from '../packet/ipv4.js';
-import { TcpFlags } from '../packet/tcp.js';
 import { pageAlignedBuffer } from '../util/aligned.js';
+import type { CtEntryInfo, CtTupleInfo } from './format.js';
+import { CtStatus, TCP_IGNORE, TCP_RESTART, TcpState, tcpOpens, tcpStateName, tcpStep } from './tcpstate.js';
+
+export { CtStatus, TcpState, tcpStateName } from './tcpstate.js';
+export { formatCtEntry, type CtEntryInfo, type CtTupleInfo } from './format.js';
 
 /** Direction of a packet relative to the connection (the low bit of a ref). */
 export const CtDir = { Original: 0, Reply: 1 } as const;
 export type CtDir = (typeof CtDir)[keyof typeof CtDir];
-
-/** TCP conntrack states, Linux's names and order (SYN_SENT2 is the simultaneous-open state). */
-export const TcpState = {
-  None: 0,
-  SynSent: 1,
-  SynRecv: 2,
-  Established: 3,
-  FinWait: 4,
-  CloseWait: 5,
-  LastAck: 6,
-  TimeWait: 7,
-  Close: 8,
-  SynSent2: 9,
-} as const;
-export type TcpState = (typeof TcpState)[keyof typeof TcpState];
-
-const TCP_STATE_NAMES = [
-  'NONE',
-  'SYN_SENT',
-  'SYN_RECV',
-  'ESTABLISHED',
-  'FIN_WAIT',
-  'CLOSE_WAIT',
-  'LAST_ACK',
-  'TIME_WAIT',
-  'CLOSE',
-  'SYN_SENT2',
-] as const;
-
-export function tcpStateName(s: number): string {
-  return TCP_STATE_NAMES[s] ?? `STATE_${s}`;
-}
-
-/** Bits of the status word (`Conntrack.status(id)`); the low 4 bits are the TCP state. */
-export const CtStatus = {
-  StateMask: 0x0f,
-  /** A packet was seen in the REPLY direction. */
-  SeenReply: 0x10,
-  /** Traffic both ways (TCP: established); evicted last when the table is full. */
-  Assured: 0x20,
-  /** ORIGINAL-direction packets get their source (address or port) rewritten. */
-  SrcNat: 0x40,
-  /** ORIGINAL-direction packets get their destination (address or port) rewritten. */
-  DstNat: 0x80,
-  /** TCP: a FIN was seen in the ORIGINAL / REPLY direction. */
-  FinOriginal: 0x100,
-  FinReply: 0x200,
-  /** The record holds a live entry. */
-  InUse: 0x8000,
-} as const;
 
 /** What `update` made of a packet. */
 export const CtUpdate = {
@@ -207,36 +161,6 @@ export class ConntrackStats {
   restarted = 0;
 }
 
-/** One tuple for display (`list`). For ICMP, `sport` is the identifier and `dport` is `type << 8`. */
-export interface CtTupleInfo {
-  src: string;
-  dst: string;
-  sport: number;
-  dport: number;
-}
-
-/** A snapshot of one entry for the CLI/API (`list`). */
-export interface CtEntryInfo {
-  id: number;
-  proto: number;
-  protoName: string;
-  /** TCP state name; '' for other protocols. */
-  state: string;
-  /** Seconds until expiry. */
-  timeout: number;
-  assured: boolean;
-  seenReply: boolean;
-  snat: boolean;
-  dnat: boolean;
-  mark: number;
-  original: CtTupleInfo;
-  reply: CtTupleInfo;
-  packetsOriginal: number;
-  packetsReply: number;
-}
-
-// ---- record layout (exported for nat.ts, which reads tuples straight from `rec`) ----------------
-
 /** Most tuples one batch prefetch takes (see `Conntrack.prefetch`). */
 export const PREFETCH_MAX = 256;
 
@@ -259,69 +183,6 @@ const REC_PKTS = 14;
 export function tupleBase(ref: number): number {
   return ((ref >> 1) << 4) | ((ref & 1) << 2);
 }
-
-// ---- TCP state machine ----------------------------------------------------------------------
-
-// Packet classes (Linux's index into its table).
-const C_SYN = 0;
-const C_SYNACK = 1;
-const C_FIN = 2;
-const C_ACK = 3;
-const C_RST = 4;
-const C_NONE = 5;
-// Pseudo states in the table.
-const S_IV = 10; // invalid
-const S_IG = 11; // ignore
-
-/** Packet class from the flags byte. */
-function tcpClass(flags: number): number {
-  if ((flags & TcpFlags.RST) !== 0) return C_RST;
-  if ((flags & TcpFlags.SYN) !== 0) return (flags & TcpFlags.ACK) !== 0 ? C_SYNACK : C_SYN;
-  if ((flags & TcpFlags.FIN) !== 0) return C_FIN;
-  if ((flags & TcpFlags.ACK) !== 0) return C_ACK;
-  return C_NONE;
-}
-
-/**
- * Flag combinations a TCP segment may carry (PSH, ECE and CWR aside), as Linux's tcp_error accepts:
- * SYN, SYN|URG, SYN|ACK, RST, RST|ACK, FIN|ACK, FIN|ACK|URG, ACK, ACK|URG. Everything else (a bare
- * FIN, SYN|FIN, SYN|RST, no flags, ...) is invalid.
- */
-const TCP_VALID_FLAGS = (() => {
-  const t = new Uint8Array(256);
-  const { SYN, ACK, RST, FIN, URG } = TcpFlags;
-  for (const f of [SYN, SYN | URG, SYN | ACK, RST, RST | ACK, FIN | ACK, FIN | ACK | URG, ACK, ACK | URG]) t[f] = 1;
-  return t;
-})();
-const TCP_IGNORED_FLAGS = TcpFlags.PSH | TcpFlags.ECE | TcpFlags.CWR;
-
-/**
- * Next state by [dir][class][state]. Rows are packet classes, columns the current state in the
- * order NO SS SR ES FW CW LA TW CL S2. The semantics are Linux's (see the comments in
- * nf_conntrack_proto_tcp.c): a SYN opens, SYN/ACK answers, the first FIN moves to FIN_WAIT, its ACK to
- * CLOSE_WAIT, the second FIN to LAST_ACK, the last ACK to TIME_WAIT, RST to CLOSE.
- */
-const TCP_TRANSITIONS = (() => {
-  const code: Record<string, number> = { NO: 0, SS: 1, SR: 2, ES: 3, FW: 4, CW: 5, LA: 6, TW: 7, CL: 8, S2: 9, IV: S_IV, IG: S_IG };
-  const rows = (lines: string[]): number[] => lines.flatMap((l) => l.trim().split(/\s+/).map((s) => code[s]!));
-  const original = rows([
-    /* SYN    */ 'SS SS IG IG IG IG IG SS SS S2',
-    /* SYNACK */ 'IV IV SR IV IV IV IV IV IV SR',
-    /* FIN    */ 'IV IV FW FW LA LA LA TW CL IV',
-    /* ACK    */ 'ES IV ES ES CW CW TW TW CL IV',
-    /* RST    */ 'IV CL CL CL CL CL CL CL CL CL',
-    /* NONE   */ 'IV IV IV IV IV IV IV IV IV IV',
-  ]);
-  const reply = rows([
-    /* SYN    */ 'IV S2 IV IV IV IV IV SS IV S2',
-    /* SYNACK */ 'IV SR IG IG IG IG IG IG IG SR',
-    /* FIN    */ 'IV IV FW FW LA LA LA TW CL IV',
-    /* ACK    */ 'IV IG SR ES CW CW TW TW CL IG',
-    /* RST    */ 'IV CL CL CL CL CL CL CL CL CL',
-    /* NONE   */ 'IV IV IV IV IV IV IV IV IV IV',
-  ]);
-  return Uint8Array.from([...original, ...reply]);
-})();
 
 // ---- hashing --------------------------------------------------------------------------------
 
@@ -537,28 +398,15 @@ export class Conntrack {
    * `sport` and `type << 8` as `dport`.
    */
   lookup(proto: number, src: number, dst: number, sport: number, dport: number, now: number): number {
-    src |= 0;
-    dst |= 0;
-    const p = ports(sport, dport);
-    const rec = this.rec;
-    const index = this.index;
-    const mask = this.mask;
-    const h = hashTuple(this.seed, src, dst, p, proto);
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const n = index[(i << 1) + 1]!;
-      if (n < 0) return -1;
-      if (index[i << 1] !== h) continue;
-      const b = ((n >> 1) << 4) | ((n & 1) << 2);
-      if (rec[b] === src && rec[b + 1] === dst && rec[b + 2] === p && rec[b + 3] === proto) {
-        const e = n >> 1;
-        if (this.f64[(e << 3) + REC_EXPIRES_F64]! <= now) {
-          this.unlinkAndFree(e);
-          this.stats.expired++;
-          return -1;
-        }
-        return n;
-      }
+    const n = this.findRef(src | 0, dst | 0, ports(sport, dport), proto);
+    if (n < 0) return -1;
+    const e = n >> 1;
+    if (this.f64[(e << 3) + REC_EXPIRES_F64]! <= now) {
+      this.unlinkAndFree(e);
+      this.stats.expired++;
+      return -1;
     }
+    return n;
   }
 
   /**
@@ -679,43 +527,21 @@ export class Conntrack {
     const proto = rec[b + REC_PROTO]!;
     let timeout: number;
     if (proto === IpProtocol.TCP) {
-      if (TCP_VALID_FLAGS[tcpFlags & ~TCP_IGNORED_FLAGS & 0xff] !== 1) {
+      const next = tcpStep(st, d, tcpFlags);
+      if (next < 0) {
+        if (next === TCP_IGNORE) {
+          rec[b + REC_PKTS + d]++;
+          return CtUpdate.Ignored;
+        }
+        if (next === TCP_RESTART) {
+          this.stats.restarted++;
+          return CtUpdate.Restart;
+        }
         this.stats.invalid++;
         return CtUpdate.Invalid;
       }
-      const cls = tcpClass(tcpFlags);
-      const old = st & CtStatus.StateMask;
-      let next = TCP_TRANSITIONS[d * 60 + cls * 10 + old]!;
-      if (next === S_IV) {
-        this.stats.invalid++;
-        return CtUpdate.Invalid;
-      }
-      if (next === S_IG) {
-        rec[b + REC_PKTS + d]++;
-        return CtUpdate.Ignored;
-      }
-      if (d === 0 && cls === C_SYN && (old === TcpState.TimeWait || old === TcpState.Close)) {
-        this.stats.restarted++;
-        return CtUpdate.Restart;
-      }
-      const mine = d === 0 ? CtStatus.FinOriginal : CtStatus.FinReply;
-      const theirs = d === 0 ? CtStatus.FinReply : CtStatus.FinOriginal;
-      if (cls === C_FIN) {
-        if ((st & mine) !== 0) next = old; // retransmitted FIN
-        st |= mine;
-      } else if (cls === C_ACK && old === TcpState.FinWait && (st & mine) !== 0 && (st & theirs) === 0) {
-        next = old; // the FIN's sender acking the peer's data, not the peer acking the FIN
-      }
-      if (d === 1) st |= CtStatus.SeenReply;
-      if (
-        next === TcpState.Established &&
-        (old === TcpState.SynRecv || old === TcpState.Established) &&
-        (st & CtStatus.SeenReply) !== 0
-      ) {
-        st |= CtStatus.Assured;
-      }
-      st = (st & ~CtStatus.StateMask) | next;
-      timeout = this.tcpTimeout[next]!;
+      st = next;
+      timeout = this.tcpTimeout[st & CtStatus.StateMask]!;
       if ((st & CtStatus.Assured) === 0 && timeout > this.tcpUnack) timeout = this.tcpUnack;
     } else {
       if (d === 1) st |= CtStatus.SeenReply | CtStatus.Assured;
@@ -731,9 +557,7 @@ export class Conntrack {
 
   /** Whether a TCP segment with these flags may open a connection (a SYN; a bare ACK if `tcpLoose`). */
   tcpCanStart(tcpFlags: number): boolean {
-    if (TCP_VALID_FLAGS[tcpFlags & ~TCP_IGNORED_FLAGS & 0xff] !== 1) return false;
-    const cls = tcpClass(tcpFlags);
-    return cls === C_SYN || (cls === C_ACK && this.tcpLoose);
+    return tcpOpens(tcpFlags, this.tcpLoose);
   }
 
   /** Removes an entry (counted in `stats.deleted`); false if the id is not live. */
@@ -947,20 +771,4 @@ export class Conntrack {
     this.evictCursor = cur;
     return false;
   }
-}
-
-/** One line per entry in the style of `conntrack -L`. */
-export function formatCtEntry(x: CtEntryInfo): string {
-  const t = (u: CtTupleInfo) =>
-    x.proto === IpProtocol.ICMP
-      ? `src=${u.src} dst=${u.dst} type=${u.dport >> 8} id=${u.sport}`
-      : `src=${u.src} dst=${u.dst} sport=${u.sport} dport=${u.dport}`;
-  const parts = [x.protoName, String(x.proto), String(Math.ceil(x.timeout))];
-  if (x.state !== '') parts.push(x.state);
-  parts.push(t(x.original));
-  if (!x.seenReply) parts.push('[UNREPLIED]');
-  parts.push(t(x.reply));
-  if (x.assured) parts.push('[ASSURED]');
-  parts.push(`mark=${x.mark}`);
-  return parts.join(' ');
 }

@@ -19,9 +19,37 @@
  * Not handled: fragments after the first carry no ports and are never translated (`NotTracked`;
  * there is no reassembly, unlike Linux's nf_defrag), and IP options are left as they are.
  */
-import { DropCounters, DropReason } from '../dataplane/counters.js';
+import { DropCounters, DropReason } from '../util/counters.js';
 import { updateChecksum16, updateChecksum32, updateUdpChecksum32 } from '../packet/checksum.js';
-import { readI32, readU16, writeU16, writeU32 } from '../packet/bytes.js';
+import { readU16, writeU16 } from '../packet/bytes.js';
+import {
+  ICMP_CHECKSUM_OFFSET,
+  ICMP_ERROR_QUOTE_OFFSET,
+  TCP_CHECKSUM_OFFSET,
+  UDP_CHECKSUM_OFFSET,
+  icmpChecksum,
+  icmpEchoIdent,
+  icmpType,
+  ipv4Checksum,
+  ipv4Dst32,
+  ipv4HeaderLen,
+  ipv4IsLaterFragment,
+  ipv4Protocol,
+  ipv4Src32,
+  ipv4TotalLen,
+  ipv4Version,
+  l4ChecksumOffset,
+  l4DstPort,
+  l4Ports32,
+  l4SrcPort,
+  setIcmpChecksum,
+  setIcmpEchoIdent,
+  setIpv4Checksum,
+  setIpv4Dst,
+  setIpv4Src,
+  setL4Ports,
+  tcpFlags,
+} from '../packet/fields.js';
 import { ParseError } from '../packet/errors.js';
 import { IcmpType } from '../packet/icmp.js';
 import { IpProtocol, Ipv4View } from '../packet/ipv4.js';
@@ -149,6 +177,18 @@ export class Nat {
   get dport(): number {
     return this.pDport;
   }
+  /** Why the last `Drop` this NAT answered was dropped (for the flow log). */
+  lastDrop: DropReason = DropReason.ConntrackInvalid;
+
+  private drop(reason: DropReason): void {
+    this.lastDrop = reason;
+    this.drops.add(reason);
+  }
+
+  /** TCP flags of the last parsed packet (0 for other protocols). */
+  get tcpFlags(): number {
+    return this.pFlags;
+  }
 
   /**
    * The per-packet entry point: finds the packet's connection, advances its state and rewrites the
@@ -199,17 +239,17 @@ export class Nat {
    */
   prefetch(buf: Buffer, ipOff: number, ipLen: number): void {
     if (ipLen < 28 || ipOff < 0 || ipOff + ipLen > buf.length) return;
-    if ((readU16(buf, ipOff + 6) & 0x1fff) !== 0) return; // no ports after the first fragment
-    const hlen = (buf[ipOff]! & 0x0f) << 2;
+    if (ipv4IsLaterFragment(buf, ipOff)) return; // no ports after the first fragment
+    const hlen = ipv4HeaderLen(buf, ipOff);
     if (ipLen < hlen + 8) return;
-    const proto = buf[ipOff + 9]!;
+    const proto = ipv4Protocol(buf, ipOff);
     const l4 = ipOff + hlen;
     if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
-      this.ct.prefetch(proto, readI32(buf, ipOff + 12), readI32(buf, ipOff + 16), readU16(buf, l4), readU16(buf, l4 + 2));
+      this.ct.prefetch(proto, ipv4Src32(buf, ipOff), ipv4Dst32(buf, ipOff), l4SrcPort(buf, l4), l4DstPort(buf, l4));
     } else if (proto === IpProtocol.ICMP) {
-      const t = buf[l4]!;
+      const t = icmpType(buf, l4);
       if (t === IcmpType.EchoRequest || t === IcmpType.EchoReply) {
-        this.ct.prefetch(proto, readI32(buf, ipOff + 12), readI32(buf, ipOff + 16), readU16(buf, l4 + 4), t << 8);
+        this.ct.prefetch(proto, ipv4Src32(buf, ipOff), ipv4Dst32(buf, ipOff), icmpEchoIdent(buf, l4), t << 8);
       }
     }
   }
@@ -296,7 +336,7 @@ export class Nat {
     const canStart = proto === IpProtocol.TCP ? ct.tcpCanStart(this.pFlags) : icmp ? this.pDport === ECHO_REQUEST_KEY : true;
     if (!canStart) {
       if (mode === MODE_TRACK) return Verdict.NotTracked;
-      this.drops.add(DropReason.ConntrackInvalid);
+      this.drop(DropReason.ConntrackInvalid);
       return Verdict.Drop;
     }
     // REPLY tuple: (rSrc:rSport -> rDst:key) for TCP/UDP, (rSrc -> rDst, id = key, echo reply) for ICMP.
@@ -313,14 +353,14 @@ export class Nat {
     }
     if (key < 0) {
       this.stats.portsExhausted++;
-      this.drops.add(DropReason.NatPortsExhausted);
+      this.drop(DropReason.NatPortsExhausted);
       return Verdict.Drop;
     }
     const id = icmp
       ? ct.create(proto, this.pSrc, this.pDst, this.pSport, this.pDport, rSrc, rDst, key, ECHO_REPLY_KEY, now)
       : ct.create(proto, this.pSrc, this.pDst, this.pSport, this.pDport, rSrc, rDst, rSport, key, now);
     if (id < 0) {
-      this.drops.add(DropReason.ConntrackFull);
+      this.drop(DropReason.ConntrackFull);
       return Verdict.Drop;
     }
     this.stats.created++;
@@ -332,10 +372,10 @@ export class Nat {
     if (r === P_ICMP_ERROR) return this.icmpError(buf, ipOff, now);
     if (r === P_UNTRACKED) {
       if (mode === MODE_TRACK) return Verdict.NotTracked;
-      this.drops.add(DropReason.NatUntrackable);
+      this.drop(DropReason.NatUntrackable);
       return Verdict.Drop;
     }
-    this.drops.add(r === P_BAD_IP ? DropReason.MalformedIpv4 : DropReason.MalformedL4);
+    this.drop(r === P_BAD_IP ? DropReason.MalformedIpv4 : DropReason.MalformedL4);
     return Verdict.Drop;
   }
 
@@ -343,7 +383,7 @@ export class Nat {
   private apply(buf: Buffer, ipOff: number, ref: number, now: number): Verdict {
     const u = this.ct.update(ref, this.pFlags, now);
     if (u === CtUpdate.Invalid) {
-      this.drops.add(DropReason.ConntrackInvalid);
+      this.drop(DropReason.ConntrackInvalid);
       return Verdict.Drop;
     }
     if (u === CtUpdate.Restart) {
@@ -361,31 +401,31 @@ export class Nat {
    */
   private parse(buf: Buffer, ipOff: number, ipLen: number, check: boolean): number {
     if (check && this.ip.reset(buf, ipOff, ipLen) !== ParseError.Ok) return P_BAD_IP;
-    const proto = buf[ipOff + 9]!;
+    const proto = ipv4Protocol(buf, ipOff);
     this.pProto = proto;
-    this.pSrc = readI32(buf, ipOff + 12);
-    this.pDst = readI32(buf, ipOff + 16);
+    this.pSrc = ipv4Src32(buf, ipOff);
+    this.pDst = ipv4Dst32(buf, ipOff);
     this.pSport = 0;
     this.pDport = 0;
     this.pFlags = 0;
-    if ((readU16(buf, ipOff + 6) & 0x1fff) !== 0) return P_UNTRACKED; // not the first fragment
-    const hlen = (buf[ipOff]! & 0x0f) << 2;
+    if (ipv4IsLaterFragment(buf, ipOff)) return P_UNTRACKED; // not the first fragment
+    const hlen = ipv4HeaderLen(buf, ipOff);
     const l4 = ipOff + hlen;
-    const l4len = readU16(buf, ipOff + 2) - hlen;
+    const l4len = ipv4TotalLen(buf, ipOff) - hlen;
     this.l4 = l4;
     this.l4len = l4len;
     if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
       if (l4len < (proto === IpProtocol.TCP ? 20 : 8)) return P_BAD_L4;
-      this.pSport = readU16(buf, l4);
-      this.pDport = readU16(buf, l4 + 2);
-      if (proto === IpProtocol.TCP) this.pFlags = buf[l4 + 13]!;
+      this.pSport = l4SrcPort(buf, l4);
+      this.pDport = l4DstPort(buf, l4);
+      if (proto === IpProtocol.TCP) this.pFlags = tcpFlags(buf, l4);
       return P_OK;
     }
     if (proto === IpProtocol.ICMP) {
       if (l4len < 8) return P_BAD_L4;
-      const t = buf[l4]!;
+      const t = icmpType(buf, l4);
       if (t === IcmpType.EchoRequest || t === IcmpType.EchoReply) {
-        this.pSport = readU16(buf, l4 + 4);
+        this.pSport = icmpEchoIdent(buf, l4);
         this.pDport = t << 8;
         return P_OK;
       }
@@ -407,48 +447,48 @@ export class Nat {
     const newSrc = rec[other + 1]!;
     const newDst = rec[other]!;
     const l4 = this.l4;
-    let ipc = readU16(buf, ipOff + 10);
+    let ipc = ipv4Checksum(buf, ipOff);
     if (proto === IpProtocol.TCP || proto === IpProtocol.UDP) {
       const udp = proto === IpProtocol.UDP;
-      const co = l4 + (udp ? 6 : 16);
+      const co = l4 + l4ChecksumOffset(proto);
       let c = readU16(buf, co);
       if (oldSrc !== newSrc) {
         ipc = updateChecksum32(ipc, oldSrc, newSrc);
         c = udp ? updateUdpChecksum32(c, oldSrc, newSrc) : updateChecksum32(c, oldSrc, newSrc);
-        writeU32(buf, ipOff + 12, newSrc);
+        setIpv4Src(buf, ipOff, newSrc);
       }
       if (oldDst !== newDst) {
         ipc = updateChecksum32(ipc, oldDst, newDst);
         c = udp ? updateUdpChecksum32(c, oldDst, newDst) : updateChecksum32(c, oldDst, newDst);
-        writeU32(buf, ipOff + 16, newDst);
+        setIpv4Dst(buf, ipOff, newDst);
       }
       const oldPorts = rec[mine + REC_PORTS]!;
       const op = rec[other + REC_PORTS]!;
       const newPorts = ((op & 0xffff) << 16) | (op >>> 16); // (other.dport, other.sport)
       if (oldPorts !== newPorts) {
         c = udp ? updateUdpChecksum32(c, oldPorts, newPorts) : updateChecksum32(c, oldPorts, newPorts);
-        writeU32(buf, l4, newPorts);
+        setL4Ports(buf, l4, newPorts);
       }
       writeU16(buf, co, c);
     } else {
       if (oldSrc !== newSrc) {
         ipc = updateChecksum32(ipc, oldSrc, newSrc);
-        writeU32(buf, ipOff + 12, newSrc);
+        setIpv4Src(buf, ipOff, newSrc);
       }
       if (oldDst !== newDst) {
         ipc = updateChecksum32(ipc, oldDst, newDst);
-        writeU32(buf, ipOff + 16, newDst);
+        setIpv4Dst(buf, ipOff, newDst);
       }
       if (proto === IpProtocol.ICMP) {
         const oldId = rec[mine + REC_PORTS]! >>> 16;
         const newId = rec[other + REC_PORTS]! >>> 16;
         if (oldId !== newId) {
-          writeU16(buf, l4 + 2, updateChecksum16(readU16(buf, l4 + 2), oldId, newId));
-          writeU16(buf, l4 + 4, newId);
+          setIcmpChecksum(buf, l4, updateChecksum16(icmpChecksum(buf, l4), oldId, newId));
+          setIcmpEchoIdent(buf, l4, newId);
         }
       }
     }
-    writeU16(buf, ipOff + 10, ipc);
+    setIpv4Checksum(buf, ipOff, ipc);
     this.stats.translated++;
   }
 
@@ -463,23 +503,23 @@ export class Nat {
   private icmpError(buf: Buffer, ipOff: number, now: number): Verdict {
     const l4 = this.l4;
     const end = l4 + this.l4len;
-    const e = l4 + 8;
-    if (end - e < 20 || buf[e]! >> 4 !== 4) return Verdict.NotTracked;
-    const ehl = (buf[e]! & 0x0f) << 2;
+    const e = l4 + ICMP_ERROR_QUOTE_OFFSET;
+    if (end - e < 20 || ipv4Version(buf, e) !== 4) return Verdict.NotTracked;
+    const ehl = ipv4HeaderLen(buf, e);
     if (ehl < 20 || e + ehl + 8 > end) return Verdict.NotTracked;
-    if ((readU16(buf, e + 6) & 0x1fff) !== 0) return Verdict.NotTracked;
-    const eProto = buf[e + 9]!;
-    const eSrc = readI32(buf, e + 12);
-    const eDst = readI32(buf, e + 16);
+    if (ipv4IsLaterFragment(buf, e)) return Verdict.NotTracked;
+    const eProto = ipv4Protocol(buf, e);
+    const eSrc = ipv4Src32(buf, e);
+    const eDst = ipv4Dst32(buf, e);
     const el4 = e + ehl;
     const ct = this.ct;
     const ports = eProto === IpProtocol.TCP || eProto === IpProtocol.UDP;
     let ref: number;
     if (ports) {
-      ref = ct.lookup(eProto, eDst, eSrc, readU16(buf, el4 + 2), readU16(buf, el4), now);
+      ref = ct.lookup(eProto, eDst, eSrc, l4DstPort(buf, el4), l4SrcPort(buf, el4), now);
     } else if (eProto === IpProtocol.ICMP) {
-      const t = buf[el4]!;
-      const id = readU16(buf, el4 + 4);
+      const t = icmpType(buf, el4);
+      const id = icmpEchoIdent(buf, el4);
       if (t === IcmpType.EchoRequest) ref = ct.lookup(eProto, eDst, eSrc, id, ECHO_REPLY_KEY, now);
       else if (t === IcmpType.EchoReply) ref = ct.lookup(eProto, eDst, eSrc, id, ECHO_REQUEST_KEY, now);
       else return Verdict.NotTracked;
@@ -498,41 +538,41 @@ export class Nat {
     // 16-bit word is also folded into the ICMP checksum (all quoted fields sit at even offsets).
     const nSrc = rec[other]!;
     const nDst = rec[other + 1]!;
-    let icmpc = readU16(buf, l4 + 2);
-    const eipcOld = readU16(buf, e + 10);
+    let icmpc = icmpChecksum(buf, l4);
+    const eipcOld = ipv4Checksum(buf, e);
     let eipc = eipcOld;
     const udp = eProto === IpProtocol.UDP;
     // The quoted L4 checksum, when the quote reaches it (TCP's lies past the first 8 bytes).
-    const lco = eProto === IpProtocol.TCP ? (el4 + 18 <= end ? el4 + 16 : -1) : udp ? el4 + 6 : el4 + 2;
+    const lco = eProto === IpProtocol.TCP ? (el4 + TCP_CHECKSUM_OFFSET + 2 <= end ? el4 + TCP_CHECKSUM_OFFSET : -1) : udp ? el4 + UDP_CHECKSUM_OFFSET : el4 + ICMP_CHECKSUM_OFFSET;
     const lcOld = lco >= 0 ? readU16(buf, lco) : 0;
     let lc = lcOld;
     if (eSrc !== nSrc) {
       eipc = updateChecksum32(eipc, eSrc, nSrc);
       icmpc = updateChecksum32(icmpc, eSrc, nSrc);
       if (ports && lco >= 0) lc = udp ? updateUdpChecksum32(lc, eSrc, nSrc) : updateChecksum32(lc, eSrc, nSrc);
-      writeU32(buf, e + 12, nSrc);
+      setIpv4Src(buf, e, nSrc);
     }
     if (eDst !== nDst) {
       eipc = updateChecksum32(eipc, eDst, nDst);
       icmpc = updateChecksum32(icmpc, eDst, nDst);
       if (ports && lco >= 0) lc = udp ? updateUdpChecksum32(lc, eDst, nDst) : updateChecksum32(lc, eDst, nDst);
-      writeU32(buf, e + 16, nDst);
+      setIpv4Dst(buf, e, nDst);
     }
     if (ports) {
-      const oldP = readI32(buf, el4);
+      const oldP = l4Ports32(buf, el4);
       const newP = rec[other + REC_PORTS]!;
       if (oldP !== newP) {
         icmpc = updateChecksum32(icmpc, oldP, newP);
         if (lco >= 0) lc = udp ? updateUdpChecksum32(lc, oldP, newP) : updateChecksum32(lc, oldP, newP);
-        writeU32(buf, el4, newP);
+        setL4Ports(buf, el4, newP);
       }
     } else {
-      const oldId = readU16(buf, el4 + 4);
+      const oldId = icmpEchoIdent(buf, el4);
       const newId = rec[other + REC_PORTS]! >>> 16;
       if (oldId !== newId) {
         icmpc = updateChecksum16(icmpc, oldId, newId);
         lc = updateChecksum16(lc, oldId, newId);
-        writeU16(buf, el4 + 4, newId);
+        setIcmpEchoIdent(buf, el4, newId);
       }
     }
     if (lco >= 0 && lc !== lcOld) {
@@ -541,25 +581,25 @@ export class Nat {
     }
     if (eipc !== eipcOld) {
       icmpc = updateChecksum16(icmpc, eipcOld, eipc);
-      writeU16(buf, e + 10, eipc);
+      setIpv4Checksum(buf, e, eipc);
     }
-    writeU16(buf, l4 + 2, icmpc);
+    setIcmpChecksum(buf, l4, icmpc);
 
     // The outer header (ICMP has no pseudo-header, so only the IPv4 checksum changes).
-    const oSrc = readI32(buf, ipOff + 12);
-    const oDst = readI32(buf, ipOff + 16);
+    const oSrc = ipv4Src32(buf, ipOff);
+    const oDst = ipv4Dst32(buf, ipOff);
     const toSrc = rec[other + 1]!;
     const toDst = rec[other]!;
-    let ipc = readU16(buf, ipOff + 10);
+    let ipc = ipv4Checksum(buf, ipOff);
     if (oSrc === rec[mine]! && oSrc !== toSrc) {
       ipc = updateChecksum32(ipc, oSrc, toSrc);
-      writeU32(buf, ipOff + 12, toSrc);
+      setIpv4Src(buf, ipOff, toSrc);
     }
     if (oDst === rec[mine + 1]! && oDst !== toDst) {
       ipc = updateChecksum32(ipc, oDst, toDst);
-      writeU32(buf, ipOff + 16, toDst);
+      setIpv4Dst(buf, ipOff, toDst);
     }
-    writeU16(buf, ipOff + 10, ipc);
+    setIpv4Checksum(buf, ipOff, ipc);
     this.stats.translated++;
     return Verdict.Ok;
   }

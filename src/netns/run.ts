@@ -97,3 +97,30 @@ export class Undo {
     this.steps.length = 0;
   }
 }
+
+/** Kills every process in a namespace (a deleted pod must not leave its processes running). */
+export async function killNetnsPids(netns: string): Promise<void> {
+  let pids: string[] = [];
+  try {
+    const { stdout } = await run('ip', ['netns', 'pids', netns]);
+    pids = stdout.split(/\s+/).filter(Boolean);
+  } catch {
+    return;
+  }
+  for (const p of pids) {
+    try {
+      process.kill(Number(p), 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+export async function deleteNetns(netns: string): Promise<void> {
+  await killNetnsPids(netns);
+  try {
+    await run('ip', ['netns', 'del', netns]);
+  } catch (err) {
+    if (!/No such file|not found|Invalid/.test(String((err as Error).message))) throw err;
+  }
+}

@@ -36,6 +36,11 @@ function matchIpv4(s: string): number | undefined {
   return ((+m[1] << 24) | (+m[2] << 16) | (+m[3] << 8) | +m[4]) >>> 0;
 }
 
+/** `"10.244.0.1"` -> `0x0af40001`, or -1 when `s` is not a dotted-quad IPv4 address. */
+export function tryParseIpv4(s: string): number {
+  return (typeof s === 'string' ? matchIpv4(s) : undefined) ?? -1;
+}
+
 /** `"10.244.0.1"` -> `0x0af40001`. Throws `PacketError` (code `BadAddress`) naming the input. */
 export function parseIpv4(s: string): number {
   const ip = typeof s === 'string' ? matchIpv4(s) : undefined;

@@ -39,3 +39,6 @@ export * from './vxlan.js';
 // Both addr.ts and ipv4.ts export `parseIpv4`; the ipv4.ts one accepts a string (-> number) or an
 // `Ipv4View` (-> `Ipv4Repr`), so it is the one re-exported here.
 export { parseIpv4 } from './ipv4.js';
+export * from './fields.js';
+export * from './vnet.js';
+export * from './segment.js';

@@ -2,10 +2,11 @@ import type { Logger } from 'pino';
 import type { ClusterStore, Watch } from '../store/types.js';
 import type { ClusterRegistry, Collection, NodeRecord, PodRecord } from '../store/registry.js';
 import { ServiceTable, type ServicePortSpec } from '../dataplane/services.js';
-import type { Router } from '../dataplane/router.js';
+import type { ServicesHook } from './hooks.js';
 import type { Conntrack } from '../nat/conntrack.js';
 import { IpProtocol } from '../packet/index.js';
-import { ipToNumber, numberToIp, parseSubnet } from '../daemon/ipam.js';
+import { parseSubnet } from '../store/subnet.js';
+import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
 import { ErrorCode, PodnetError, exists, notFound } from '../util/errors.js';
 import { selects, serviceRecordSchema, validateSpec, type ServiceRecord } from './record.js';
 
@@ -32,7 +33,7 @@ export class ServiceController {
   private readonly pods = new Map<string, PodRecord>();
   private readonly nodes = new Map<string, NodeRecord>();
   private watches: Watch[] = [];
-  private router: Router | undefined;
+  private hook: ServicesHook | undefined;
   private conntrack: Conntrack | undefined;
   private announce: ((ips: string[]) => Promise<void> | void) | undefined;
   /** service/proto/port -> endpoints, to find the ones that went away. */
@@ -46,9 +47,9 @@ export class ServiceController {
     this.root = o.registry.root;
   }
 
-  /** Starts following the store and programming `router` (null router: API only). */
-  async start(router: Router | undefined, conntrack: Conntrack | undefined, announce?: (ips: string[]) => Promise<void> | void): Promise<void> {
-    this.router = router;
+  /** Starts following the store and programming the data plane's services hook (none: API only). */
+  async start(hook: ServicesHook | undefined, conntrack: Conntrack | undefined, announce?: (ips: string[]) => Promise<void> | void): Promise<void> {
+    this.hook = hook;
     this.conntrack = conntrack;
     this.announce = announce;
     this.watches.push(
@@ -89,8 +90,8 @@ export class ServiceController {
 
   /** Builds the router's service table from services and pods; drops UDP flows to vanished endpoints. */
   private rebuild(): void {
-    const router = this.router;
-    if (!router) return;
+    const hook = this.hook;
+    if (!hook) return;
     const vips: Array<{ vip: number; ports: ServicePortSpec[] }> = [];
     const current = new Map<string, Set<number>>();
     const announce: string[] = [];
@@ -99,7 +100,7 @@ export class ServiceController {
       const members = [...this.pods.values()].filter((p) => selects(s.selector, p.labels));
       const ports: ServicePortSpec[] = s.ports.map((p) => {
         const proto = p.protocol === 'udp' ? IpProtocol.UDP : IpProtocol.TCP;
-        const endpoints = members.map((m) => ipToNumber(m.ip));
+        const endpoints = members.map((m) => parseIpv4(m.ip));
         current.set(`${s.name}/${proto}/${p.port}`, new Set(endpoints));
         return {
           service: s.name,
@@ -108,22 +109,22 @@ export class ServiceController {
           targetPort: p.targetPort,
           nodePort: p.nodePort ?? 0,
           endpoints,
-          localEndpoints: members.filter((m) => m.node === this.o.node).map((m) => ipToNumber(m.ip)),
+          localEndpoints: members.filter((m) => m.node === this.o.node).map((m) => parseIpv4(m.ip)),
           sessionAffinity: s.sessionAffinity === 'ClientIP',
           affinityTimeout: s.affinityTimeoutSeconds,
           policyLocal: s.externalTrafficPolicy === 'Local',
         };
       });
-      vips.push({ vip: ipToNumber(s.clusterIp), ports });
+      vips.push({ vip: parseIpv4(s.clusterIp), ports });
       const outside = [...s.externalIps, ...(s.loadBalancerIp ? [s.loadBalancerIp] : [])];
       for (const ip of outside) {
-        vips.push({ vip: ipToNumber(ip), ports });
+        vips.push({ vip: parseIpv4(ip), ports });
         // One node answers ARP for each outside IP (as MetalLB's layer-2 mode): chosen by hash, so all
         // nodes agree without talking; it moves when that node leaves.
-        if (nodeNames.length > 0 && nodeNames[ipToNumber(ip) % nodeNames.length] === this.o.node) announce.push(ip);
+        if (nodeNames.length > 0 && nodeNames[parseIpv4(ip) % nodeNames.length] === this.o.node) announce.push(ip);
       }
     }
-    router.services = new ServiceTable({ vips }, router.services);
+    hook.table = new ServiceTable({ vips }, hook.table);
 
     // Endpoints that went away: their UDP flows would otherwise keep sending into a black hole.
     const gone = new Set<number>();
@@ -135,7 +136,7 @@ export class ServiceController {
     if (gone.size > 0 && this.conntrack) {
       const ct = this.conntrack;
       const n = ct.deleteWhere((id) => ct.proto(id) === IpProtocol.UDP && gone.has(ct.src(id * 2 + 1) >>> 0));
-      if (n > 0) this.o.log.info({ endpoints: [...gone].map(numberToIp), flows: n }, 'removed UDP flows to deleted endpoints');
+      if (n > 0) this.o.log.info({ endpoints: [...gone].map(ipv4ToString), flows: n }, 'removed UDP flows to deleted endpoints');
     }
     const key = announce.sort().join(',');
     if (key !== this.announced && this.announce) {
@@ -203,7 +204,7 @@ export class ServiceController {
     const net = parseSubnet(cidr);
     const first = net.prefix >= 31 ? net.network : net.network + 1 + skip;
     const last = net.prefix >= 31 ? net.broadcast : net.broadcast - 1;
-    for (let ip = first; ip <= last; ip++) if (await claim(kind, numberToIp(ip))) return numberToIp(ip);
+    for (let ip = first; ip <= last; ip++) if (await claim(kind, ipv4ToString(ip))) return ipv4ToString(ip);
     throw new PodnetError(ErrorCode.Exhausted, `no free address left in ${cidr} for ${kind === 'lbip' ? 'LoadBalancer IPs' : 'cluster IPs'}`);
   }
 

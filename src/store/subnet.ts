@@ -1,5 +1,7 @@
 /** IPv4 CIDR arithmetic for subnet allocation (control plane only; addresses as unsigned 32-bit numbers). */
 import { StoreError, StoreErrorCode } from './errors.js';
+import { ipv4ToString, parseCidr as parseIpv4Cidr, prefixToMask, tryParseIpv4 } from '../packet/addr.js';
+import { invalid } from '../util/errors.js';
 
 export interface Cidr {
   /** Network address, host bits zero. */
@@ -7,42 +9,56 @@ export interface Cidr {
   readonly prefix: number;
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
 export function isIpv4(s: string): boolean {
-  return IPV4.test(s);
-}
-
-export function ipToNumber(s: string): number {
-  if (!isIpv4(s)) throw new StoreError(StoreErrorCode.InvalidArgument, `not an IPv4 address: ${JSON.stringify(s)}`);
-  return s.split('.').reduce((acc, part) => acc * 256 + Number(part), 0) >>> 0;
-}
-
-export function numberToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join('.');
+  return tryParseIpv4(s) >= 0;
 }
 
 function mask(prefix: number): number {
-  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return prefixToMask(prefix);
 }
 
 /** Parses "a.b.c.d/n". With `strict`, host bits must be zero; otherwise they are cleared. */
 export function parseCidr(s: string, strict = false): Cidr {
-  const m = /^([^/]+)\/(\d{1,2})$/.exec(s);
-  const prefix = m ? Number(m[2]) : NaN;
-  if (!m || !isIpv4(m[1]!) || prefix > 32) {
+  let c: ReturnType<typeof parseIpv4Cidr>;
+  try {
+    c = parseIpv4Cidr(s);
+  } catch {
     throw new StoreError(StoreErrorCode.InvalidArgument, `not an IPv4 CIDR: ${JSON.stringify(s)}`);
   }
-  const addr = ipToNumber(m[1]!);
-  const base = (addr & mask(prefix)) >>> 0;
-  if (strict && base !== addr) {
-    throw new StoreError(StoreErrorCode.InvalidArgument, `${s} has host bits set (network is ${numberToIp(base)}/${prefix})`);
+  if (strict && c.network !== c.addr) {
+    throw new StoreError(StoreErrorCode.InvalidArgument, `${s} has host bits set (network is ${ipv4ToString(c.network)}/${c.prefix})`);
   }
-  return { base, prefix };
+  return { base: c.network, prefix: c.prefix };
+}
+
+/** A node's pod subnet as the node lays it out. */
+export interface Subnet {
+  cidr: string;
+  network: number;
+  prefix: number;
+  mask: number;
+  broadcast: number;
+  /** `.0`: the host port's address (as flannel gives flannel.1 the subnet's .0/32). */
+  hostIp: number;
+  /** `.1`: the gateway the userspace router owns. */
+  gatewayIp: number;
+}
+
+/** A subnet "a.b.c.d/n" (host bits cleared) with its host port and gateway addresses. */
+export function parseSubnet(cidr: string): Subnet {
+  let c: ReturnType<typeof parseIpv4Cidr>;
+  try {
+    c = parseIpv4Cidr(cidr);
+  } catch {
+    throw invalid(`invalid subnet ${cidr}`);
+  }
+  const { network, prefix, mask } = c;
+  const broadcast = (network | (~mask >>> 0)) >>> 0;
+  return { cidr: `${ipv4ToString(network)}/${prefix}`, network, prefix, mask, broadcast, hostIp: network, gatewayIp: (network + 1) >>> 0 };
 }
 
 export function formatCidr(c: Cidr): string {
-  return `${numberToIp(c.base)}/${c.prefix}`;
+  return `${ipv4ToString(c.base)}/${c.prefix}`;
 }
 
 /** Whether `inner` lies entirely inside `outer`. */

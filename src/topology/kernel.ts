@@ -1,6 +1,7 @@
 import { VXLAN_OVERHEAD } from '../packet/index.js';
 import { ip, ipBatch, nsExec, run } from '../netns/run.js';
-import { parseSubnet, numberToIp } from '../daemon/ipam.js';
+import { parseSubnet } from '../store/subnet.js';
+import { ipv4ToString } from '../packet/addr.js';
 import type { Host, Topology } from './topology.js';
 
 /**
@@ -30,10 +31,10 @@ export async function setupKernelNode(host: Host, opts: KernelNodeOptions): Prom
     [
       `link add flannel.1 type vxlan id ${opts.vni ?? 1} dstport ${opts.port ?? 8472} nolearning local ${host.underlayIp} dev eth0`,
       `link set flannel.1 address ${opts.vtepMac} mtu ${mtu} up`,
-      `addr add ${numberToIp(s.hostIp)}/32 dev flannel.1`,
+      `addr add ${ipv4ToString(s.hostIp)}/32 dev flannel.1`,
       'link add cni0 type bridge',
       `link set cni0 mtu ${mtu} up`,
-      `addr add ${numberToIp(s.gatewayIp)}/${s.prefix} dev cni0`,
+      `addr add ${ipv4ToString(s.gatewayIp)}/${s.prefix} dev cni0`,
     ],
     host.netns,
   );
@@ -42,7 +43,7 @@ export async function setupKernelNode(host: Host, opts: KernelNodeOptions): Prom
 
 export async function addKernelPeer(host: Host, peer: KernelPeer): Promise<void> {
   const p = parseSubnet(peer.subnet);
-  const via = numberToIp(p.hostIp);
+  const via = ipv4ToString(p.hostIp);
   await ipBatch(
     [`route replace ${p.cidr} via ${via} dev flannel.1 onlink`, `neigh replace ${via} lladdr ${peer.vtepMac} dev flannel.1 nud permanent`],
     host.netns,
@@ -63,7 +64,7 @@ export async function addKernelPod(t: Topology, host: Host, name: string, podIp:
   const mtu = (await ip(['-j', 'link', 'show', 'cni0'], host.netns)).stdout.match(/"mtu":(\d+)/)?.[1] ?? '1450';
   await ipBatch([`link set ${hostSide} master cni0 mtu ${mtu} up`], host.netns);
   await ipBatch(
-    ['link set lo up', `link set eth0 mtu ${mtu} up`, `addr add ${podIp}/${s.prefix} dev eth0`, `route add default via ${numberToIp(s.gatewayIp)} dev eth0`],
+    ['link set lo up', `link set eth0 mtu ${mtu} up`, `addr add ${podIp}/${s.prefix} dev eth0`, `route add default via ${ipv4ToString(s.gatewayIp)} dev eth0`],
     netns,
   );
   return netns;

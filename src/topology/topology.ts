@@ -5,8 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { ip, listNetns, nsExec, run, type RunResult } from '../netns/run.js';
-import { deleteNetns } from '../daemon/pods.js';
-import { apiCall } from '../daemon/api.js';
+import { deleteNetns } from '../netns/run.js';
+import { apiCall } from '../api/client.js';
 
 /** Repository root (this file is src/topology/topology.ts, compiled to dist/src/topology/topology.js). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), existsSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../../package.json')) ? '../../..' : '../..');

@@ -23,7 +23,25 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 
 import { run, Undo } from '../netns/run.js';
-import { ArpOp, ArpView, ETH_HLEN, EtherType, ParseError, parseIpv4, parseMac, writeArp, writeEthernetHeader } from '../packet/index.js';
+import {
+  ArpOp,
+  ArpView,
+  ETH_HLEN,
+  EtherType,
+  ParseError,
+  ethSrcHi,
+  ethSrcLo32,
+  ethType,
+  ipv4Dst32,
+  ipv4ToString,
+  ipv4TotalLen,
+  ipv4Version,
+  parseIpv4,
+  parseMac,
+  writeArp,
+  writeEthernetHeader,
+} from '../packet/index.js';
+import { DropCounters, DropReason } from '../util/counters.js';
 import { ErrorCode, invalid, PodnetError } from '../util/errors.js';
 import { captureFilter } from './filter.js';
 import { openCapture, openRawSocket, type Capture, type RawSocket } from './native.js';
@@ -58,40 +76,15 @@ export interface UplinkStats {
   captured: number;
   /** Packets the kernel accepted on the raw socket. */
   sent: number;
-  /** Packets the raw socket refused (each also counted under `drops['send: <error>']`). */
+  /** Packets the raw socket refused (each also counted as the drop `uplink_send_failed`). */
   sendErrors: number;
   /** ARP replies sent for announced IPs. */
   arpReplies: number;
   /** Gratuitous ARP frames sent (a request and a reply per newly announced IP). */
   gratuitousArps: number;
+  /** Drops by reason (DropReason names, as every counter of the data plane). */
   drops: Record<string, number>;
 }
-
-/** Why a frame taken off the wire, or a packet given to `send`, went nowhere. */
-export const UplinkDrop = {
-  /** Larger than the receive buffer. */
-  Truncated: 'truncated',
-  /** Shorter than an Ethernet header. */
-  Runt: 'runt',
-  /** Our own source MAC (libpcap also sees outgoing frames). */
-  OwnFrame: 'ownFrame',
-  /** Neither IPv4 nor ARP (VLAN-tagged frames included). */
-  NotIpv4: 'notIpv4',
-  /** `onPacket` threw. */
-  HandlerError: 'handlerError',
-  ArpMalformed: 'arpMalformed',
-  ArpNotRequest: 'arpNotRequest',
-  /** A request for an IP we no longer announce (the capture filter is replaced after the set). */
-  ArpNotAnnounced: 'arpNotAnnounced',
-  /** Another station announcing one of our IPs (sender IP = target IP): an address conflict. */
-  ArpConflict: 'arpConflict',
-  ArpSendError: 'arpSendError',
-  /** `send` got something that is not a complete IPv4 packet. */
-  SendMalformed: 'sendMalformed',
-  /** `send` after `close`. */
-  SendClosed: 'sendClosed',
-} as const;
-export type UplinkDrop = (typeof UplinkDrop)[keyof typeof UplinkDrop];
 
 const RX_BUFFER_BYTES = 65536 + ETH_HLEN;
 const ARP_FRAME_BYTES = 60; // minimum Ethernet frame without FCS: ARP is padded with zeros
@@ -114,6 +107,8 @@ export class Uplink {
   private readonly captureBufferBytes: number;
   private readonly macHi: number;
   private readonly macLo: number;
+  /** `macLo` as int32, as `ethSrcLo32` reads it. */
+  private readonly macLo32: number;
   /** Every captured frame is copied here by libpcap (through the binding), one at a time. */
   private readonly rx: Buffer;
   /** ARP replies and announcements; bytes 42..59 are the padding, zeros from `alloc`, never written. */
@@ -133,7 +128,7 @@ export class Uplink {
   private sendErrors = 0;
   private arpReplies = 0;
   private gratuitousArps = 0;
-  private readonly drops: Record<string, number> = Object.create(null);
+  private readonly drops = new DropCounters();
   private readonly warned = new Set<string>();
 
   private closed = false;
@@ -163,6 +158,7 @@ export class Uplink {
     const m = parseMac(init.mac);
     this.macHi = m.hi;
     this.macLo = m.lo;
+    this.macLo32 = m.lo | 0;
     this.rx = init.rx;
     this.sock = init.sock;
     this.rules = init.rules;
@@ -240,15 +236,15 @@ export class Uplink {
    * beyond the header's total length (Ethernet padding) are not sent. Returns false if dropped.
    */
   send(buf: Buffer, ipOff: number, ipLen: number): boolean {
-    if (this.closed) return this.drop(UplinkDrop.SendClosed);
-    if (ipOff < 0 || ipLen < 20 || ipOff + ipLen > buf.length || buf[ipOff]! >> 4 !== 4) return this.drop(UplinkDrop.SendMalformed);
-    const total = buf.readUInt16BE(ipOff + 2);
-    if (total < 20 || total > ipLen) return this.drop(UplinkDrop.SendMalformed);
-    const dst = buf.readUInt32BE(ipOff + 16);
+    if (this.closed) return this.drop(DropReason.UplinkSendClosed);
+    if (ipOff < 0 || ipLen < 20 || ipOff + ipLen > buf.length || ipv4Version(buf, ipOff) !== 4) return this.drop(DropReason.UplinkSendMalformed);
+    const total = ipv4TotalLen(buf, ipOff);
+    if (total < 20 || total > ipLen) return this.drop(DropReason.UplinkSendMalformed);
+    const dst = ipv4Dst32(buf, ipOff);
     let addr = this.addrCache.get(dst);
     if (addr === undefined) {
       if (this.addrCache.size >= ADDR_CACHE_MAX) this.addrCache.clear();
-      addr = ipString(dst);
+      addr = ipv4ToString(dst);
       this.addrCache.set(dst, addr);
     }
     try {
@@ -259,9 +255,8 @@ export class Uplink {
       return true;
     } catch (err) {
       this.sendErrors++;
-      const reason = `send: ${(err as Error).message}`;
-      this.drop(reason);
-      this.warnOnce(reason, `uplink ${this.interface}: raw send to ${addr} failed: ${(err as Error).message}`);
+      this.drop(DropReason.UplinkSendFailed);
+      this.warnOnce(`send: ${(err as Error).message}`, `uplink ${this.interface}: raw send to ${addr} failed: ${(err as Error).message}`);
       return false;
     }
   }
@@ -330,7 +325,7 @@ export class Uplink {
       sendErrors: this.sendErrors,
       arpReplies: this.arpReplies,
       gratuitousArps: this.gratuitousArps,
-      drops: { ...this.drops },
+      drops: this.drops.toJSON(),
     };
   }
 
@@ -357,52 +352,52 @@ export class Uplink {
     if (this.closed) return;
     const b = this.rx;
     if (truncated) {
-      this.drop(UplinkDrop.Truncated);
+      this.drop(DropReason.UplinkTruncated);
       return;
     }
     if (nbytes < ETH_HLEN) {
-      this.drop(UplinkDrop.Runt);
+      this.drop(DropReason.UplinkRunt);
       return;
     }
-    if (b.readUInt16BE(6) === this.macHi && b.readUInt32BE(8) === this.macLo) {
-      this.drop(UplinkDrop.OwnFrame);
+    if (ethSrcHi(b, 0) === this.macHi && ethSrcLo32(b, 0) === this.macLo32) {
+      this.drop(DropReason.UplinkOwnFrame);
       return;
     }
-    const etherType = b.readUInt16BE(12);
+    const etherType = ethType(b, 0);
     if (etherType === EtherType.IPv4) {
       this.captured++;
       try {
         this.onPacket(b, ETH_HLEN, nbytes - ETH_HLEN);
       } catch (err) {
-        this.drop(UplinkDrop.HandlerError);
-        this.warnOnce(UplinkDrop.HandlerError, `uplink ${this.interface}: onPacket threw: ${(err as Error)?.stack ?? String(err)}`);
+        this.drop(DropReason.UplinkHandlerError);
+        this.warnOnce('handler', `uplink ${this.interface}: onPacket threw: ${(err as Error)?.stack ?? String(err)}`);
       }
     } else if (etherType === EtherType.ARP) {
       this.onArp(nbytes);
     } else {
-      this.drop(UplinkDrop.NotIpv4);
+      this.drop(DropReason.UplinkNotIpv4);
     }
   }
 
   private onArp(nbytes: number): void {
     const arp = this.arpView;
     if (arp.reset(this.rx, ETH_HLEN, nbytes - ETH_HLEN) !== ParseError.Ok) {
-      this.drop(UplinkDrop.ArpMalformed);
+      this.drop(DropReason.MalformedArp);
       return;
     }
     if (arp.operation !== ArpOp.Request) {
-      this.drop(UplinkDrop.ArpNotRequest);
+      this.drop(DropReason.ArpNotRequest);
       return;
     }
     const tip = arp.targetIp;
     if (!this.announcedIps.has(tip)) {
-      this.drop(UplinkDrop.ArpNotAnnounced);
+      this.drop(DropReason.ArpNotAnnounced);
       return;
     }
     const sip = arp.senderIp;
     if (sip === tip) {
-      this.drop(UplinkDrop.ArpConflict);
-      this.warnOnce(`${UplinkDrop.ArpConflict}:${tip}`, `uplink ${this.interface}: another station announces ${ipString(tip)}, which this node announces`);
+      this.drop(DropReason.ArpConflict);
+      this.warnOnce(`arp-conflict:${tip}`, `uplink ${this.interface}: another station announces ${ipv4ToString(tip)}, which this node announces`);
       return;
     }
     // Reply to the sender's hardware address (a probe with sender IP 0.0.0.0 is answered the same way,
@@ -431,8 +426,8 @@ export class Uplink {
       this.capture.send(this.arpTx, ARP_FRAME_BYTES);
       return true;
     } catch (err) {
-      this.drop(UplinkDrop.ArpSendError);
-      this.warnOnce(UplinkDrop.ArpSendError, `uplink ${this.interface}: injecting an ARP frame failed: ${(err as Error).message}`);
+      this.drop(DropReason.ArpSendFailed);
+      this.warnOnce('arp-send', `uplink ${this.interface}: injecting an ARP frame failed: ${(err as Error).message}`);
       return false;
     }
   }
@@ -441,8 +436,8 @@ export class Uplink {
     this.sent++;
   };
 
-  private drop(reason: string): false {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private drop(reason: DropReason): false {
+    this.drops.add(reason);
     return false;
   }
 
@@ -457,10 +452,6 @@ export class Uplink {
     this.queue = p.catch(() => undefined);
     return p;
   }
-}
-
-function ipString(ip: number): string {
-  return `${ip >>> 24}.${(ip >>> 16) & 0xff}.${(ip >>> 8) & 0xff}.${ip & 0xff}`;
 }
 
 function checkIp(ip: unknown, what: string): number {

@@ -7,7 +7,7 @@ import { RouteTable } from '../../src/ingress/routes.js';
 import { parseRuleArg, validateSpec, type IngressRecord } from '../../src/ingress/record.js';
 import { parseConfig } from '../../src/daemon/config.js';
 import { NETTOOL, startIn, within } from '../helpers/net.js';
-import { apiCall } from '../../src/daemon/api.js';
+import { apiCall } from '../../src/api/client.js';
 
 const FIXTURE = join(REPO_ROOT, 'test/fixtures/ingress/server.mjs');
 const MB = 1024 * 1024;

@@ -5,7 +5,8 @@ import { addKernelPeer, addKernelPod, setupKernelNode } from '../../src/topology
 import { openStore } from '../../src/store/index.js';
 import { ClusterRegistry } from '../../src/store/registry.js';
 import type { ClusterStore } from '../../src/store/types.js';
-import { parseSubnet, numberToIp } from '../../src/daemon/ipam.js';
+import { parseSubnet } from '../../src/store/subnet.js';
+import { ipv4ToString } from '../../src/packet/addr.js';
 import { ping, startIn, statusJson, tcpTransfer, within } from '../helpers/net.js';
 
 /**
@@ -34,7 +35,7 @@ describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)
     await setupKernelNode(k2, { subnet, vtepMac: kernelVtep });
     const h1 = (await registry.listNodes()).find((n) => n.name === 'h1')!;
     await addKernelPeer(k2, { subnet: h1.subnet, underlayIp: h1.underlayIp, vtepMac: h1.vtepMac });
-    kernelPodIp = numberToIp(parseSubnet(subnet).network + 10);
+    kernelPodIp = ipv4ToString(parseSubnet(subnet).network + 10);
     kernelPodNs = await addKernelPod(t, k2, 'kp', kernelPodIp, subnet);
     const r = await t.podnet('h1', ['pod', 'add', 'a']);
     expect(r.code, r.stderr).to.equal(0);

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Topology } from '../../src/topology/topology.js';
-import { apiCall } from '../../src/daemon/api.js';
+import { apiCall } from '../../src/api/client.js';
 import { listNetns } from '../../src/netns/run.js';
 import { NETTOOL, startIn, statusJson, tcpTransfer, within } from '../helpers/net.js';
 

@@ -26,7 +26,7 @@
  * that preparation is timed on its own and subtracted like the restore step of the other scenarios.
  */
 import type { ServicePortSpec, ServiceTableSpec } from '../../../src/dataplane/services.js';
-import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN } from '../../../src/dataplane/router.js';
+import { MASQUERADE_PORT_MAX, MASQUERADE_PORT_MIN } from '../../../src/services/hooks.js';
 import { TcpState } from '../../../src/nat/conntrack.js';
 import { Verdict } from '../../../src/nat/nat.js';
 import {

@@ -8,7 +8,8 @@ import dgram from 'node:dgram';
 
 import type { UdpTransport } from '../../../src/dataplane/vxlan.js';
 import { NativeUdpTransport } from '../../../src/io/udp.js';
-import { UdpSocket, UdpSocketError, ipv4Number, ipv4String } from '../../../src/io/udpsocket.js';
+import { UdpSocket, UdpSocketError } from '../../../src/io/udpsocket.js';
+import { ipv4ToString as ipv4String, tryParseIpv4 as ipv4Number } from '../../../src/packet/addr.js';
 
 const JUNK = 0xa5;
 const LO = ipv4Number('127.0.0.1');

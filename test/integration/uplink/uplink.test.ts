@@ -356,7 +356,7 @@ describe('uplink: NodePort / LoadBalancer capture, raw sends, ARP, iptables', fu
 
   it('send() refuses a packet that is not a complete IPv4 packet and counts it', async () => {
     expect(await child!.call('send-malformed')).to.equal(false);
-    expect((await child!.call('stats')).drops.sendMalformed).to.equal(1);
+    expect((await child!.call('stats')).drops.uplink_send_malformed).to.equal(1);
   });
 
   it('close() removes every rule it installed, and the kernel answers NodePort traffic again', async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { TrafficCounters } from '../../../src/dataplane/counters.js';
+import { TrafficCounters } from '../../../src/util/counters.js';
 
 describe('dataplane: TrafficCounters', () => {
   it('counts frames and bytes each way, exactly past 2^32', () => {

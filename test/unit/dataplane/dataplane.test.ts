@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Dataplane } from '../../../src/dataplane/dataplane.js';
 import { TapPort, TunPort, HostPort } from '../../../src/dataplane/ports.js';
-import { dropReasonName } from '../../../src/dataplane/counters.js';
+import { dropReasonName } from '../../../src/util/counters.js';
 import {
   ArpOp,
   ArpView,

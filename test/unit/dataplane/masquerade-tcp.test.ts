@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { HostPort, TapPort } from '../../../src/dataplane/ports.js';
 import { Conntrack } from '../../../src/nat/conntrack.js';
 import { Nat } from '../../../src/nat/nat.js';
+import { KubeProxy } from '../../../src/services/hooks.js';
 import { emitTcp, ETH_HLEN, EtherType, IpProtocol, Ipv4View, parseIpv4, parseMac, TcpFlags, writeEthernetHeader, writeIpv4Header, ipv4ToString } from '../../../src/packet/index.js';
 import { HEADROOM, RecordingSink } from '../../helpers/frames.js';
 import { GATEWAY_MAC, routedDataplane } from '../../helpers/node.js';
@@ -26,7 +27,9 @@ function tcpOut(flags: number): { buf: Buffer; off: number; len: number } {
 function node() {
   const { dp, router } = routedDataplane();
   router.nat = new Nat(new Conntrack({ max: 1024 }));
-  router.nodeIp = parseIpv4('198.18.0.11');
+  const kubeProxy = new KubeProxy(router);
+  kubeProxy.nodeIp = parseIpv4('198.18.0.11');
+  kubeProxy.masquerade.enabled = true;
   const sent: Buffer[] = [];
   router.uplink = { send: (b, o, l) => (sent.push(Buffer.from(b.subarray(o, o + l))), true) };
   const m = parseMac(POD_MAC);

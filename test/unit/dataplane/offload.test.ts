@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Dataplane } from '../../../src/dataplane/dataplane.js';
-import { DropReason } from '../../../src/dataplane/counters.js';
+import { DropReason } from '../../../src/util/counters.js';
 import { OffloadResolver, SEGMENT_HEADROOM, VNET_HDR_LEN } from '../../../src/dataplane/offload.js';
 import type { FrameSink } from '../../../src/dataplane/port.js';
 import { HostPort, TapPort } from '../../../src/dataplane/ports.js';

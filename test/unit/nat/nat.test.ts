@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { DropReason } from '../../../src/dataplane/counters.js';
+import { DropReason } from '../../../src/util/counters.js';
 import { Conntrack, CtStatus, TcpState } from '../../../src/nat/conntrack.js';
 import { Nat, Verdict } from '../../../src/nat/nat.js';
 import {

@@ -48,6 +48,31 @@ export const DropReason = {
   PolicyDeniedIngress: 33,
   /** A new connection from a pod that NetworkPolicy does not allow out (src/policy). */
   PolicyDeniedEgress: 34,
+  // The uplink (src/uplink): frames the capture hands over and packets given to its raw socket.
+  /** A captured frame larger than the receive buffer. */
+  UplinkTruncated: 35,
+  /** A captured frame shorter than an Ethernet header. */
+  UplinkRunt: 36,
+  /** A captured frame with our own source MAC (libpcap also sees outgoing frames). */
+  UplinkOwnFrame: 37,
+  /** A captured frame neither IPv4 nor ARP (VLAN-tagged frames included). */
+  UplinkNotIpv4: 38,
+  /** The data plane threw on a captured packet (a bug: logged once). */
+  UplinkHandlerError: 39,
+  /** An ARP frame on the uplink that is not a request. */
+  ArpNotRequest: 40,
+  /** An ARP request for an IP this node no longer announces. */
+  ArpNotAnnounced: 41,
+  /** Another station announces one of our IPs (sender IP = target IP): an address conflict. */
+  ArpConflict: 42,
+  /** Injecting an ARP frame on the uplink failed. */
+  ArpSendFailed: 43,
+  /** Given to the uplink's raw socket: not a complete IPv4 packet. */
+  UplinkSendMalformed: 44,
+  /** Given to the uplink after it closed. */
+  UplinkSendClosed: 45,
+  /** The raw socket refused the packet (EAGAIN, EMSGSIZE, ENETUNREACH, EPERM: logged once per error). */
+  UplinkSendFailed: 46,
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

@@ -1,0 +1,73 @@
+/**
+ * The virtio-net header (struct virtio_net_hdr, virtio spec 5.1.6) that an IFF_VNET_HDR TAP puts
+ * before every frame: what offload work the sender left for "the device" (a partial checksum, TCP
+ * segmentation) or what the device already did. Its 16-bit fields are little-endian, as the TUN
+ * driver uses them on a little-endian host unless told otherwise with TUNSETVNETBE.
+ *
+ * Offsets are from the start of the header (`h`), which lies `VNET_HDR_LEN` bytes before the frame.
+ */
+
+/** Bytes of the virtio-net header (without the num_buffers field of the mergeable-buffers variant). */
+export const VNET_HDR_LEN = 10;
+
+/** flags: the checksum is partial; complete it from csum_start, storing at csum_start + csum_offset. */
+export const VNET_F_NEEDS_CSUM = 1;
+/** flags: the checksum is known good (receive side). */
+export const VNET_F_DATA_VALID = 2;
+
+/** gso_type values (the ECN bit may be or'ed in). */
+export const VNET_GSO_NONE = 0;
+export const VNET_GSO_TCPV4 = 1;
+export const VNET_GSO_ECN = 0x80;
+
+function le16(buf: Buffer, o: number): number {
+  return buf[o]! | (buf[o + 1]! << 8);
+}
+function setLe16(buf: Buffer, o: number, v: number): void {
+  buf[o] = v & 0xff;
+  buf[o + 1] = (v >> 8) & 0xff;
+}
+
+export function vnetFlags(buf: Buffer, h: number): number {
+  return buf[h]!;
+}
+/** gso_type without the ECN bit. */
+export function vnetGsoType(buf: Buffer, h: number): number {
+  return buf[h + 1]! & ~VNET_GSO_ECN;
+}
+/** Whether the frame carries work to finish: a partial checksum or segmentation. */
+export function vnetPending(buf: Buffer, h: number): boolean {
+  return ((buf[h]! & VNET_F_NEEDS_CSUM) | buf[h + 1]!) !== 0;
+}
+export function vnetHdrLen(buf: Buffer, h: number): number {
+  return le16(buf, h + 2);
+}
+/** gso_size: the payload bytes of each segment. */
+export function vnetGsoSize(buf: Buffer, h: number): number {
+  return le16(buf, h + 4);
+}
+export function vnetCsumStart(buf: Buffer, h: number): number {
+  return le16(buf, h + 6);
+}
+export function vnetCsumOffset(buf: Buffer, h: number): number {
+  return le16(buf, h + 8);
+}
+
+/**
+ * Writes a header for a TCP/IPv4 super-frame with a partial checksum: GSO_TCPV4 with segments of
+ * `gsoSize` payload bytes, `hdrLen` bytes of headers each segment repeats, the checksum to finish
+ * from `csumStart` (the TCP header) with its field at `csumOffset` within it.
+ */
+export function writeVnetTcpGso(buf: Buffer, h: number, hdrLen: number, gsoSize: number, csumStart: number, csumOffset: number): void {
+  buf[h] = VNET_F_NEEDS_CSUM;
+  buf[h + 1] = VNET_GSO_TCPV4;
+  setLe16(buf, h + 2, hdrLen);
+  setLe16(buf, h + 4, gsoSize);
+  setLe16(buf, h + 6, csumStart);
+  setLe16(buf, h + 8, csumOffset);
+}
+
+/** Writes an all-zero header: nothing to do, nothing known. */
+export function writeVnetNone(buf: Buffer, h: number): void {
+  buf.fill(0, h, h + VNET_HDR_LEN);
+}
