@@ -345,5 +345,5 @@ export class ClusterMembership {
 }
 
 function toRecord(p: PodInfo): PodRecord {
-  return { name: p.name, node: p.node, ip: p.ip, mac: p.mac, labels: p.labels };
+  return { name: p.name, node: p.node, ip: p.ip, mac: p.mac, labels: p.labels, namespace: p.namespace, ...(p.namedPorts.length > 0 ? { namedPorts: p.namedPorts } : {}) };
 }

@@ -5,7 +5,7 @@
  * tracked, so its later packets and replies pass through conntrack without coming back here.
  */
 import { HookVerdict, Ingress, type ConnectionHook, type PacketContext } from '../dataplane/hooks.js';
-import { DropReason } from '../dataplane/counters.js';
+import { DropReason } from '../util/counters.js';
 import { IpProtocol, TcpFlags } from '../packet/index.js';
 import { U32Map } from '../util/u32map.js';
 import { CompiledPolicies, Decision, Dir } from './compile.js';
@@ -75,26 +75,24 @@ export class PolicyHook implements ConnectionHook {
   }
 
   /**
-   * Both directions for the connection src:sport -> dst:dport. 0 = allowed and no local end
-   * selected, 1 = allowed with a selected local end (track it), -1 = egress denied, -2 = ingress denied.
+   * Both directions for the connection src -> dst:dport. 0 = allowed and no local end selected,
+   * 1 = allowed with a local end that some policy selects (in either direction: its replies must be
+   * known to conntrack), -1 = egress denied, -2 = ingress denied. Connections between a pod and its
+   * own node are always allowed.
    */
   private judge(c: CompiledPolicies, src: number, dst: number, proto: number, dport: number, fromHost: boolean): number {
-    let selected = 0;
     this.lastPolicy = -1;
     if (c.selected(Dir.Egress, src) && !this.isNode(dst)) {
       const v = c.decide(Dir.Egress, src, dst, proto, dport);
       if (v === Decision.Denied) return -1;
-      selected = 1;
       this.lastPolicy = v;
     }
     if (c.selected(Dir.Ingress, dst) && !fromHost && !this.isNode(src)) {
       const v = c.decide(Dir.Ingress, dst, src, proto, dport);
       if (v === Decision.Denied) return -2;
-      selected = 1;
       this.lastPolicy = v;
-    } else if (c.selected(Dir.Ingress, dst)) selected = 1;
-    if (selected === 0 && c.selected(Dir.Egress, src)) selected = 1;
-    return selected;
+    }
+    return c.selected(Dir.Egress, src) || c.selected(Dir.Ingress, src) || c.selected(Dir.Egress, dst) || c.selected(Dir.Ingress, dst) ? 1 : 0;
   }
 
   newConnection(ctx: PacketContext): HookVerdict {
