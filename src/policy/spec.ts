@@ -64,9 +64,19 @@ const peerSchema = z
     if (p.ipBlock && (p.podSelector || p.namespaceSelector)) ctx.addIssue({ code: 'custom', message: 'ipBlock cannot be combined with podSelector or namespaceSelector' });
     if (!p.ipBlock && !p.podSelector && !p.namespaceSelector) ctx.addIssue({ code: 'custom', message: 'must have podSelector, namespaceSelector or ipBlock' });
     if (p.ipBlock) {
-      const outer = parseCidr(p.ipBlock.cidr, false);
+      let outer: ReturnType<typeof parseCidr>;
+      try {
+        outer = parseCidr(p.ipBlock.cidr, false);
+      } catch {
+        return; // named by the cidr field's own check
+      }
       (p.ipBlock.except ?? []).forEach((e, i) => {
-        const inner = parseCidr(e, false);
+        let inner: ReturnType<typeof parseCidr>;
+        try {
+          inner = parseCidr(e, false);
+        } catch {
+          return;
+        }
         const inside = inner.prefix > outer.prefix && cidrContains(outer, inner);
         if (!inside) ctx.addIssue({ code: 'custom', path: ['ipBlock', 'except', i], message: `must be a strict subset of cidr ${p.ipBlock!.cidr}` });
       });
