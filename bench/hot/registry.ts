@@ -10,12 +10,15 @@
  * Connection tracking / NAT scenarios (router + src/nat) live in `scenarios/nat.ts`:
  *   clusterip_established/{1k,100k,1M}      conntrack lookup + DNAT + checksum update, N tracked connections
  *   new_connections/{clusterip,masquerade}  conntrack insert + NAT setup (+ source port allocation)
+ * NetworkPolicy (`scenarios/policy.ts`):
+ *   new_connections/clusterip_policy_1k     the same with the policy hook: 1,000 policies over 10,000 pods
  */
 import { dataplaneScenarios } from './scenarios/dataplane.js';
 import { natScenarios } from './scenarios/nat.js';
+import { policyScenarios } from './scenarios/policy.js';
 import type { Scenario } from './workload.js';
 
-export const registry: readonly Scenario[] = [...dataplaneScenarios, ...natScenarios];
+export const registry: readonly Scenario[] = [...dataplaneScenarios, ...natScenarios, ...policyScenarios];
 
 /** Scenarios whose name or family is one of `names` (all when `names` is empty); unknown names throw. */
 export function select(names: readonly string[]): Scenario[] {

@@ -158,7 +158,10 @@ export class NodeRuntime {
     // then. The switch has validated the IPv4 header of a frame from a pod port.
     const router = this.router;
     const bridgeHook = (buf: Buffer, ipOff: number, ipLen: number) => router.bridgeIp(buf, ipOff, ipLen);
-    dp.switch.bridgeProbe = (buf, ipOff, ipLen) => nat.tracks(buf, ipOff, ipLen, dp.now);
+    // While FORWARD has hooks (a policy selects a pod here), every new connection must meet them,
+    // so no offloaded frame between two pods may pass around the hook: the probe then says yes to all
+    // (super-frames are split and shown to conntrack, as those of DNATed connections always were).
+    dp.switch.bridgeProbe = (buf, ipOff, ipLen) => router.hooks.count(HookPoint.Forward) > 0 || nat.tracks(buf, ipOff, ipLen, dp.now);
     dp.afterBatch = () => {
       ct.gc(dp.now, 64);
       dp.switch.bridgeHook = ct.dnatCount > 0 || router.hooks.count(HookPoint.Forward) > 0 ? bridgeHook : undefined;
