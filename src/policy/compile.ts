@@ -333,6 +333,8 @@ export class CompiledPolicies {
           }
         }
         this.targets[dir].set(pod.ip, t);
+        const bits = this.anyTarget.get(pod.ip);
+        this.anyTarget.set(pod.ip, (bits < 0 ? 0 : bits) | (1 << (1 - dir)));
       }
       counts[dir] = this.tables[dir].length;
     }
@@ -347,6 +349,19 @@ export class CompiledPolicies {
   /** Is this local address selected by a policy of `dir`? */
   selected(dir: Dir, ip: number): boolean {
     return this.targets[dir].get(ip) >= 0;
+  }
+
+  /** The target class of a local address in `dir`, -1 when no policy of `dir` selects it. */
+  target(dir: Dir, ip: number): number {
+    return this.targets[dir].get(ip);
+  }
+
+  /** Local address -> 1 (egress-selected) | 2 (ingress-selected); -1 when selected by nothing. */
+  private readonly anyTarget = new U32Map(16);
+
+  /** Whether some policy selects this local address, in either direction (its connections are tracked). */
+  selectedAny(ip: number): boolean {
+    return this.anyTarget.get(ip) >= 0;
   }
 
   /** The CIDR class of an address (0: in no ipBlock). */
@@ -367,6 +382,11 @@ export class CompiledPolicies {
   decide(dir: Dir, self: number, peer: number, proto: number, port: number): number {
     const t = this.targets[dir].get(self);
     if (t < 0) return Decision.NotSelected;
+    return this.decideTarget(dir, t, peer, proto, port);
+  }
+
+  /** `decide` for a target class found with `target`. */
+  decideTarget(dir: Dir, t: number, peer: number, proto: number, port: number): number {
     const table = this.tables[dir][t]!;
     const pi = protoIndex(proto);
     const pk = this.portKeys;
@@ -376,10 +396,9 @@ export class CompiledPolicies {
       specific = 1 + pi * (this.portClasses + 1) + this.portClass[pi]![port & 0xffff]!;
       protoAny = 1 + pi * (this.portClasses + 1);
     }
-    const podC = this.podPeer.get(peer);
-    const cidrC = this.cidrClass(peer);
     for (let k = 0; k < 3; k++) {
-      const pc = k === 0 ? ANY_PEER : k === 1 ? podC : cidrC;
+      // The CIDR class (a few probes) only when the cheaper keys allowed nothing.
+      const pc = k === 0 ? ANY_PEER : k === 1 ? this.podPeer.get(peer) : this.cidrMaps.length === 0 ? 0 : this.cidrClass(peer);
       if (pc < 0 || (k === 2 && pc === 0)) continue;
       const base = pc * pk;
       let v = table.get(base);

@@ -82,17 +82,26 @@ export class PolicyHook implements ConnectionHook {
    */
   private judge(c: CompiledPolicies, src: number, dst: number, proto: number, dport: number, fromHost: boolean): number {
     this.lastPolicy = -1;
-    if (c.selected(Dir.Egress, src) && !this.isNode(dst)) {
-      const v = c.decide(Dir.Egress, src, dst, proto, dport);
-      if (v === Decision.Denied) return -1;
-      this.lastPolicy = v;
+    const srcSel = c.selectedAny(src);
+    const dstSel = c.selectedAny(dst);
+    if (!srcSel && !dstSel) return 0;
+    if (srcSel) {
+      const t = c.target(Dir.Egress, src);
+      if (t >= 0 && !this.isNode(dst)) {
+        const v = c.decideTarget(Dir.Egress, t, dst, proto, dport);
+        if (v === Decision.Denied) return -1;
+        this.lastPolicy = v;
+      }
     }
-    if (c.selected(Dir.Ingress, dst) && !fromHost && !this.isNode(src)) {
-      const v = c.decide(Dir.Ingress, dst, src, proto, dport);
-      if (v === Decision.Denied) return -2;
-      this.lastPolicy = v;
+    if (dstSel && !fromHost) {
+      const t = c.target(Dir.Ingress, dst);
+      if (t >= 0 && !this.isNode(src)) {
+        const v = c.decideTarget(Dir.Ingress, t, src, proto, dport);
+        if (v === Decision.Denied) return -2;
+        this.lastPolicy = v;
+      }
     }
-    return c.selected(Dir.Egress, src) || c.selected(Dir.Ingress, src) || c.selected(Dir.Egress, dst) || c.selected(Dir.Ingress, dst) ? 1 : 0;
+    return 1;
   }
 
   newConnection(ctx: PacketContext): HookVerdict {

@@ -10,10 +10,10 @@
  *     new_connections/clusterip: same frames, same checks.
  */
 import { HookPoint } from '../../../src/dataplane/hooks.js';
-import { CompiledPolicies, type PolicyPod } from '../../../src/policy/compile.js';
+import { CompiledPolicies, Decision, Dir, type PolicyPod } from '../../../src/policy/compile.js';
 import { PolicyHook } from '../../../src/policy/hook.js';
 import { validatePolicy, type PolicyRecord } from '../../../src/policy/spec.js';
-import { parseIpv4 } from '../../../src/packet/index.js';
+import { IpProtocol, parseIpv4 } from '../../../src/packet/index.js';
 import type { BenchNode } from '../node.js';
 import type { Scenario } from '../workload.js';
 import { ENDPOINTS, newConnections } from './nat.js';
@@ -68,6 +68,11 @@ export const policyScenarios: Scenario[] = [
         const hook = new PolicyHook();
         for (const p of node.pods) hook.addPod(p.ip);
         hook.compiled = new CompiledPolicies({ policies, pods, namespaces: new Map(), localNode: 'bench' });
+        // The client really is selected (by 100 policies) and its connections are decided, not waved through.
+        const c = hook.compiled;
+        if (c.status().egressTargets !== 1) throw new Error('policy scenario: the client pods should share one egress target class');
+        if (c.decide(Dir.Egress, node.pods[0]!.ip, ENDPOINTS[0]!, IpProtocol.TCP, 8080) < 0) throw new Error('policy scenario: the endpoints should be allowed');
+        if (c.decide(Dir.Egress, node.pods[0]!.ip, ENDPOINTS[0]!, IpProtocol.TCP, 8081) !== Decision.Denied) throw new Error('policy scenario: another port should be denied');
         node.router.hooks.register(HookPoint.Forward, hook);
       }),
   },
