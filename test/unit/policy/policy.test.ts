@@ -9,6 +9,7 @@ import { Conntrack } from '../../../src/nat/conntrack.js';
 import { Nat } from '../../../src/nat/nat.js';
 import { IpProtocol, parseIpv4, parseMac } from '../../../src/packet/index.js';
 import { RecordingSink, udpFrame } from '../../helpers/frames.js';
+import { validateNamedPorts, validateNamespace } from '../../../src/daemon/pods.js';
 import { routedDataplane } from '../../helpers/node.js';
 
 /** The Kubernetes documentation's example (networking.k8s.io/v1 NetworkPolicy page), verbatim. */
@@ -124,6 +125,22 @@ describe('policy: parsing NetworkPolicy YAML and JSON', () => {
     expect(bad({ podSelector: {} }, { name: 'Bad_Name' })).to.match(/metadata\.name: must be a DNS subdomain/);
     expect(errorOf(() => parsePolicyText('a: [1, 2', 'f.yaml'))).to.match(/invalid f\.yaml: document 1:/);
     expect(errorOf(() => parsePolicyText(DENY_INGRESS.replace('NetworkPolicy', 'Service')))).to.match(/kind: must be NetworkPolicy/);
+  });
+});
+
+describe('policy: pod namespaces and named ports', () => {
+  it('default to `default` and none; refusals name the field', () => {
+    expect(validateNamespace(undefined)).to.equal('default');
+    expect(validateNamespace('prod')).to.equal('prod');
+    expect(errorOf(() => validateNamespace('Prod_1'))).to.match(/invalid namespace "Prod_1": must be a DNS label/);
+    expect(validateNamedPorts(['http=8080/tcp', 'dns=53/UDP', { name: 'metrics', port: 9100, protocol: 'TCP' }])).to.deep.equal([
+      { name: 'http', port: 8080, protocol: 'TCP' },
+      { name: 'dns', port: 53, protocol: 'UDP' },
+      { name: 'metrics', port: 9100, protocol: 'TCP' },
+    ]);
+    expect(errorOf(() => validateNamedPorts(['http=99999']))).to.match(/namedPorts\[0\]\.port: must be 1-65535/);
+    expect(errorOf(() => validateNamedPorts(['8080=80']))).to.match(/namedPorts\[0\]\.name/);
+    expect(errorOf(() => validateNamedPorts(['a=1', 'a=2']))).to.match(/namedPorts\[1\]\.name: a is given twice/);
   });
 });
 
