@@ -260,6 +260,28 @@ describe('NetworkPolicy: pod to pod, through ClusterIPs, NodePort and egress to 
     }
   });
 
+  it('an open connection a policy allowed survives the policy that allowed it going (tracked); new ones are then refused', async () => {
+    await apply(DENY_INGRESS + '---\n' + ALLOW_CLIENT_5001, 2);
+    const MB = 1024 * 1024;
+    const sink = serve(ns('web'), ['sink', '5001']);
+    await sink.started;
+    const sender = startIn(ns('client'), process.execPath, [NETTOOL, 'send', ip.web!, '5001', String(32 * MB), String(4 * MB)], 'paused');
+    servers.push(sender);
+    try {
+      await sender.started;
+      await remove(['prod/allow-client-5001'], 1); // only default-deny-ingress is left
+      const late = await t.exec(ns('client'), process.execPath, [NETTOOL, 'talk', ip.web!, '5001', 'x'], 30_000);
+      expect(late.code, 'a new connection after the change').to.not.equal(0);
+      sender.child.kill('SIGUSR1');
+      expect(await within(sender.exited, 300_000, -1), sender.errors()).to.equal(0);
+      expect(await within(sink.exited, 60_000, -1), sink.errors()).to.equal(0);
+      expect(sink.output().trim().split(' ').slice(0, 2)).to.deep.equal(sender.output().trim().split(' '));
+    } finally {
+      sender.stop();
+      await remove(['prod/default-deny-ingress'], 0).catch(() => undefined);
+    }
+  });
+
   it('refuses a malformed policy naming the field, and leaves nothing stored', async () => {
     const file = join(t.dir, 'bad.yaml');
     writeFileSync(file, PORT_RANGE.replace('endPort: 8081', 'endPort: 80'));
