@@ -85,7 +85,7 @@ export class PacketContext {
   track = false;
   /** Why a hook refused the connection (with Drop or Reject). */
   dropReason: DropReason = 0 as DropReason;
-  /** The ICMP unreachable code a Reject sends (IcmpUnreachCode; default port unreachable). */
+  /** The ICMP unreachable code a Reject sends (IcmpUnreachCode; set it with every Reject). */
   rejectCode = 3;
   /** Which hook refused it (its `name`), for the flow log and `policy check`; '' otherwise. */
   refusedBy = '';
@@ -101,17 +101,17 @@ export class PacketContext {
     return this.dnatIp !== 0 && this.dnatPort !== 0 ? this.dnatPort : this.dport;
   }
 
-  /** Clears the decisions before the hooks run for a new packet. */
+  /**
+   * Clears the decisions before the hooks run for a new packet: those the router reads whatever
+   * happens. The ports, `dropReason` and `rejectCode` are read only with the decision that sets them
+   * (a hook that asks for DNAT sets `dnatPort`, one that refuses sets `dropReason`, a Reject sets
+   * `rejectCode`), so they keep the last packet's values meanwhile.
+   */
   resetDecisions(): void {
     this.dnatIp = 0;
-    this.dnatPort = 0;
     this.snatIp = 0;
-    this.snatPortMin = 0;
-    this.snatPortMax = 0;
     this.mark = 0;
     this.track = false;
-    this.dropReason = 0 as DropReason;
-    this.rejectCode = 3;
     this.refusedBy = '';
     this.ctRef = -1;
   }
@@ -137,6 +137,8 @@ export interface ConnectionObserver {
 /** The registered hooks of one data plane. Registration is control-plane work (it may allocate). */
 export class Hooks {
   private readonly chains: ConnectionHook[][] = [];
+  /** Every hook, PRE_ROUTING first: what `run` walks (one loop, rebuilt on registration). */
+  private all: ConnectionHook[] = [];
   /** Told of every decision (the flow log); undefined costs nothing. */
   observer: ConnectionObserver | undefined;
 
@@ -147,10 +149,12 @@ export class Hooks {
   /** Adds `hook` at `point` (after those already there); returns a function that removes it. */
   register(point: HookPoint, hook: ConnectionHook): () => void {
     this.chains[point]!.push(hook);
+    this.all = this.chains.flat();
     return () => {
       const chain = this.chains[point]!;
       const i = chain.indexOf(hook);
       if (i >= 0) chain.splice(i, 1);
+      this.all = this.chains.flat();
     };
   }
 
@@ -161,24 +165,31 @@ export class Hooks {
 
   /** Runs PRE_ROUTING, FORWARD and POST_ROUTING; the first verdict that is not Continue ends it. */
   run(ctx: PacketContext): HookVerdict {
-    for (let p = 0; p < POINTS; p++) {
-      const v = this.runPoint(p as HookPoint, ctx);
-      if (v !== HookVerdict.Continue) return v;
+    const all = this.all;
+    for (let i = 0; i < all.length; i++) {
+      const v = all[i]!.newConnection(ctx);
+      if (v !== HookVerdict.Continue) {
+        if (ctx.refusedBy === '') ctx.refusedBy = all[i]!.name;
+        return v;
+      }
     }
     return HookVerdict.Continue;
   }
 
   /** Runs one point's chain (the bridge path: FORWARD only). */
   runPoint(point: HookPoint, ctx: PacketContext): HookVerdict {
-    const chain = this.chains[point]!;
-    for (let i = 0; i < chain.length; i++) {
-      const h = chain[i]!;
-      const v = h.newConnection(ctx);
-      if (v !== HookVerdict.Continue) {
-        if (ctx.refusedBy === '') ctx.refusedBy = h.name;
-        return v;
-      }
-    }
-    return HookVerdict.Continue;
+    return runChain(this.chains[point]!, ctx);
   }
+}
+
+function runChain(chain: ConnectionHook[], ctx: PacketContext): HookVerdict {
+  for (let i = 0; i < chain.length; i++) {
+    const h = chain[i]!;
+    const v = h.newConnection(ctx);
+    if (v !== HookVerdict.Continue) {
+      if (ctx.refusedBy === '') ctx.refusedBy = h.name;
+      return v;
+    }
+  }
+  return HookVerdict.Continue;
 }

@@ -419,6 +419,9 @@ export class Router implements BatchPrefetcher {
    * plain tracked entry when a hook asked for one, or nothing (untracked).
    */
   private confirm(nat: Nat, ctx: PacketContext): Verdict {
+    const obs = this.hooks.observer;
+    // The common case (traffic between pods, no policy): nothing decided, nothing to tell.
+    if (ctx.dnatIp === 0 && ctx.snatIp === 0 && !ctx.track && obs === undefined) return Verdict.NotTracked;
     const { buf, ipOff, ipLen, now } = ctx;
     let v: Verdict;
     if (ctx.dnatIp !== 0) {
@@ -437,7 +440,6 @@ export class Router implements BatchPrefetcher {
       ctx.ctRef = nat.ref;
       if (ctx.mark !== 0) nat.ct.setMark(nat.ref >> 1, ctx.mark);
     }
-    const obs = this.hooks.observer;
     if (obs !== undefined) {
       if (v === Verdict.Drop) obs.refused(ctx, nat.lastDrop);
       else obs.accepted(ctx);
