@@ -85,6 +85,8 @@ export class PolicyHook implements ConnectionHook {
     const srcSel = c.selectedAny(src);
     const dstSel = c.selectedAny(dst);
     if (!srcSel && !dstSel) return 0;
+    // A pod reaching itself (through its own service: hairpin) is never refused: it cannot block itself.
+    if (src === dst) return 1;
     if (srcSel) {
       const t = c.target(Dir.Egress, src);
       if (t >= 0 && !this.isNode(dst)) {

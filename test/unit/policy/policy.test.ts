@@ -395,6 +395,12 @@ spec:
     ctx.dnatPort = 54;
     expect(n.hook.newConnection(ctx)).to.equal(HookVerdict.Drop);
     expect(ctx.dropReason).to.equal(DropReason.PolicyDeniedIngress);
+    // b through its own service (hairpin): a pod is never refused access to itself.
+    ctx.resetDecisions();
+    ctx.src = ip(B.ip) | 0;
+    ctx.dnatIp = ip(B.ip) | 0;
+    ctx.dnatPort = 54;
+    expect(n.hook.newConnection(ctx)).to.equal(HookVerdict.Continue);
   });
 
   it('a TCP segment without SYN of a connection opened before any policy passes when its reverse is allowed', () => {
