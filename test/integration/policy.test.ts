@@ -28,8 +28,8 @@ describe('NetworkPolicy: pod to pod, through ClusterIPs, NodePort and egress to 
   const where: Record<string, string> = { web: 'h1', neighbour: 'h1', client: 'h2', friend: 'h2', other: 'h2' };
   const ns = (pod: string) => t.podNs(where[pod]!, pod);
 
-  async function pod(host: string, name: string, namespace: string, labels: string[]): Promise<void> {
-    const r = await t.podnet(host, ['pod', 'add', name, '--namespace', namespace, ...labels.flatMap((l) => ['--label', l])]);
+  async function pod(host: string, name: string, namespace: string, labels: string[], namedPorts: string[] = []): Promise<void> {
+    const r = await t.podnet(host, ['pod', 'add', name, '--namespace', namespace, ...labels.flatMap((l) => ['--label', l]), ...namedPorts.flatMap((p) => ['--named-port', p])]);
     expect(r.code, r.stderr).to.equal(0);
     ip[name] = r.stdout.trim();
   }
@@ -85,7 +85,7 @@ describe('NetworkPolicy: pod to pod, through ClusterIPs, NodePort and egress to 
     await t.addExternal('ext2', EXT2);
     await t.startDaemon('h1');
     await t.startDaemon('h2');
-    await pod('h1', 'web', 'prod', ['app=web']);
+    await pod('h1', 'web', 'prod', ['app=web'], ['http-alt=8081/tcp']);
     await pod('h1', 'neighbour', 'prod', ['app=client']);
     await pod('h2', 'client', 'prod', ['app=client']);
     await pod('h2', 'friend', 'dev', ['app=client']);
@@ -229,6 +229,17 @@ describe('NetworkPolicy: pod to pod, through ClusterIPs, NodePort and egress to 
       expect(await get(ns('neighbour'), `http://${ip.web}:9090/`)).to.equal('blocked');
     } finally {
       await remove(['prod/ports-8080-8081'], 0);
+    }
+  });
+
+  it('a named port: the rule names the pod\'s port, which the pod declares at pod add', async () => {
+    await apply(NAMED_PORT, 1);
+    try {
+      expect(await get(ns('client'), `http://${ip.web}:8081/`)).to.equal('ok web8081');
+      expect(await get(ns('client'), `http://${vip}:81/`)).to.equal('ok web8081');
+      expect(await get(ns('client'), `http://${ip.web}:8080/`)).to.equal('blocked');
+    } finally {
+      await remove(['prod/named-port'], 0);
     }
   });
 
@@ -400,4 +411,18 @@ spec:
     ports:
     - port: 5001
     - port: 9000
+`;
+
+const NAMED_PORT = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: named-port
+  namespace: prod
+spec:
+  podSelector:
+    matchLabels:
+      app: web
+  ingress:
+  - ports:
+    - port: http-alt
 `;
