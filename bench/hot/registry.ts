@@ -12,15 +12,18 @@
  *   new_connections/{clusterip,masquerade}  conntrack insert + NAT setup (+ source port allocation)
  *
  * Observe variants (`scenarios/observe.ts`): `<base>+capture_other_port` and `<base>+metrics_1s`.
+ * NetworkPolicy (`scenarios/policy.ts`):
+ *   new_connections/clusterip_policy_1k     the same with the policy hook: 1,000 policies over 10,000 pods
  */
 import { dataplaneScenarios } from './scenarios/dataplane.js';
 import { natScenarios } from './scenarios/nat.js';
 import { observeScenarios } from './scenarios/observe.js';
+import { policyScenarios } from './scenarios/policy.js';
 import type { Scenario } from './workload.js';
 
 const base = [...dataplaneScenarios, ...natScenarios];
 /** Observing (issue 14): the same paths with a capture on another port, with metrics scraped every second. */
-export const registry: readonly Scenario[] = [...base, ...observeScenarios(base)];
+export const registry: readonly Scenario[] = [...base, ...observeScenarios(base), ...policyScenarios];
 
 /** Scenarios whose name or family is one of `names` (all when `names` is empty); unknown names throw. */
 export function select(names: readonly string[]): Scenario[] {

@@ -18,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import { parseBackendArg, parseRuleArg, type IngressView, type PathType } from '../ingress/record.js';
 import { formatCtEntry, type CtEntryInfo } from '../nat/conntrack.js';
 import { installCni } from '../cni/install.js';
+import { addPolicyCommands } from './policy.js';
 import { fileURLToPath } from 'node:url';
 import { followFlowsCli, runCapture } from '../observe/client.js';
 import { formatFlow, type FlowRecord } from '../observe/flows.js';
@@ -111,10 +112,12 @@ export function buildCli(): Command {
     .description("create a pod: a network namespace whose eth0 is a TAP (or TUN) device held by the daemon; prints the pod's IP")
     .option('--label <k=v>', 'a label (repeatable)', collect, [])
     .addOption(new Option('--device <kind>', 'eth0 device kind').choices(['tap', 'tun']).default('tap'))
+    .option('-n, --namespace <ns>', 'its Kubernetes namespace (NetworkPolicy)', 'default')
+    .option('--named-port <name=port[/proto]>', 'a named container port, for NetworkPolicy named ports (repeatable)', collect, [])
     .option('--json', 'print the pod as JSON')
-    .action(async (name: string, opts: { label: string[]; device: string; json?: boolean }) => {
+    .action(async (name: string, opts: { label: string[]; device: string; namespace: string; namedPort: string[]; json?: boolean }) => {
       const labels = parseLabelArgs(opts.label);
-      const info = await apiCall<PodInfo>(socketFor(globals()), 'POST', '/v1/pods', { name, labels, device: opts.device });
+      const info = await apiCall<PodInfo>(socketFor(globals()), 'POST', '/v1/pods', { name, labels, device: opts.device, namespace: opts.namespace, namedPorts: opts.namedPort });
       print(!!opts.json, info, () => `${info.ip}\n`);
     });
   pod
@@ -131,11 +134,20 @@ export function buildCli(): Command {
     .option('--json', 'print JSON')
     .option('--all', 'pods of every node, from the cluster store')
     .action(async (opts: { json?: boolean; all?: boolean }) => {
-      const pods = await apiCall<Array<PodInfo>>(socketFor(globals()), 'GET', opts.all ? '/v1/cluster/pods' : '/v1/pods');
+      const pods = await apiCall<Array<PodInfo & { policyDenials?: { ingress: number; egress: number } }>>(socketFor(globals()), 'GET', opts.all ? '/v1/cluster/pods' : '/v1/pods');
       print(!!opts.json, pods, () =>
         formatTable(
-          ['NAME', 'NODE', 'IP', 'MAC', 'DEVICE', 'LABELS'],
-          pods.map((p) => [p.name, p.node, p.ip, p.mac, p.device ?? '', Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',')]),
+          ['NAMESPACE', 'NAME', 'NODE', 'IP', 'MAC', 'DEVICE', 'LABELS', 'DENIED IN/OUT'],
+          pods.map((p) => [
+            p.namespace ?? 'default',
+            p.name,
+            p.node,
+            p.ip,
+            p.mac,
+            p.device ?? '',
+            Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(','),
+            p.policyDenials ? `${p.policyDenials.ingress}/${p.policyDenials.egress}` : '-',
+          ]),
         ),
       );
     });
@@ -307,6 +319,8 @@ export function buildCli(): Command {
       const s = await apiCall<Record<string, unknown>>(socketFor(globals()), 'GET', '/v1/ingress/status');
       print(!!o.json, s, () => JSON.stringify(s, null, 2) + '\n');
     });
+
+  addPolicyCommands(program, () => socketFor(globals()));
 
   const conntrack = program.command('conntrack').description('the connection tracking table of a node');
   conntrack

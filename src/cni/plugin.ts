@@ -70,6 +70,8 @@ async function dispatch(e: CniEnv, conf: NetConf, api: Api): Promise<unknown> {
           netns: e.netns,
           network: conf.name,
           labels: labelsFor(conf, e),
+          // The pod's Kubernetes namespace, for NetworkPolicy (default: `default`).
+          ...(e.args.K8S_POD_NAMESPACE ? { namespace: e.args.K8S_POD_NAMESPACE } : {}),
           device: conf.device,
         });
       } catch (err) {

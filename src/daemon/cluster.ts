@@ -6,6 +6,7 @@ import { ClusterRegistry, type NodeRecord, type PodRecord } from '../store/regis
 import type { ClusterStore, Lease, Watch } from '../store/types.js';
 import { DgramTransport, NativeUdpTransport } from '../io/udp.js';
 import { ServiceController } from '../services/controller.js';
+import { PolicyController } from '../policy/controller.js';
 import { IngressController } from '../ingress/controller.js';
 import { Uplink } from '../uplink/uplink.js';
 import type { Router } from '../dataplane/router.js';
@@ -50,6 +51,7 @@ export class ClusterMembership {
   overlay: VxlanOverlay | undefined;
   private nodeWatch: Watch | undefined;
   services: ServiceController | undefined;
+  policy: PolicyController | undefined;
   ingress: IngressController | undefined;
   private dp: Dataplane | undefined;
   private router: Router | undefined;
@@ -159,6 +161,7 @@ export class ClusterMembership {
     if (this.self.underlayIp === '0.0.0.0') {
       this.log.warn('no underlay address: this node will not reach other nodes');
       await this.services.start(node.kubeProxy.services, node.conntrack);
+      await this.startPolicy(node);
       await this.startIngress();
       return;
     }
@@ -250,7 +253,17 @@ export class ClusterMembership {
     }
     const uplink = this.uplink;
     await this.services.start(node.kubeProxy.services, node.conntrack, uplink ? (ips) => uplink.setAnnounced(ips) : undefined);
+    await this.startPolicy(node);
     await this.startIngress();
+  }
+
+  /** NetworkPolicy: policies and namespace labels from the store, compiled for this node's pods. */
+  private async startPolicy(node: NodeRuntime): Promise<void> {
+    const nodeIps = [node.subnet.hostIp, node.subnet.gatewayIp];
+    if (this.self.underlayIp !== '0.0.0.0') nodeIps.push(parseIpv4(this.self.underlayIp));
+    node.policy.setNodeAddresses(nodeIps);
+    this.policy = new PolicyController({ registry: this.registry, node: this.self.name, log: this.log });
+    await this.policy.start(node.router, node.policy);
   }
 
   /** Ingress: records in the store for every node; served on the underlay address when enabled. */
@@ -274,6 +287,7 @@ export class ClusterMembership {
   async stopDataplane(opts: { keepRules?: boolean } = {}): Promise<void> {
     await this.ingress?.stop();
     await this.services?.stop();
+    await this.policy?.stop();
     if (this.uplink) {
       if (this.router) this.router.uplink = undefined;
       if (this.masquerade) this.masquerade.enabled = false;
@@ -354,5 +368,5 @@ export class ClusterMembership {
 }
 
 function toRecord(p: PodInfo): PodRecord {
-  return { name: p.name, node: p.node, ip: p.ip, mac: p.mac, labels: p.labels };
+  return { name: p.name, node: p.node, ip: p.ip, mac: p.mac, labels: p.labels, namespace: p.namespace, ...(p.namedPorts.length > 0 ? { namedPorts: p.namedPorts } : {}) };
 }

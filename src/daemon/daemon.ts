@@ -13,7 +13,7 @@ import { buildRegistry, MetricsServer } from '../metrics/exporter.js';
 import { CaptureService } from '../observe/capture.js';
 import { FlowLog } from '../observe/flows.js';
 import { followFlows, listFlows } from '../observe/flows-api.js';
-import { parseIpv4 } from '../packet/index.js';
+import { parseIpv4 } from '../packet/addr.js';
 
 export function socketPath(cfg: Pick<Config, 'runDir' | 'node'>): string {
   return join(cfg.runDir, `${cfg.node}.sock`);
@@ -83,15 +83,24 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
         ...n.status(),
         underlay,
         cluster: cluster.status(),
+        policy: cluster.policy?.status(),
         process: processStatus(p.gc === '1'),
         observe: { captures: capture?.list() ?? [], flowRecords: flowLog?.next ?? 0, flowCapacity: flowLog?.capacity ?? 0 },
       }))
-      .route('GET', '/v1/pods', () => n.listPods())
+      .route('GET', '/v1/pods', () => n.listPods().map((p) => ({ ...p, policyDenials: n.policy.podDenials(parseIpv4(p.ip)) })))
       .route('POST', '/v1/pods', (body) => n.addPod((body ?? {}) as { name: unknown }))
       .route('GET', '/v1/pods/:name', (_b, p) => n.getPod(p.name!))
       .route('DELETE', '/v1/pods/:name', (_b, p) => n.delPod(p.name!))
       .route('GET', '/v1/cluster/pods', () => cluster.listAllPods())
       .route('GET', '/v1/nodes', () => cluster.listNodes())
+      .route('GET', '/v1/policies', (_b, p) => cluster.policy!.list(p.namespace))
+      .route('POST', '/v1/policies', (body) => cluster.policy!.apply(body))
+      .route('DELETE', '/v1/policies/:namespace/:name', (_b, p) => cluster.policy!.delete(p.namespace!, p.name!))
+      .route('POST', '/v1/policy/check', (body) => cluster.policy!.check((body ?? {}) as { from?: unknown; to?: unknown }))
+      .route('GET', '/v1/policy/status', () => cluster.policy!.status())
+      .route('GET', '/v1/namespaces', () => cluster.policy!.listNamespaces())
+      .route('POST', '/v1/namespaces', (body) => cluster.policy!.setNamespace(body))
+      .route('DELETE', '/v1/namespaces/:name', (_b, p) => cluster.policy!.deleteNamespace(p.name!))
       .route('GET', '/v1/services', () => cluster.services!.list())
       .route('POST', '/v1/services', (body) => cluster.services!.create(body))
       .route('DELETE', '/v1/services/:name', (_b, p) => cluster.services!.delete(p.name!))

@@ -33,7 +33,12 @@ import {
   type AttachmentSpec,
   type DeviceKind,
   type PodSpec,
+  validateNamedPorts,
+  validateNamespace,
+  type NamedPort,
 } from './pods.js';
+import { PolicyHook } from '../policy/hook.js';
+import { DropReason, dropReasonName } from '../util/counters.js';
 
 /** The gateway's MAC: locally administered, derived from the gateway IP like pod MACs but with 0a:59. */
 function gatewayMac(gw: number): { hi: number; lo: number; str: string } {
@@ -52,6 +57,10 @@ export interface PodInfo {
   device: DeviceKind;
   hostDevice: string;
   labels: Record<string, string>;
+  /** Kubernetes namespace (NetworkPolicy): `default` unless given at `pod add` or by the CNI (K8S_POD_NAMESPACE). */
+  namespace: string;
+  /** Named container ports, for NetworkPolicy's named ports. */
+  namedPorts: NamedPort[];
   /** Set for a CNI attachment (see attachContainer). */
   attachment?: AttachmentSpec;
 }
@@ -88,6 +97,8 @@ export class NodeRuntime {
   readonly router: Router;
   /** Services and masquerade: the router's kube-proxy hooks (src/services/hooks.ts). */
   readonly kubeProxy: KubeProxy;
+  /** NetworkPolicy (src/policy): its tables are swapped in by the PolicyController. */
+  readonly policy: PolicyHook;
   readonly subnet: Subnet;
   readonly ipam: Ipam;
   readonly gatewayMac: { hi: number; lo: number; str: string };
@@ -131,6 +142,10 @@ export class NodeRuntime {
     this.conntrack = this.openConntrack();
     this.router.nat = new Nat(this.conntrack, { drops: this.router.drops });
     this.kubeProxy = new KubeProxy(this.router);
+    // NetworkPolicy at FORWARD: registered by the PolicyController only while a policy selects a
+    // pod of this node (an empty FORWARD chain keeps the bridge path free of conntrack).
+    this.policy = new PolicyHook();
+    this.policy.setNodeAddresses([this.subnet.hostIp, this.subnet.gatewayIp]);
     const ct = this.conntrack;
     const nat = this.router.nat;
     const dp = this.dp;
@@ -143,7 +158,10 @@ export class NodeRuntime {
     // then. The switch has validated the IPv4 header of a frame from a pod port.
     const router = this.router;
     const bridgeHook = (buf: Buffer, ipOff: number, ipLen: number) => router.bridgeIp(buf, ipOff, ipLen);
-    dp.switch.bridgeProbe = (buf, ipOff, ipLen) => nat.tracks(buf, ipOff, ipLen, dp.now);
+    // While FORWARD has hooks (a policy selects a pod here), every new connection must meet them,
+    // so no offloaded frame between two pods may pass around the hook: the probe then says yes to all
+    // (super-frames are split and shown to conntrack, as those of DNATed connections always were).
+    dp.switch.bridgeProbe = (buf, ipOff, ipLen) => router.hooks.count(HookPoint.Forward) > 0 || nat.tracks(buf, ipOff, ipLen, dp.now);
     dp.afterBatch = () => {
       ct.gc(dp.now, 64);
       dp.switch.bridgeHook = ct.dnatCount > 0 || router.hooks.count(HookPoint.Forward) > 0 ? bridgeHook : undefined;
@@ -266,6 +284,8 @@ export class NodeRuntime {
     const specs: PodSpec[] = [...this.pods.values()].map((p) => ({
       name: p.info.name,
       labels: p.info.labels,
+      namespace: p.info.namespace,
+      ...(p.info.namedPorts.length > 0 ? { namedPorts: p.info.namedPorts } : {}),
       device: p.info.device,
       ip: p.info.ip,
       hostDevice: p.info.hostDevice,
@@ -275,14 +295,16 @@ export class NodeRuntime {
     writeFileAtomic(this.statePath, JSON.stringify(specs, null, 2));
   }
 
-  addPod(spec: { name: unknown; labels?: unknown; device?: unknown }): Promise<PodInfo> {
+  addPod(spec: { name: unknown; labels?: unknown; device?: unknown; namespace?: unknown; namedPorts?: unknown }): Promise<PodInfo> {
     return this.serial(async () => {
       const name = validatePodName(spec.name);
       const labels = validateLabels(spec.labels);
+      const namespace = validateNamespace(spec.namespace);
+      const namedPorts = validateNamedPorts(spec.namedPorts);
       const device = spec.device ?? 'tap';
       if (device !== 'tap' && device !== 'tun') throw invalid(`invalid device ${JSON.stringify(device)}: must be tap or tun`);
       if (this.pods.has(name)) throw exists(`pod ${name} already exists on node ${this.cfg.node}`);
-      const info = await this.createPod({ name, labels, device });
+      const info = await this.createPod({ name, labels, device, namespace, namedPorts });
       this.persist();
       await this.events.podAdded?.(info);
       return info;
@@ -341,10 +363,11 @@ export class NodeRuntime {
         ? (err: Error) => this.log.warn({ pod: spec.name, err: err.message }, 'attachment device gone (its namespace was destroyed?); waiting for DEL')
         : undefined;
       dev.start((n) => this.dp.receiveRing(port as TapPort, dev.rx, n), onGone);
-      const info: PodInfo = { name: spec.name, node: this.cfg.node, ip: addr, mac: mac.str, netns, device: spec.device, hostDevice, labels: spec.labels };
+      const info: PodInfo = { name: spec.name, node: this.cfg.node, ip: addr, mac: mac.str, netns, device: spec.device, hostDevice, labels: spec.labels, namespace: spec.namespace ?? 'default', namedPorts: spec.namedPorts ?? [] };
       if (spec.attachment) info.attachment = spec.attachment;
       dev.setPersist(true);
       this.pods.set(spec.name, { info, dev, port });
+      this.policy.addPod(ipNum);
       undo.commit();
       this.log.info({ pod: spec.name, ip: addr, device: spec.device, netns }, 'pod added');
       return info;
@@ -370,6 +393,7 @@ export class NodeRuntime {
     this.dp.switch.detach(pod.port);
     const addr = parseIpv4(pod.info.ip);
     this.dp.neighbors.delete(addr);
+    this.policy.removePod(addr);
     unpersistAndClose(pod.dev);
     // Its connections go with it (as the kubelet has conntrack entries of a deleted pod's IP removed):
     // none may be found by the next pod that gets the address.
@@ -386,15 +410,16 @@ export class NodeRuntime {
    * from this node's subnet, and records the attachment (it is a pod to the rest of podnet: a service
    * endpoint when its labels match, restored after a daemon restart while its namespace lives).
    */
-  attachContainer(req: { containerId?: unknown; ifname?: unknown; netns?: unknown; network?: unknown; labels?: unknown; device?: unknown }): Promise<PodInfo & { prefix: number; gateway: string; mtu: number }> {
+  attachContainer(req: { containerId?: unknown; ifname?: unknown; netns?: unknown; network?: unknown; labels?: unknown; device?: unknown; namespace?: unknown }): Promise<PodInfo & { prefix: number; gateway: string; mtu: number }> {
     return this.serial(async () => {
       const attachment = validateAttachment(req, true);
       const labels = validateLabels(req.labels);
+      const namespace = validateNamespace(req.namespace);
       const device = req.device ?? 'tap';
       if (device !== 'tap' && device !== 'tun') throw invalid(`invalid device ${JSON.stringify(device)}: must be tap or tun`);
       const name = attachmentName(attachment.containerId, attachment.ifname);
       if (this.pods.has(name)) throw exists(`container ${attachment.containerId} already has interface ${attachment.ifname} on node ${this.cfg.node} (pod ${name})`);
-      const info = await this.createPod({ name, labels, device, attachment });
+      const info = await this.createPod({ name, labels, device, namespace, attachment });
       this.persist();
       await this.events.podAdded?.(info);
       return this.withAddressing(info);
@@ -496,7 +521,13 @@ export class NodeRuntime {
   podStats(): Array<PodInfo & { counters: ReturnType<Port['stats']>; device_stats: ReturnType<TunTap['stats']> }> {
     return this.listPods().map((info) => {
       const p = this.pods.get(info.name)!;
-      return { ...info, counters: p.port.stats(), device_stats: p.dev.stats() };
+      const counters = p.port.stats();
+      // Connections NetworkPolicy refused for this pod count among its drops, by reason.
+      const denied = this.policy.podDenials(parseIpv4(info.ip));
+      const drops: Record<string, number> = { ...counters.drops };
+      if (denied.ingress > 0) drops[dropReasonName(DropReason.PolicyDeniedIngress)] = denied.ingress;
+      if (denied.egress > 0) drops[dropReasonName(DropReason.PolicyDeniedEgress)] = denied.egress;
+      return { ...info, counters: { ...counters, drops }, policyDenials: denied, device_stats: p.dev.stats() };
     });
   }
 

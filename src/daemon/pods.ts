@@ -13,6 +13,10 @@ export type DeviceKind = 'tap' | 'tun';
 export interface PodSpec {
   name: string;
   labels: Record<string, string>;
+  /** Kubernetes namespace (NetworkPolicy); `default` when absent (state files of older daemons). */
+  namespace?: string;
+  /** Named container ports (NetworkPolicy's named ports). */
+  namedPorts?: NamedPort[];
   device: DeviceKind;
   /** The address the pod had (kept in the state file, so a restart can tell a changed subnet). */
   ip?: string;
@@ -20,6 +24,45 @@ export interface PodSpec {
   hostDevice?: string;
   /** Set for a CNI attachment: the interface lives in a runtime's namespace, not one podnet made. */
   attachment?: AttachmentSpec;
+}
+
+export interface NamedPort {
+  name: string;
+  port: number;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+}
+
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** IANA_SVC_NAME, as Kubernetes names container ports. */
+const PORT_NAME = /^(?=.*[a-z])[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/;
+
+export function validateNamespace(ns: unknown): string {
+  if (ns === undefined || ns === '') return 'default';
+  if (typeof ns !== 'string' || !NAMESPACE.test(ns)) throw invalid(`invalid namespace ${JSON.stringify(ns)}: must be a DNS label (1-63 lowercase letters, digits or dashes)`);
+  return ns;
+}
+
+/** Named ports from the API ([{name, port, protocol}]) or the CLI (`NAME=PORT[/PROTO]`). */
+export function validateNamedPorts(v: unknown): NamedPort[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw invalid('namedPorts: must be a list of {name, port, protocol}');
+  const out: NamedPort[] = [];
+  v.forEach((x: unknown, i) => {
+    let o = x as { name?: unknown; port?: unknown; protocol?: unknown };
+    if (typeof x === 'string') {
+      const m = /^([^=]+)=(\d{1,5})(?:\/(tcp|udp|sctp))?$/i.exec(x);
+      if (!m) throw invalid(`namedPorts[${i}]: ${JSON.stringify(x)} is not NAME=PORT[/tcp|udp|sctp]`);
+      o = { name: m[1], port: Number(m[2]), protocol: (m[3] ?? 'tcp').toUpperCase() };
+    }
+    if (typeof o !== 'object' || o === null) throw invalid(`namedPorts[${i}]: must be {name, port, protocol}`);
+    if (typeof o.name !== 'string' || !PORT_NAME.test(o.name)) throw invalid(`namedPorts[${i}].name: ${JSON.stringify(o.name)} must be a port name (IANA_SVC_NAME: 1-15 lowercase letters, digits, '-', with a letter)`);
+    if (typeof o.port !== 'number' || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535) throw invalid(`namedPorts[${i}].port: must be 1-65535`);
+    const proto = o.protocol ?? 'TCP';
+    if (proto !== 'TCP' && proto !== 'UDP' && proto !== 'SCTP') throw invalid(`namedPorts[${i}].protocol: must be TCP, UDP or SCTP`);
+    if (out.some((p) => p.name === o.name)) throw invalid(`namedPorts[${i}].name: ${o.name} is given twice`);
+    out.push({ name: o.name, port: o.port, protocol: proto });
+  });
+  return out;
 }
 
 export function validatePodName(name: unknown): string {

@@ -41,6 +41,10 @@ export interface PodRecord {
   ip: string;
   mac: string;
   labels: Record<string, string>;
+  /** Its Kubernetes namespace (NetworkPolicy); absent in records of older daemons: `default`. */
+  namespace?: string;
+  /** Named container ports (NetworkPolicy's named ports). */
+  namedPorts?: Array<{ name: string; port: number; protocol: 'TCP' | 'UDP' | 'SCTP' }>;
 }
 
 export type RecordEventType = 'added' | 'updated' | 'removed';
@@ -88,6 +92,8 @@ export const podRecordSchema = z.object({
   ip: ipv4Schema,
   mac: macSchema,
   labels: z.record(z.string().min(1), z.string()),
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a DNS label').optional(),
+  namedPorts: z.array(z.object({ name: z.string(), port: z.number().int().min(1).max(65535), protocol: z.enum(['TCP', 'UDP', 'SCTP']) })).optional(),
 });
 
 const nodeIdentitySchema = nodeRecordSchema.omit({ subnet: true });

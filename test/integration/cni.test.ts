@@ -114,7 +114,7 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
   for (const version of ['1.0.0', '1.1.0']) {
     it(`cniVersion ${version}: ADD gives the result and a working interface, CHECK passes (and catches a wrong result), DEL removes everything, twice`, async () => {
       const ns = await runtimeNetns();
-      const env = { CNI_CONTAINERID: `direct-${version.replace(/\./g, '')}`, CNI_NETNS: nsPath(ns), CNI_IFNAME: 'eth0', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0' };
+      const env = { CNI_CONTAINERID: `direct-${version.replace(/\./g, '')}`, CNI_NETNS: nsPath(ns), CNI_IFNAME: 'eth0', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0' };
       const used = (await statusJson(t, 'h1')).ipam.used;
       const add = await cni('h1', 'ADD', conf('h1', { dns: { nameservers: ['10.96.0.10'] } }, version), env);
       expect(add.code, add.stdout + add.stderr).to.equal(0);
@@ -136,7 +136,8 @@ describe('CNI plugin: podnet-cni with containerd and direct CNI calls', function
       expect(await ping(t, ns, r.ips[0].gateway)).to.equal(true);
       const att = (await attachments('h1')).find((a) => a.attachment.containerId === env.CNI_CONTAINERID);
       expect(att.attachment).to.deep.include({ ifname: 'eth0', netns: nsPath(ns), network: 'podnet' });
-      expect(att.labels).to.deep.equal({ 'io.kubernetes.pod.namespace': 'default', 'io.kubernetes.pod.name': 'web-0' });
+      expect(att.labels).to.deep.equal({ 'io.kubernetes.pod.namespace': 'shop', 'io.kubernetes.pod.name': 'web-0' });
+      expect(att.namespace).to.equal('shop'); // the pod's namespace, for NetworkPolicy
       expect((await statusJson(t, 'h1')).ipam.used).to.equal(used + 1);
       // It is a pod to podnet: listed, and podnet exec enters its namespace.
       expect((await t.podnet('h1', ['exec', att.name, '--', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout).to.include(r.ips[0].address);

@@ -68,7 +68,7 @@ const HEADERS = ETH_HLEN + IPV4_MIN_HLEN + TCP_MIN_HLEN;
  * from one client port to two services never share a REPLY tuple (which NAT would resolve by remapping
  * the client port, as Linux does, and which these scenarios keep out of the way).
  */
-const ENDPOINTS: readonly number[] = Array.from({ length: 2 * VIPS }, (_, i) => (NET.subnet + (((i >> 3) + 1) << 8) + 10 + (i & 7)) >>> 0);
+export const ENDPOINTS: readonly number[] = Array.from({ length: 2 * VIPS }, (_, i) => (NET.subnet + (((i >> 3) + 1) << 8) + 10 + (i & 7)) >>> 0);
 
 function endpointsOf(vip: number): number[] {
   return [ENDPOINTS[2 * vip]!, ENDPOINTS[2 * vip + 1]!];
@@ -263,9 +263,11 @@ async function clusteripEstablished(n: number): Promise<Workload> {
 
 // ---- new_connections --------------------------------------------------------------------------
 
-async function newConnections(kind: 'clusterip' | 'masquerade'): Promise<Workload> {
+/** `withNode` adds to the node before the run (the policy scenario registers its hook there). */
+export async function newConnections(kind: 'clusterip' | 'masquerade', withNode?: (node: BenchNode) => void): Promise<Workload> {
   const masq = kind === 'masquerade';
   const node = masq ? buildNode({ uplink: true }) : buildNode({ services: serviceSpec() });
+  withNode?.(node);
   const bytes = HEADERS; // a bare SYN
   const dst0 = masq ? SERVER_BASE : VIP_BASE;
   const dport = masq ? SERVER_PORT : VIP_PORT;

@@ -160,6 +160,12 @@ describe('cni/plugin: one invocation, daemon API faked at its edge', () => {
     });
   });
 
+  it('ADD passes K8S_POD_NAMESPACE on as the pod\'s namespace (NetworkPolicy)', async () => {
+    const o = await runPlugin({ ...env, CNI_ARGS: 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=p' }, JSON.stringify(base), api(() => att));
+    expect(o.exitCode).to.equal(0);
+    expect((calls[0] as { body: { namespace?: string } }).body.namespace).to.equal('shop');
+  });
+
   it('maps daemon errors: absent 11 (STATUS 50), invalid 7, not found 3, other 100; error JSON carries the config version', async () => {
     const cases: Array<[PodnetError, number]> = [
       [new PodnetError(ErrorCode.Precondition, 'no podnet daemon is listening on /x'), 11],
