@@ -9,13 +9,17 @@
  *   (per-port rx/tx frames and bytes, drops, VXLAN datagrams, routed packets) and the conntrack table
  *   (`podnet conntrack list`: both tuples and per-direction packet counts of every connection).
  * - Pod rates: differences of the port counters between two readings over the time between them.
- * - Traffic between pods: every conntrack entry is one connection from its ORIGINAL source to its
+ * - Connections (flows): every conntrack entry is one connection from its ORIGINAL source to its
  *   REPLY source (the endpoint a service's DNAT chose), through the service whose address it was sent
- *   to; its rate is the difference of its packet counts (both directions). A connection crossing nodes
- *   is tracked by the routers of both, so per connection pair the larger of the nodes' figures is taken,
- *   never their sum.
- * - Node rates: VXLAN datagrams sent and received and packets routed. Per-peer VXLAN counts are not
- *   kept by the overlay, so traffic between two nodes is the sum of the connection rates crossing them.
+ *   to; its rate is the difference of its packet counts (both directions). Conntrack holds what NAT
+ *   touches: connections to services (cluster IPs, node ports, LB and external IPs), masqueraded
+ *   egress, hairpins. Plain pod-to-pod traffic is never tracked (the router forwards it without an
+ *   entry), so it shows in the two pods' rates and their nodes' VXLAN rates, not as a line. Where both
+ *   nodes of a connection track it, the larger of their figures is taken, never their sum.
+ * - Node rates: VXLAN datagrams sent and received and packets routed. The overlay keeps these per
+ *   node, not per peer, so the rate on a link between two nodes is known only where one side has that
+ *   link alone (a node with one peer sends all its datagrams to it): `abPerSec` / `baPerSec` are left
+ *   out otherwise rather than guessed.
  *
  * Everything here is pure: `MapBuilder.update(snapshot)` takes one reading and returns the map; the
  * builder only remembers the previous counter values.
@@ -180,11 +184,18 @@ export interface MapFlow {
 }
 
 export interface MapNodeLink {
+  /** a < b by name. */
   a: string;
   b: string;
   /** VXLAN peers of each other (from either side's status), or only seen as connections. */
   peered: boolean;
-  /** Sum of the rates of the flows between pods (or nodes) of the two. */
+  /**
+   * VXLAN datagrams per second from a to b and from b to a, where the counters tell it: a's sent
+   * datagrams when a has no other peer, else b's received ones when b has no other peer.
+   */
+  abPerSec?: number;
+  baPerSec?: number;
+  /** Sum of the rates of the tracked connections (flows) between the two nodes' pods. */
   packetsPerSec: number;
   connections: number;
 }
@@ -319,6 +330,8 @@ export class MapBuilder {
     }
     const flows = new Map<string, Acc>();
     const peers = new Map<string, boolean>();
+    /** Per node with live counters: its VXLAN peers (node names) and datagram rates. */
+    const vxlanOf = new Map<string, { peers: string[]; tx?: number; rx?: number }>();
     const known = new Set(snap.nodes.map((n) => n.name));
     const unregistered = [...new Set(pods.filter((p) => !known.has(p.node)).map((p) => p.node))];
     const nodes: MapNode[] = [...snap.nodes]
@@ -332,10 +345,18 @@ export class MapBuilder {
         const st = r.status;
         const k = `node:${n.name}:`;
         const vx = st.cluster?.vxlan;
+        const peerNames: string[] = [];
         for (const p of vx?.peers ?? []) {
           const other = nodeByAddr.get(p.underlayIp);
-          if (other && other !== n.name) peers.set([n.name, other].sort().join('|'), true);
+          if (other && other !== n.name) {
+            peers.set([n.name, other].sort().join('|'), true);
+            peerNames.push(other);
+          }
         }
+        const vxlanTxPerSec = vx ? round(this.counters.rate(`${k}vxtx`, vx.encapsulated, r.at)) : undefined;
+        const vxlanRxPerSec = vx ? round(this.counters.rate(`${k}vxrx`, vx.decapsulated, r.at)) : undefined;
+        // Peers it has no subnet route to any more are not counted: its peer list is what it sends to.
+        if (vx) vxlanOf.set(n.name, { peers: peerNames, ...(vxlanTxPerSec !== undefined ? { tx: vxlanTxPerSec } : {}), ...(vxlanRxPerSec !== undefined ? { rx: vxlanRxPerSec } : {}) });
         for (const sp of st.pods) {
           const pod = podById.get(`${n.name}/${sp.name}`);
           if (!pod) continue;
@@ -383,12 +404,7 @@ export class MapBuilder {
         return {
           ...base,
           counters: 'live' as const,
-          ...(vx
-            ? {
-                vxlanTxPerSec: round(this.counters.rate(`${k}vxtx`, vx.encapsulated, r.at)),
-                vxlanRxPerSec: round(this.counters.rate(`${k}vxrx`, vx.decapsulated, r.at)),
-              }
-            : {}),
+          ...(vx ? { vxlanTxPerSec, vxlanRxPerSec } : {}),
           forwardedPerSec: round(this.counters.rate(`${k}fwd`, st.router.forwarded, r.at)),
           conntrackEntries: st.conntrack?.entries,
           drops: sumValues(st.router.drops) + sumValues(vx?.drops),
@@ -469,6 +485,20 @@ export class MapBuilder {
       }
       l.packetsPerSec = round(l.packetsPerSec + (f.packetsPerSec ?? 0))!;
       l.connections += f.connections;
+    }
+    // A direction's datagram rate, where one side has this link alone.
+    const direction = (from: string, to: string): number | undefined => {
+      const f = vxlanOf.get(from);
+      if (f && f.peers.length === 1 && f.peers[0] === to && f.tx !== undefined) return f.tx;
+      const t = vxlanOf.get(to);
+      if (t && t.peers.length === 1 && t.peers[0] === from && t.rx !== undefined) return t.rx;
+      return undefined;
+    };
+    for (const l of links.values()) {
+      const ab = direction(l.a, l.b);
+      const ba = direction(l.b, l.a);
+      if (ab !== undefined) l.abPerSec = ab;
+      if (ba !== undefined) l.baPerSec = ba;
     }
     const nodeLinks = [...links.values()].sort((x, y) => x.a.localeCompare(y.a) || x.b.localeCompare(y.b));
 

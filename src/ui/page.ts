@@ -58,6 +58,7 @@ svg .title { font-weight: 600; font-size: 14px; }
 .node.remote > rect, .node.unreachable > rect, .node.unregistered > rect { stroke-dasharray: 6 4; }
 .pod circle { fill: var(--tap); stroke: #fff; stroke-width: 2px; }
 .pod.tun circle { fill: var(--tun); }
+.pod.active circle { stroke: var(--flow); stroke-width: 4px; }
 .service > rect { fill: var(--svc); stroke: var(--svcline); rx: 6px; }
 .endpoint { stroke: var(--svcline); stroke-dasharray: 4 3; fill: none; opacity: .7; }
 .flow { stroke: var(--flow); fill: none; opacity: .85; }
@@ -125,6 +126,7 @@ export const PAGE_JS = `'use strict';
     var cx = mx - dy / len * bend, cy = my + dx / len * bend;
     return 'M' + a.x + ' ' + a.y + ' Q' + cx + ' ' + cy + ' ' + b.x + ' ' + b.y;
   }
+  function count(n, what) { return n + ' ' + what + (n === 1 ? '' : 's'); }
   function cell(tr, s, num) {
     var td = document.createElement('td');
     td.textContent = s;
@@ -139,14 +141,14 @@ export const PAGE_JS = `'use strict';
     last = payload;
     var map = payload.map, layout = payload.layout;
     document.getElementById('summary').textContent =
-      map.nodes.length + ' nodes, ' + map.pods.length + ' pods, ' + map.services.length + ' services, ' + map.flows.length +
-      ' connection pairs; cluster view from ' + map.source + ', read ' + new Date(map.at).toLocaleTimeString();
+      count(map.nodes.length, 'node') + ', ' + count(map.pods.length, 'pod') + ', ' + count(map.services.length, 'service') + ', ' +
+      count(map.flows.length, 'tracked connection pair') + '; cluster view from ' + map.source + ', read ' + new Date(map.at).toLocaleTimeString();
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     svg.setAttribute('viewBox', '0 0 ' + layout.width + ' ' + layout.height);
     svg.setAttribute('width', layout.width);
     svg.setAttribute('height', layout.height);
     var defs = el('defs', {}, svg);
-    var marker = el('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse' }, defs);
+    var marker = el('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerUnits: 'userSpaceOnUse', markerWidth: 12, markerHeight: 12, orient: 'auto-start-reverse' }, defs);
     el('path', { d: 'M0 0 L10 5 L0 10 z', fill: '#d9822b' }, marker);
 
     map.nodes.forEach(function (n) {
@@ -176,10 +178,25 @@ export const PAGE_JS = `'use strict';
       if (!a || !b) return;
       var pa = { x: a.x + a.w / 2, y: a.y }, pb = { x: b.x + b.w / 2, y: b.y };
       if (a.y !== b.y) { pa = { x: a.x + a.w, y: a.y + 30 }; pb = { x: b.x + b.w, y: b.y + 30 }; }
-      var busy = l.packetsPerSec > 0;
-      var p = el('path', { d: curve(pa, pb, a.y === b.y ? -22 : 40), 'class': 'nodelink' + (busy ? ' busy' : ''), 'data-nodelink': l.a + '|' + l.b, 'stroke-width': busy ? 1.5 + Math.min(5, Math.log2(1 + l.packetsPerSec) / 2) : 1 }, svg);
-      title(p, l.a + ' - ' + l.b + ': ' + rate(l.packetsPerSec) + ' packets/s in ' + l.connections + ' connections' + (l.peered ? '' : ' (not VXLAN peers)'));
-      if (busy) text(svg, (pa.x + pb.x) / 2, Math.min(pa.y, pb.y) - 14, rate(l.packetsPerSec) + ' pkt/s', 'muted', 'middle');
+      var bend = a.y === b.y ? -(10 + Math.abs(pb.x - pa.x) * 0.08) : 40;
+      var known = l.abPerSec !== undefined || l.baPerSec !== undefined;
+      var top = Math.max(l.abPerSec || 0, l.baPerSec || 0, l.packetsPerSec);
+      var busy = top > 0;
+      var p = el('path', {
+        d: curve(pa, pb, bend),
+        'class': 'nodelink' + (busy ? ' busy' : ''),
+        'data-nodelink': l.a + '|' + l.b,
+        'data-ab': l.abPerSec === undefined ? '' : l.abPerSec,
+        'data-ba': l.baPerSec === undefined ? '' : l.baPerSec,
+        'stroke-width': busy ? 1.5 + Math.min(5, Math.log2(1 + top) / 2) : 1
+      }, svg);
+      var vx = known ? 'vxlan ' + l.a + '>' + l.b + ' ' + rate(l.abPerSec) + '/s, ' + l.b + '>' + l.a + ' ' + rate(l.baPerSec) + '/s' : 'vxlan per peer: not counted (both nodes have other peers)';
+      title(p, l.a + ' - ' + l.b + (l.peered ? '' : ' (not VXLAN peers)') + ': ' + vx + '; tracked connections ' + l.connections + ', ' + rate(l.packetsPerSec) + ' packets/s');
+      if (busy) {
+        // At the curve's apex (half its bend away from the chord).
+        var label = text(svg, (pa.x + pb.x) / 2 + (a.y === b.y ? 0 : bend / 2 + 6), a.y === b.y ? pa.y + bend / 2 - 5 : (pa.y + pb.y) / 2, known ? rate(l.abPerSec) + ' / ' + rate(l.baPerSec) + ' dgram/s' : rate(l.packetsPerSec) + ' pkt/s tracked', 'muted', 'middle');
+        label.setAttribute('data-nodelink-label', l.a + '|' + l.b);
+      }
     });
 
     map.services.forEach(function (s) {
@@ -194,7 +211,7 @@ export const PAGE_JS = `'use strict';
       el('rect', { x: b.x, y: b.y, width: b.w, height: b.h }, g);
       text(g, b.x + 10, b.y + 19, s.name + '  (' + s.type + ')', 'title');
       text(g, b.x + 10, b.y + 35, s.clusterIp + '  ' + s.ports, 'muted');
-      text(g, b.x + 10, b.y + 50, s.endpoints.length + s.otherEndpoints.length + ' endpoints', 'muted');
+      text(g, b.x + 10, b.y + 50, count(s.endpoints.length + s.otherEndpoints.length, 'endpoint'), 'muted');
       title(g, 'addresses ' + s.addresses.join(', ') + '; endpoints ' + (s.endpoints.concat(s.otherEndpoints).join(', ') || 'none'));
     });
 
@@ -209,11 +226,16 @@ export const PAGE_JS = `'use strict';
     map.flows.forEach(function (f) {
       var a = point(layout, f.from), b = point(layout, f.to);
       if (!a || !b) return;
+      if (f.to.kind === 'pod') {
+        // End at the circle's edge, so the arrow shows (the circle is drawn over the line).
+        var ddx = b.x - a.x, ddy = b.y - a.y, dl = Math.sqrt(ddx * ddx + ddy * ddy) || 1;
+        b = { x: b.x - ddx / dl * 18, y: b.y - ddy / dl * 18 };
+      }
       var pk = [refKey(f.from), refKey(f.to)].sort().join('|');
       var n = pairs[pk] = (pairs[pk] || 0) + 1;
       var busy = f.packetsPerSec > 0;
       var p = el('path', {
-        d: curve(a, b, 18 * n),
+        d: curve(a, b, -(16 + 0.15 * Math.sqrt((b.x - a.x) * (b.x - a.x) + (b.y - a.y) * (b.y - a.y))) * n),
         'class': 'flow' + (busy ? '' : ' idle'),
         'data-flow': refKey(f.from) + '>' + refKey(f.to),
         'data-rate': f.packetsPerSec === undefined ? '' : f.packetsPerSec,
@@ -226,7 +248,8 @@ export const PAGE_JS = `'use strict';
     map.pods.forEach(function (p) {
       var c = layout.pods[p.id];
       if (!c) return;
-      var g = el('g', { 'class': 'pod ' + (p.device || 'tap'), 'data-pod': p.id }, svg);
+      var active = p.rates && (p.rates.rxFramesPerSec > 0 || p.rates.txFramesPerSec > 0);
+      var g = el('g', { 'class': 'pod ' + (p.device || 'tap') + (active ? ' active' : ''), 'data-pod': p.id }, svg);
       el('circle', { cx: c.x, cy: c.y, r: 15 }, g);
       text(g, c.x, c.y + 31, p.name, null, 'middle');
       text(g, c.x, c.y + 46, p.ip, 'muted', 'middle');

@@ -121,8 +121,30 @@ describe('ui: the cluster map from API data', () => {
     expect(flow('ext:198.51.100.7>pod:h2/c')).to.deep.include({ services: ['web'], packetsPerSec: 8 });
     // Busiest first.
     expect(m.flows[0]!.key).to.equal('pod:h1/a>pod:h2/c');
-    // Between the nodes: the flows from h1's pods to h2's.
-    expect(m.nodeLinks).to.deep.equal([{ a: 'h1', b: 'h2', peered: true, packetsPerSec: 72, connections: 2 }]);
+    // Between the nodes: each has the other as its only peer, so its VXLAN datagrams all went there;
+    // and the tracked connections from h1's pods to h2's.
+    expect(m.nodeLinks).to.deep.equal([{ a: 'h1', b: 'h2', peered: true, abPerSec: 50, baPerSec: 40, packetsPerSec: 72, connections: 2 }]);
+  });
+
+  it('gives a link between two nodes a datagram rate only where one side has no other peer', () => {
+    const withThird = (t: number, k: number) => {
+      const s = snapshot(t, k);
+      s.nodes = [...NODES, { name: 'h3', underlayIp: '198.18.0.13', vtepMac: '02:00:00:00:00:03', subnet: '10.244.2.0/24' }];
+      const h1 = s.readings.h1 as { status: NodeStatusView };
+      h1.status.cluster!.vxlan!.peers.push({ underlayIp: '198.18.0.13' }); // h1 has two peers, h2 still one
+      return s;
+    };
+    const b = new MapBuilder();
+    b.update(withThird(1000, 1));
+    const m = b.update(withThird(3000, 3));
+    const link = (x: string, y: string) => m.nodeLinks.find((l) => l.a === x && l.b === y)!;
+    // h1 -> h2: h1 sends to two nodes, but h2 hears only from h1: h2's received datagrams (50/s).
+    // h2 -> h1: h2 sends to h1 alone (40/s).
+    expect(link('h1', 'h2')).to.include({ abPerSec: 50, baPerSec: 40 });
+    // h1 <-> h3: h1 has two peers and h3's daemon is not read here: not known, not guessed.
+    expect(link('h1', 'h3')).to.include({ peered: true });
+    expect(link('h1', 'h3').abPerSec).to.equal(undefined);
+    expect(link('h1', 'h3').baPerSec).to.equal(undefined);
   });
 
   it('counts a connection first seen between two readings with all its packets, and none for one seen at the first', () => {
