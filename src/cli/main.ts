@@ -22,6 +22,7 @@ import { addPolicyCommands } from './policy.js';
 import { fileURLToPath } from 'node:url';
 import { followFlowsCli, runCapture } from '../observe/client.js';
 import { formatFlow, type FlowRecord } from '../observe/flows.js';
+import { DEFAULT_UI_ADDRESS, parseUiAddress, UiServer } from '../ui/server.js';
 
 const DEFAULT_RUN_DIR = '/run/podnet';
 
@@ -407,6 +408,32 @@ export function buildCli(): Command {
           list.map((p) => [p.attachment!.containerId, p.attachment!.ifname, p.attachment!.network, p.ip, p.attachment!.netns, p.name]),
         ),
       );
+    });
+
+  program
+    .command('ui')
+    .description('serve a web page on localhost with a live map of the cluster: nodes, pods, services and their endpoints, and the traffic between them')
+    .option('--address <host:port>', 'where to serve the page: a loopback address (127.0.0.0/8, [::1] or localhost); port 0 picks a free one', DEFAULT_UI_ADDRESS)
+    .option('--interval <ms>', 'how often the counters are read, in milliseconds (200-60000)', parseIntArg('--interval', 200, 60000), 1000)
+    .action(async (o: { address: string; interval: number }) => {
+      try {
+        parseUiAddress(o.address);
+      } catch (err) {
+        throw new PodnetError('EINVALID', (err as Error).message);
+      }
+      const g = globals();
+      const ui = await UiServer.start({ address: o.address, intervalMs: o.interval, runDir: g.runDir, ...(g.node ? { node: g.node } : {}) });
+      const first = ui.current();
+      if (!first.map) {
+        await ui.close();
+        throw new PodnetError('EPRECONDITION', first.error ?? 'no reading of the cluster');
+      }
+      process.stdout.write(`podnet ui: ${ui.url} (cluster view from node ${first.map.source}; Ctrl-C stops it)\n`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await ui.close();
     });
 
   const demo = program
