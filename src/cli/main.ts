@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { followFlowsCli, runCapture } from '../observe/client.js';
 import { formatFlow, type FlowRecord } from '../observe/flows.js';
 import { DEFAULT_UI_ADDRESS, parseUiAddress, UiServer } from '../ui/server.js';
+import { processAlive } from '../util/process.js';
 
 const DEFAULT_RUN_DIR = '/run/podnet';
 
@@ -482,14 +483,6 @@ export function buildCli(): Command {
   return program;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function parseIntArg(flag: string, min: number, max: number) {
   return (v: string): number => {

@@ -314,6 +314,7 @@ export class ClusterMembership {
     return {
       store: { kind: this.cfg.store?.kind ?? 'embedded', ...this.health.status(), lease: this.lease.id, leaseLost: this.leaseLost, reregistrations: this.reregistrations },
       vtepMac: this.self.vtepMac,
+      ingress: this.ingress?.status(),
       underlayIp: this.self.underlayIp,
       uplink: this.uplink ? { interface: this.underlay.interface, ...this.uplink.stats() } : undefined,
       vxlan: o
@@ -334,7 +335,12 @@ export class ClusterMembership {
             encapsulated: o.encapsulated,
             decapsulated: o.decapsulated,
             drops: o.drops.toJSON(),
-            peers: o.listPeers().map((p) => ({ subnet: `${ipv4ToString(p.subnetNetwork)}`, underlayIp: ipv4ToString(p.underlayIp) })),
+            peers: o.peerStats().map(({ peer: p, txDatagrams, rxDatagrams }) => ({
+              subnet: `${ipv4ToString(p.subnetNetwork)}`,
+              underlayIp: ipv4ToString(p.underlayIp),
+              txDatagrams,
+              rxDatagrams,
+            })),
           }
         : undefined,
     };

@@ -556,7 +556,7 @@ export class NodeRuntime {
       host: this.hostPort
         ? { device: this.hostDeviceName, ...this.hostPort.traffic.toJSON() }
         : undefined,
-      conntrack: { entries: this.conntrack.size, max: this.cfg.conntrackMax, file: this.conntrackFile || undefined, ...this.conntrack.stats },
+      conntrack: { entries: this.conntrack.size, max: this.cfg.conntrackMax, file: this.conntrackFile || undefined, ...this.conntrack.stats, ...this.conntrack.census(this.dp.now) },
       restart: this.restart,
       nat: { ...this.router.nat!.stats },
       switch: { macEntries: this.dp.switch.macs.entries(this.dp.now).length, macTableFull: this.dp.switch.macTableFull, injectOverflow: this.dp.injectOverflow },

@@ -135,6 +135,8 @@ export class VxlanOverlay implements Overlay {
    * (The `undefined` it starts with keeps V8 from specialising it to unboxed doubles.)
    */
   private readonly underlay: Array<number | undefined> = [undefined];
+  /** Per peer slot, datagrams sent (2 * slot) and accepted (2 * slot + 1) since the peer was set. */
+  private peerCounts = new Float64Array(16);
   private readonly vx = new VxlanView();
   /** Joins the TCP segments of a received run into super-frames for the router. */
   readonly gro: TcpCoalescer;
@@ -167,6 +169,13 @@ export class VxlanOverlay implements Overlay {
       w.set(this.encapWords);
       this.encapWords = w;
     }
+    if ((slot + 1) * 2 > this.peerCounts.length) {
+      const c = new Float64Array(this.peerCounts.length * 2);
+      c.set(this.peerCounts);
+      this.peerCounts = c;
+    }
+    this.peerCounts[slot * 2] = 0;
+    this.peerCounts[slot * 2 + 1] = 0;
     const w = this.encapWords;
     const b = slot * HDR_WORDS;
     const { vni, localVtepMacHi: srcHi, localVtepMacLo: srcLo } = this.cfg;
@@ -196,6 +205,16 @@ export class VxlanOverlay implements Overlay {
     return this.peers.filter((p): p is VxlanPeer => p !== undefined);
   }
 
+  /** Every peer with the datagrams sent to it and accepted from it since it was set. */
+  peerStats(): Array<{ peer: VxlanPeer; txDatagrams: number; rxDatagrams: number }> {
+    const out: Array<{ peer: VxlanPeer; txDatagrams: number; rxDatagrams: number }> = [];
+    for (let i = 0; i < this.peers.length; i++) {
+      const peer = this.peers[i];
+      if (peer !== undefined) out.push({ peer, txDatagrams: this.peerCounts[i * 2]!, rxDatagrams: this.peerCounts[i * 2 + 1]! });
+    }
+    return out;
+  }
+
   send(buf: Buffer, ipOff: number, ipLen: number, dst: number): OverlayResult {
     const slot = this.bySubnet.get(dst & this.cfg.subnetMask);
     if (slot < 0) return OverlayResult.NoRoute;
@@ -207,6 +226,7 @@ export class VxlanOverlay implements Overlay {
     }
     this.writeEncap(buf, vxOff, slot);
     this.encapsulated++;
+    this.peerCounts[slot * 2]! += 1;
     const len = ipLen + ETH_HLEN + VXLAN_HLEN;
     const sport = this.sourcePort(flowHash(buf, ipOff, ipLen));
     if (this.tap !== undefined) this.tap.datagram(buf, vxOff, len, TapDir.Out, this.underlay[slot]!, this.cfg.port, sport);
@@ -284,6 +304,7 @@ export class VxlanOverlay implements Overlay {
       writeTcpSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss);
     }
     this.encapsulated += n;
+    this.peerCounts[slot * 2]! += n;
     // One send takes at most one UDP payload's worth (65507 bytes); the VXLAN and inner headers
     // of a 64 KB super-frame's segments make it larger, so it may take two runs.
     const perRun = Math.floor(UDP_MAX_PAYLOAD / stride);
@@ -358,7 +379,8 @@ export class VxlanOverlay implements Overlay {
     const vx = this.vx;
     if (vx.reset(buf, off, len) !== ParseError.Ok) return this.drop(DropReason.VxlanMalformed);
     if (vx.vni !== this.cfg.vni) return this.drop(DropReason.VxlanBadVni);
-    if (this.byUnderlay.get(srcIp) < 0) return this.drop(DropReason.VxlanUnknownSender);
+    const slot = this.byUnderlay.get(srcIp);
+    if (slot < 0) return this.drop(DropReason.VxlanUnknownSender);
     const e = off + VXLAN_HLEN;
     if (len - VXLAN_HLEN < ETH_HLEN) return this.drop(DropReason.VxlanMalformed);
     if (ethType(buf, e) !== EtherType.IPv4) return this.drop(DropReason.UnsupportedEtherType);
@@ -369,6 +391,7 @@ export class VxlanOverlay implements Overlay {
       return this.drop(DropReason.NotForRouter);
     }
     this.decapsulated++;
+    this.peerCounts[slot * 2 + 1]! += 1;
     return true;
   }
 

@@ -6,6 +6,7 @@ import { execCapture, REPO_ROOT, sleep, type ExecResult } from '../topology/topo
 import { deleteNetns, ip, listNetns, run } from '../netns/run.js';
 import { formatTable } from '../util/table.js';
 import { PodnetError, ErrorCode } from '../util/errors.js';
+import { processAlive } from '../util/process.js';
 
 /** Everything the VM demo makes: namespaces and devices start with this prefix, files live in VM_DIR. */
 export const VM_PREFIX = 'pnvm-';
@@ -116,31 +117,23 @@ function readText(f: string): string {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function stopPid(pid: number, timeoutMs = 15_000): Promise<void> {
-  if (!pid || !alive(pid)) return;
+  if (!pid || !processAlive(pid)) return;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
     return;
   }
   const deadline = Date.now() + timeoutMs;
-  while (alive(pid) && Date.now() < deadline) await sleep(100);
-  if (alive(pid)) {
+  while (processAlive(pid) && Date.now() < deadline) await sleep(100);
+  if (processAlive(pid)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
       /* gone */
     }
-    while (alive(pid)) await sleep(50);
+    while (processAlive(pid)) await sleep(50);
   }
 }
 
@@ -160,7 +153,7 @@ export async function probeAccel(image: string): Promise<{ accel: 'kvm' | 'tcg';
   const pid = startQemu(qemuArgs(image, 'kvm', { memoryMb: 256, cpus: 1, console: con, append: 'podnet.probe', disk: false, name: `${VM_PREFIX}probe` }), log);
   const deadline = Date.now() + 10_000;
   let ok = false;
-  while (Date.now() < deadline && alive(pid)) {
+  while (Date.now() < deadline && processAlive(pid)) {
     if (readText(con).includes('podnet-vm: probe ok')) {
       ok = true;
       break;
@@ -382,7 +375,7 @@ async function watchBoot(state: VmState, boundS: number, out: (s: string) => voi
       }
       seen.set(v.name, k);
       if (k === STAGES.length) done.set(v.name, (performance.now() - start) / 1000);
-      const dead = !alive(v.pid);
+      const dead = !processAlive(v.pid);
       const exited = con.includes('podnet-vm: daemon exited');
       if (dead || exited || performance.now() - start > boundS * 1000) {
         const why = dead ? 'its qemu exited' : exited ? 'its podnet daemon exited' : `it was not serving within ${boundS} s`;

@@ -25,7 +25,17 @@ export interface MetricsSource {
 export interface NodeStatusView {
   pods: Array<{ name: string; counters: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: Record<string, number> } }>;
   router: { forwarded: number; drops: Record<string, number> };
-  conntrack: { entries: number; max: number; created: number; expired: number; evicted: number; dropFull: number; invalid: number };
+  conntrack: {
+    entries: number;
+    max: number;
+    created: number;
+    expired: number;
+    evicted: number;
+    dropFull: number;
+    invalid: number;
+    states?: Array<{ protocol: string; state: string; count: number }>;
+    snat?: Record<string, number>;
+  };
   cluster?: {
     vxlan?: {
       encapsulated: number;
@@ -33,9 +43,11 @@ export interface NodeStatusView {
       gsoRuns: number;
       groSuperFrames: number;
       drops: Record<string, number>;
-      peers: Array<{ underlayIp: string }>;
+      peers: Array<{ underlayIp: string; txDatagrams?: number; rxDatagrams?: number }>;
     };
     uplink?: { captured: number; sent: number; drops?: Record<string, number> };
+    store?: { reachable: boolean; outages: number };
+    ingress?: { serving: boolean; requests?: number; proxied?: number; notFound?: number; unavailable?: number; badGateway?: number; gatewayTimeout?: number };
   };
 }
 
@@ -114,8 +126,37 @@ export function buildRegistry(source: MetricsSource): Registry {
   totalCounter(registry, 'podnet_vxlan_drops_total', 'VXLAN datagrams dropped, by reason', ['reason'], (set) => {
     for (const [reason, v] of Object.entries(st().cluster?.vxlan?.drops ?? {})) set({ reason }, v);
   });
+  totalCounter(registry, 'podnet_vxlan_peer_datagrams_total', 'VXLAN datagrams sent to (tx) and accepted from (rx) each other node, by its underlay address', ['peer', 'direction'], (set) => {
+    for (const p of st().cluster?.vxlan?.peers ?? []) {
+      set({ peer: p.underlayIp, direction: 'tx' }, p.txDatagrams ?? 0);
+      set({ peer: p.underlayIp, direction: 'rx' }, p.rxDatagrams ?? 0);
+    }
+  });
   gauge(registry, 'podnet_vxlan_peers', 'Other nodes this node has a VXLAN route to', [], (set) => set({}, st().cluster?.vxlan?.peers.length ?? 0));
   gauge(registry, 'podnet_conntrack_entries', 'Connections in the conntrack table', [], (set) => set({}, st().conntrack.entries));
+  gauge(registry, 'podnet_conntrack_connections', 'Unexpired connections by protocol and state', ['protocol', 'state'], (set) => {
+    for (const c of st().conntrack.states ?? []) set({ protocol: c.protocol, state: c.state }, c.count);
+  });
+  gauge(registry, 'podnet_nat_ports_in_use', 'Source ports (ICMP: identifiers) held by source-NATed connections (masquerade, hairpin, node ports)', ['protocol'], (set) => {
+    for (const [protocol, v] of Object.entries(st().conntrack.snat ?? {})) set({ protocol }, v);
+  });
+  gauge(registry, 'podnet_store_reachable', 'Whether the cluster store answers (1) or not (0)', [], (set) => {
+    const s = st().cluster?.store;
+    if (s !== undefined) set({}, s.reachable ? 1 : 0);
+  });
+  totalCounter(registry, 'podnet_store_outages_total', 'Times the cluster store became unreachable', [], (set) => {
+    const s = st().cluster?.store;
+    if (s !== undefined) set({}, s.outages);
+  });
+  totalCounter(registry, 'podnet_ingress_requests_total', 'HTTP requests the ingress answered, by result (proxied, or the status it answered itself)', ['code'], (set) => {
+    const i = st().cluster?.ingress;
+    if (i === undefined || !i.serving) return;
+    set({ code: 'proxied' }, i.proxied ?? 0);
+    set({ code: '404' }, i.notFound ?? 0);
+    set({ code: '502' }, i.badGateway ?? 0);
+    set({ code: '503' }, i.unavailable ?? 0);
+    set({ code: '504' }, i.gatewayTimeout ?? 0);
+  });
   gauge(registry, 'podnet_conntrack_max_entries', 'Size of the conntrack table', [], (set) => set({}, st().conntrack.max));
   totalCounter(registry, 'podnet_conntrack_inserts_total', 'Connections created', [], (set) => set({}, st().conntrack.created));
   totalCounter(registry, 'podnet_conntrack_expired_total', 'Connections reclaimed after their timeout', [], (set) => set({}, st().conntrack.expired));

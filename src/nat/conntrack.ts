@@ -51,7 +51,7 @@
 import { ipv4ToString } from '../packet/addr.js';
 import { IpProtocol } from '../packet/ipv4.js';
 import { pageAlignedBuffer } from '../util/aligned.js';
-import type { CtEntryInfo, CtTupleInfo } from './format.js';
+import { protoName, type CtCensus, type CtEntryInfo, type CtTupleInfo } from './format.js';
 import { CtStatus, TCP_IGNORE, TCP_RESTART, TcpState, tcpOpens, tcpStateName, tcpStep } from './tcpstate.js';
 
 export { CtStatus, TcpState, tcpStateName } from './tcpstate.js';
@@ -71,7 +71,7 @@ export interface ConntrackEvents {
   closed(id: number): void;
   removed(id: number, why: CtRemoval): void;
 }
-export { formatCtEntry, type CtEntryInfo, type CtTupleInfo } from './format.js';
+export { formatCtEntry, protoName, type CtCensus, type CtEntryInfo, type CtTupleInfo } from './format.js';
 
 /** Direction of a packet relative to the connection (the low bit of a ref). */
 export const CtDir = { Original: 0, Reply: 1 } as const;
@@ -643,7 +643,7 @@ export class Conntrack {
       out.push({
         id: e,
         proto,
-        protoName: proto === IpProtocol.TCP ? 'tcp' : proto === IpProtocol.UDP ? 'udp' : proto === IpProtocol.ICMP ? 'icmp' : `proto${proto}`,
+        protoName: protoName(proto),
         state: proto === IpProtocol.TCP ? tcpStateName(st & CtStatus.StateMask) : '',
         timeout: this.expiresAt(e) - now,
         assured: (st & CtStatus.Assured) !== 0,
@@ -658,6 +658,35 @@ export class Conntrack {
       });
     }
     return out;
+  }
+
+  /**
+   * Unexpired entries by protocol and state (TCP: its state; others: ASSURED, REPLIED or UNREPLIED)
+   * and the source-NATed ones by protocol: for metrics at scrape time (walks the table; allocates).
+   */
+  census(now: number): CtCensus {
+    const counts = new Map<string, { protocol: string; state: string; count: number }>();
+    const snat: Record<string, number> = {};
+    for (let e = 0; e < this.highWater; e++) {
+      if (!this.isLive(e) || this.expiresAt(e) <= now) continue;
+      const st = this.status(e);
+      const proto = this.proto(e);
+      const protocol = protoName(proto);
+      const state =
+        proto === IpProtocol.TCP
+          ? tcpStateName(st & CtStatus.StateMask)
+          : (st & CtStatus.Assured) !== 0
+            ? 'ASSURED'
+            : (st & CtStatus.SeenReply) !== 0
+              ? 'REPLIED'
+              : 'UNREPLIED';
+      const key = `${protocol}/${state}`;
+      const c = counts.get(key);
+      if (c !== undefined) c.count++;
+      else counts.set(key, { protocol, state, count: 1 });
+      if ((st & CtStatus.SrcNat) !== 0) snat[protocol] = (snat[protocol] ?? 0) + 1;
+    }
+    return { states: [...counts.values()], snat };
   }
 
   // ---- accessors (by entry id, or by ref = id * 2 + dir for tuple fields) --------------------

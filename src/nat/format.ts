@@ -49,3 +49,15 @@ export function formatCtEntry(x: CtEntryInfo): string {
   parts.push(`mark=${x.mark}`);
   return parts.join(' ');
 }
+
+/** A protocol's name as conntrack -L prints it. */
+export function protoName(proto: number): string {
+  return proto === IpProtocol.TCP ? 'tcp' : proto === IpProtocol.UDP ? 'udp' : proto === IpProtocol.ICMP ? 'icmp' : `proto${proto}`;
+}
+
+/** Unexpired connections by protocol and state, and the source-NATed ones (ports in use) by protocol. */
+export interface CtCensus {
+  states: Array<{ protocol: string; state: string; count: number }>;
+  snat: Record<string, number>;
+}
+

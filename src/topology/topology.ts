@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { ip, listNetns, nsExec, run, type RunResult } from '../netns/run.js';
 import { deleteNetns } from '../netns/run.js';
 import { apiCall } from '../api/client.js';
+import { processAlive } from '../util/process.js';
 
 /** Repository root (this file is src/topology/topology.ts, compiled to dist/src/topology/topology.js). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), existsSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../../package.json')) ? '../../..' : '../..');
@@ -287,14 +288,7 @@ export class Topology {
 
 async function killAndWait(pid: number, sig: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<void> {
   if (!Number.isInteger(pid) || pid <= 1) return;
-  const alive = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const alive = () => processAlive(pid);
   if (!alive()) return;
   try {
     process.kill(pid, sig);

@@ -54,6 +54,10 @@ describe('metrics: a node\'s Prometheus endpoint', function () {
     expect(d('podnet_vxlan_datagrams_total', { direction: 'rx' })).to.be.at.least(10);
     expect(d('podnet_router_forwarded_total')).to.be.at.least(10);
     expect(after.value('podnet_vxlan_peers')).to.equal(1);
+    // The same datagrams, by peer: h2's underlay address.
+    const h2 = t.host('h2').underlayIp;
+    expect(d('podnet_vxlan_peer_datagrams_total', { peer: h2, direction: 'tx' })).to.be.at.least(10);
+    expect(d('podnet_vxlan_peer_datagrams_total', { peer: h2, direction: 'rx' })).to.be.at.least(10);
     expect(after.families.find((f) => f.name === 'podnet_pod_receive_frames_total')!.type).to.equal('COUNTER');
   });
 
@@ -70,6 +74,29 @@ describe('metrics: a node\'s Prometheus endpoint', function () {
       expect(v).to.be.within(s1.value(metric, { pod: 'a' }), s2.value(metric, { pod: 'a' }));
     }
     expect(st.conntrack.max).to.equal(s2.value('podnet_conntrack_max_entries'));
+  });
+
+  it('counts connections by protocol and state, and reports the store as reachable', async () => {
+    const w = await t.podnet('h2', ['pod', 'add', 'web', '--label', 'app=web']);
+    expect(w.code, w.stderr).to.equal(0);
+    const svc = await t.podnet('h1', ['service', 'add', 'dns', '--port', '53/udp', '--selector', 'app=web']);
+    expect(svc.code, svc.stderr).to.equal(0);
+    const vip = svc.stdout.trim();
+    // One UDP datagram from pod a to the cluster IP: a DNAT connection on h1, never answered. The
+    // service may take a moment to reach h1's data plane: send until the connection shows.
+    let n = 0;
+    for (let i = 0; i < 50 && n === 0; i++) {
+      await t.exec(t.podNs('h1', 'a'), 'bash', ['-c', `echo hello > /dev/udp/${vip}/53`]);
+      const m = await scrape('h1');
+      const f = m.families.find((x) => x.name === 'podnet_conntrack_connections');
+      n = Number(f?.metrics.find((x) => x.labels?.protocol === 'udp' && x.labels?.state === 'UNREPLIED')?.value ?? 0);
+      if (n === 0) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(n).to.be.at.least(1);
+    const m = await scrape('h1');
+    expect(m.families.find((f) => f.name === 'podnet_conntrack_connections')!.type).to.equal('GAUGE');
+    expect(m.value('podnet_store_reachable')).to.equal(1);
+    expect(m.value('podnet_store_outages_total')).to.equal(0);
   });
 
   it('is off unless configured', async () => {

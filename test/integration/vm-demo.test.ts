@@ -5,6 +5,7 @@ import { execCapture, REPO_ROOT, type ExecResult } from '../../src/topology/topo
 import { listNetns } from '../../src/netns/run.js';
 import { readVmState, VM_DIR, VM_PREFIX, VM_UNDERLAY_NS } from '../../src/demo/vm.js';
 import { DEMO_PREFIX } from '../../src/demo/demo.js';
+import { processAlive } from '../../src/util/process.js';
 
 const PODNET = join(REPO_ROOT, 'bin/podnet');
 
@@ -19,14 +20,6 @@ async function ok(node: string, argv: string[], timeoutMs?: number): Promise<str
   return r.stdout;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface Pod {
   name: string;
@@ -151,11 +144,11 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
     const state = readVmState()!;
     expect(state.vms).to.have.length(2);
     const pids = [...state.vms.map((v) => v.pid), state.etcdPid];
-    for (const p of pids) expect(alive(p), `pid ${p} before down`).to.equal(true);
+    for (const p of pids) expect(processAlive(p), `pid ${p} before down`).to.equal(true);
     const down = await execCapture(PODNET, ['demo', 'down'], 300_000);
     expect(down.code, down.stdout + down.stderr).to.equal(0);
     expect(down.stdout).to.match(/removed 2 VMs/);
-    for (const p of pids) expect(alive(p), `pid ${p} after down`).to.equal(false);
+    for (const p of pids) expect(processAlive(p), `pid ${p} after down`).to.equal(false);
     expect((await listNetns()).filter((n) => n.startsWith(VM_PREFIX))).to.deep.equal([]);
     // The taps and the bridge lived in the underlay namespace; nothing of ours is in the machine's own.
     const links = await execCapture('ip', ['-o', 'link', 'show']);
