@@ -121,6 +121,13 @@ export class PacketContext {
 export interface ConnectionHook {
   /** Short, stable name: shown in the flow log and in `policy check` (e.g. 'services', 'policy'). */
   readonly name: string;
+  /**
+   * Whether the hook decides about connections to pod addresses (the pod CIDR) that do not come off
+   * the uplink: policy does; services (VIPs, node ports) and masquerade (outside addresses) do not.
+   * While no registered hook does, traffic between pods skips the hooks altogether (it is untracked,
+   * and every one of its packets would otherwise run them).
+   */
+  readonly podToPod: boolean;
   /** The first packet of a connection conntrack does not know. Must not allocate in steady state. */
   newConnection(ctx: PacketContext): HookVerdict;
 }
@@ -142,6 +149,8 @@ export class Hooks {
   private readonly chains: ConnectionHook[][] = [];
   /** Every hook, PRE_ROUTING first: what `run` walks (one loop, rebuilt on registration). */
   private all: ConnectionHook[] = [];
+  /** How many registered hooks decide about traffic between pods (`podToPod`). */
+  podHooks = 0;
   /** Told of every decision (the flow log); undefined costs nothing. */
   observer: ConnectionObserver | undefined;
 
@@ -152,13 +161,18 @@ export class Hooks {
   /** Adds `hook` at `point` (after those already there); returns a function that removes it. */
   register(point: HookPoint, hook: ConnectionHook): () => void {
     this.chains[point]!.push(hook);
-    this.all = this.chains.flat();
+    this.rebuild();
     return () => {
       const chain = this.chains[point]!;
       const i = chain.indexOf(hook);
       if (i >= 0) chain.splice(i, 1);
-      this.all = this.chains.flat();
+      this.rebuild();
     };
+  }
+
+  private rebuild(): void {
+    this.all = this.chains.flat();
+    this.podHooks = this.all.filter((h) => h.podToPod).length;
   }
 
   /** How many hooks `point` has (the bridge path runs only when FORWARD has some). */

@@ -370,6 +370,9 @@ export class Router implements BatchPrefetcher {
    * decided. Every later packet of the connection is rewritten by `nat.translate`, without hooks.
    */
   private newConnection(nat: Nat, buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): Verdict {
+    // Between pods, with no hook that decides about such traffic (no policy): nothing to decide, so
+    // untracked without running the hooks, as the kernel passes traffic no rule matches.
+    if (this.hooks.podHooks === 0 && ingress !== Ingress.Uplink && (ipv4Dst32(buf, ipOff) & this.podMask32) === this.podNet32) return Verdict.NotTracked;
     const ctx = this.fillContext(nat, buf, ipOff, ipLen, ingress);
     const hv = this.hooks.run(ctx);
     if (hv !== HookVerdict.Continue) return this.refuse(buf, ctx, hv);

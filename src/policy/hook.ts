@@ -13,6 +13,7 @@ import { CompiledPolicies, Decision, Dir } from './compile.js';
 
 export class PolicyHook implements ConnectionHook {
   readonly name = 'policy';
+  readonly podToPod = true;
   /** The tables in force: swapped whole by the controller. */
   compiled: CompiledPolicies | undefined;
   /** Node addresses (int32): connections between a pod and its own node are always allowed (as Kubernetes defines). */

@@ -35,6 +35,8 @@ export interface KubeProxyConfig {
  */
 export class ServicesHook implements ConnectionHook {
   readonly name = 'services';
+  /** VIPs and node ports are never pod addresses. */
+  readonly podToPod = false;
   /** Swapped in whole by the service controller. */
   table = new ServiceTable();
   /** The node's underlay address as int32 (node ports); 0 = none yet. */
@@ -95,6 +97,8 @@ function reject(ctx: PacketContext, reason: DropReason): HookVerdict {
  */
 export class MasqueradeHook implements ConnectionHook {
   readonly name = 'masquerade';
+  /** Only traffic to outside addresses. */
+  readonly podToPod = false;
   /** Whether the node has an uplink to send masqueraded traffic out of. */
   enabled = false;
   /** The node's underlay address as int32 (the masquerade source); 0 = none yet. */

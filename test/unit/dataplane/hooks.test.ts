@@ -52,6 +52,7 @@ function node() {
 /** A FORWARD hook that records what it saw and answers `verdict`. */
 class Recorder implements ConnectionHook {
   readonly name = 'recorder';
+  readonly podToPod = true;
   seen: Array<{ ingress: number; dst: string; finalDst: string; finalDport: number }> = [];
   constructor(
     public verdict: HookVerdict,
@@ -72,7 +73,7 @@ describe('hooks: new connections through PRE_ROUTING, FORWARD and POST_ROUTING',
   it('runs the points in order and stops at the first verdict that is not Continue', () => {
     const hooks = new Hooks();
     const order: string[] = [];
-    const hook = (name: string, v: HookVerdict): ConnectionHook => ({ name, newConnection: () => (order.push(name), v) });
+    const hook = (name: string, v: HookVerdict): ConnectionHook => ({ name, podToPod: true, newConnection: () => (order.push(name), v) });
     hooks.register(HookPoint.PostRouting, hook('post', HookVerdict.Continue));
     hooks.register(HookPoint.Forward, hook('fwd1', HookVerdict.Continue));
     const remove = hooks.register(HookPoint.Forward, hook('fwd2', HookVerdict.Drop));
@@ -141,5 +142,21 @@ describe('hooks: new connections through PRE_ROUTING, FORWARD and POST_ROUTING',
     n.send(A, B.mac, B.ip, 7001);
     expect(n.pods.b!.sink.take()).to.have.length(0);
     expect(n.router.drops.toJSON()).to.have.property('policy_denied_ingress', 1);
+  });
+
+  it('lets traffic between pods skip the hooks while none decides about it (no policy), and runs them once one does', () => {
+    const n = node();
+    const seen: number[] = [];
+    const notPods: ConnectionHook = { name: 'outside-only', podToPod: false, newConnection: (c) => (seen.push(c.dst), HookVerdict.Continue) };
+    n.router.hooks.register(HookPoint.Forward, notPods);
+    const OTHER_NODE_POD = '10.244.2.5'; // routed (another node's subnet: no overlay here, so no route)
+    n.send(A, GATEWAY_MAC, OTHER_NODE_POD, 7000);
+    expect(seen).to.have.length(0);
+    n.send(A, GATEWAY_MAC, VIP, 53); // a service address is not a pod address: the hooks run
+    expect(seen).to.have.length(1);
+    const rec = new Recorder(HookVerdict.Continue);
+    n.router.hooks.register(HookPoint.Forward, rec);
+    n.send(A, GATEWAY_MAC, OTHER_NODE_POD, 7001);
+    expect(rec.seen.map((x) => x.dst)).to.deep.equal([OTHER_NODE_POD]);
   });
 });
