@@ -182,15 +182,7 @@ export class Hooks {
 
   /** Runs PRE_ROUTING, FORWARD and POST_ROUTING; the first verdict that is not Continue ends it. */
   run(ctx: PacketContext): HookVerdict {
-    const all = this.all;
-    for (let i = 0; i < all.length; i++) {
-      const v = all[i]!.newConnection(ctx);
-      if (v !== HookVerdict.Continue) {
-        if (ctx.refusedBy === '') ctx.refusedBy = all[i]!.name;
-        return v;
-      }
-    }
-    return HookVerdict.Continue;
+    return runChain(this.all, ctx);
   }
 
   /** Runs one point's chain (the bridge path: FORWARD only). */

@@ -154,9 +154,6 @@ export function tcpFlags(buf: Buffer, off: number): number {
 export function setTcpFlags(buf: Buffer, off: number, flags: number): void {
   buf[off + 13] = flags;
 }
-export function tcpChecksum(buf: Buffer, off: number): number {
-  return readU16(buf, off + TCP_CHECKSUM_OFFSET);
-}
 export function setTcpChecksum(buf: Buffer, off: number, sum: number): void {
   writeU16(buf, off + TCP_CHECKSUM_OFFSET, sum);
 }

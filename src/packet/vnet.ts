@@ -12,8 +12,6 @@ export const VNET_HDR_LEN = 10;
 
 /** flags: the checksum is partial; complete it from csum_start, storing at csum_start + csum_offset. */
 export const VNET_F_NEEDS_CSUM = 1;
-/** flags: the checksum is known good (receive side). */
-export const VNET_F_DATA_VALID = 2;
 
 /** gso_type values (the ECN bit may be or'ed in). */
 export const VNET_GSO_NONE = 0;
@@ -39,9 +37,6 @@ export function vnetGsoType(buf: Buffer, h: number): number {
 export function vnetPending(buf: Buffer, h: number): boolean {
   return ((buf[h]! & VNET_F_NEEDS_CSUM) | buf[h + 1]!) !== 0;
 }
-export function vnetHdrLen(buf: Buffer, h: number): number {
-  return le16(buf, h + 2);
-}
 /** gso_size: the payload bytes of each segment. */
 export function vnetGsoSize(buf: Buffer, h: number): number {
   return le16(buf, h + 4);
@@ -65,9 +60,4 @@ export function writeVnetTcpGso(buf: Buffer, h: number, hdrLen: number, gsoSize:
   setLe16(buf, h + 4, gsoSize);
   setLe16(buf, h + 6, csumStart);
   setLe16(buf, h + 8, csumOffset);
-}
-
-/** Writes an all-zero header: nothing to do, nothing known. */
-export function writeVnetNone(buf: Buffer, h: number): void {
-  buf.fill(0, h, h + VNET_HDR_LEN);
 }
