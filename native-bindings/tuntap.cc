@@ -20,6 +20,8 @@
 //   mapShared(path, bytes) -> ArrayBuffer       a file (in /dev/shm) mapped MAP_SHARED, see MapShared
 //   copyBytes(dst, dstOff, src, srcOff, len)   memmove between Buffers, no JS allocation
 //   sum16(buf, off, len, initial)              RFC 1071 sum of a region, 64-bit adds
+//   moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums)  strided regions moved and summed
+//   replicate(buf, from, len, dst, stride, count)                       one region copied to strided places
 //
 // Receive path: a uv_poll_t watches the fd (level-triggered). On each readable
 // event the addon readv()s frames straight into the JS-owned ring (slot i, at
@@ -69,6 +71,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -655,10 +658,99 @@ napi_value Sum16Js(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums): n regions of one Buffer, region
+// i at src + i*srcStride of `size` bytes (the last one `last`), each moved to dst + i*dstStride and
+// its RFC 1071 sum (as sum16 gives it, initial 0) stored in sums[i]. src == dst with equal strides
+// sums without moving. For the segments of a TCP super-frame: their payloads laid out in place and
+// summed in one call instead of two calls per segment (a copyWithin and a sum16). Regions move in
+// the order that overwrites no region before it has moved: from the last when the last one moves
+// forward (the first region may stay where it is).
+// Every region must lie inside the buffer and `sums` hold n entries, or it throws RangeError having
+// done nothing.
+napi_value MoveSums(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  uint8_t* buf = nullptr;
+  size_t bufLen = 0;
+  uint32_t v[7] = {0, 0, 0, 0, 0, 0, 0};  // src, srcStride, dst, dstStride, size, last, n
+  bool ok = argc >= 9 && GetBytes(env, argv[0], &buf, &bufLen);
+  for (int k = 0; ok && k < 7; k++) ok = napi_get_value_uint32(env, argv[k + 1], &v[k]) == napi_ok;
+  uint32_t* sums = nullptr;
+  size_t sumsLen = 0;
+  if (ok) ok = podnet::GetU32Array(env, argv[8], &sums, &sumsLen);
+  if (!ok) {
+    napi_throw_type_error(env, nullptr,
+                          "moveSums(buf: Buffer, src, srcStride, dst, dstStride, size, last, n: number, sums: Uint32Array)");
+    return nullptr;
+  }
+  const uint64_t src = v[0], srcStride = v[1], dst = v[2], dstStride = v[3], size = v[4], last = v[5], n = v[6];
+  if (n == 0) return nullptr;
+  // The furthest byte either side reaches: the last region, or the one before it when `last` is shorter.
+  auto reach = [&](uint64_t base, uint64_t stride) {
+    uint64_t end = base + (n - 1) * stride + last;
+    if (n > 1) end = std::max(end, base + (n - 2) * stride + size);
+    return end;
+  };
+  if (sumsLen < n || reach(src, srcStride) > bufLen || reach(dst, dstStride) > bufLen) {
+    napi_throw_range_error(env, nullptr, "moveSums: a region outside the buffer, or sums shorter than n");
+    return nullptr;
+  }
+  auto one = [&](uint64_t i) {
+    const uint64_t len = i == n - 1 ? last : size;
+    uint8_t* to = buf + dst + i * dstStride;
+    const uint8_t* from = buf + src + i * srcStride;
+    if (to != from) std::memmove(to, from, len);
+    sums[i] = Sum16(to, len, 0);
+  };
+  if (dst + (n - 1) * dstStride > src + (n - 1) * srcStride) {  // moving forward: the last region first
+    for (uint64_t i = n; i-- > 0;) one(i);
+  } else {
+    for (uint64_t i = 0; i < n; i++) one(i);
+  }
+  return nullptr;
+}
+
+// replicate(buf, from, len, dst, stride, count): copies buf[from, from + len) to dst + i*stride for
+// i in [0, count): the headers of a super-frame's first segment into every other segment, in one
+// call. The copies must not overlap the source, and everything must lie inside the buffer
+// (RangeError, nothing copied).
+napi_value Replicate(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  uint8_t* buf = nullptr;
+  size_t bufLen = 0;
+  uint32_t v[5] = {0, 0, 0, 0, 0};  // from, len, dst, stride, count
+  bool ok = argc >= 6 && GetBytes(env, argv[0], &buf, &bufLen);
+  for (int k = 0; ok && k < 5; k++) ok = napi_get_value_uint32(env, argv[k + 1], &v[k]) == napi_ok;
+  if (!ok) {
+    napi_throw_type_error(env, nullptr, "replicate(buf: Buffer, from, len, dst, stride, count: number)");
+    return nullptr;
+  }
+  const uint64_t from = v[0], len = v[1], dst = v[2], stride = v[3], count = v[4];
+  if (count == 0 || len == 0) return nullptr;
+  const uint64_t end = dst + (count - 1) * stride + len;
+  const bool apart = dst >= from + len || end <= from;
+  if (from + len > bufLen || end > bufLen || !apart || (count > 1 && stride < len)) {
+    napi_throw_range_error(env, nullptr, "replicate: a copy outside the buffer, or overlapping the source or another copy");
+    return nullptr;
+  }
+  for (uint64_t i = 0; i < count; i++) std::memcpy(buf + dst + i * stride, buf + from, len);
+  return nullptr;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_value sum16;
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "sum16", NAPI_AUTO_LENGTH, Sum16Js, nullptr, &sum16), exports);
   exports.Set("sum16", Napi::Value(env, sum16));
+  napi_value moveSums;
+  NAPI_THROW_IF_FAILED(env, napi_create_function(env, "moveSums", NAPI_AUTO_LENGTH, MoveSums, nullptr, &moveSums), exports);
+  exports.Set("moveSums", Napi::Value(env, moveSums));
+  napi_value replicate;
+  NAPI_THROW_IF_FAILED(env, napi_create_function(env, "replicate", NAPI_AUTO_LENGTH, Replicate, nullptr, &replicate),
+                       exports);
+  exports.Set("replicate", Napi::Value(env, replicate));
   napi_value copyBytes;
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, CopyBytes, nullptr, &copyBytes),
                        exports);

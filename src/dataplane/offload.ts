@@ -35,6 +35,7 @@ import {
   vnetGsoSize,
   vnetGsoType,
   vnetPending,
+  layoutTcpSegments,
   writeTcpSegmentHeaders,
   writeU16,
 } from '../packet/index.js';
@@ -68,6 +69,8 @@ abstract class Segments {
   /** Offsets and lengths of the last call's plain frames. */
   readonly segOff = new Int32Array(MAX_SEGMENTS);
   readonly segLen = new Int32Array(MAX_SEGMENTS);
+  /** The payload sums of an in-place layout (`layoutTcpSegments`). */
+  protected readonly segSums = new Uint32Array(MAX_SEGMENTS);
   /** Why the last call returned 0. */
   dropReason: DropReason = DropReason.MalformedL4;
   /** Super-frames split and segments made (not drops: statistics). */
@@ -157,21 +160,16 @@ export class OffloadResolver extends Segments {
     if (n > MAX_SEGMENTS || (n - 1) * stride + hdr + (payload - (n - 1) * mss) > capacity) {
       return this.bad(DropReason.Oversize);
     }
-    // Payloads move forward to their segments, last first, so none is overwritten before it moves;
-    // then every segment but the first gets a copy of the headers (still intact at `off`).
-    for (let i = n - 1; i > 0; i--) {
-      const from = off + hdr + i * mss;
-      const size = i === n - 1 ? payload - i * mss : mss;
-      buf.copyWithin(off + i * stride + hdr, from, from + size);
-    }
-    for (let i = 1; i < n; i++) buf.copyWithin(off + i * stride, off, off + hdr);
+    // Every segment gets its payload and a copy of the headers (still intact at `off`).
+    const sums = this.segSums;
+    layoutTcpSegments(buf, off, hdr, payload, mss, stride, n, sums);
     const ident = ipv4Ident(buf, ip);
     const seq = tcpSeq32(buf, tcp);
     const tflags = tcpFlags(buf, tcp);
     for (let i = 0; i < n; i++) {
       const s = off + i * stride;
       const size = i === n - 1 ? payload - i * mss : mss;
-      writeTcpSegmentHeaders(buf, s + ETH_HLEN, ihl, doff, size, ident, seq, tflags, i, n, mss);
+      writeTcpSegmentHeaders(buf, s + ETH_HLEN, ihl, doff, size, ident, seq, tflags, i, n, mss, sums[i]!);
       this.emit(i, n, s, hdr + size);
     }
     return n;

@@ -16,6 +16,8 @@ import {
   tcpFlags,
   tcpHeaderLen,
   tcpSeq32,
+  layoutTcpSegments,
+  moveSums,
   writeTcpSegmentHeaders,
   VXLAN_FLAG_I,
   VXLAN_HLEN,
@@ -112,6 +114,9 @@ export const ENCAP_HLEN = VXLAN_HLEN + ETH_HLEN;
  * from a hash of the inner flow (ECMP entropy, as Linux does). Received packets must carry our VNI and
  * come from a known node; everything else is dropped and counted.
  */
+/** Where a datagram's inner TCP header starts when its inner IPv4 header has no options. */
+const RUN_TCP_OFFSET = VXLAN_HLEN + ETH_HLEN + 20;
+
 export class VxlanOverlay implements Overlay {
   readonly drops = new DropCounters();
   encapsulated = 0;
@@ -138,6 +143,8 @@ export class VxlanOverlay implements Overlay {
   /** Per peer slot, datagrams sent (2 * slot) and accepted (2 * slot + 1) since the peer was set. */
   private peerCounts = new Float64Array(16);
   private readonly vx = new VxlanView();
+  /** The payload sums of a super-frame laid out as datagrams (`sendSegmented`). */
+  private readonly segSums = new Uint32Array(MAX_SEGMENTS);
   /** Joins the TCP segments of a received run into super-frames for the router. */
   readonly gro: TcpCoalescer;
   /** A capture of the underlay side (`podnet capture vxlan`), undefined when none runs (see tap.ts). */
@@ -289,19 +296,15 @@ export class VxlanOverlay implements Overlay {
     const base = ipOff - ENCAP_HLEN;
     if (base < 0 || n > MAX_SEGMENTS || total - ENCAP_HLEN > room) return OverlayResult.TooBig;
     this.writeEncap(buf, base, slot); // headers of segment 0
-    // Payloads move forward to their segments, last first, so none is overwritten before it moves;
-    // then every segment but the first gets a copy of segment 0's headers (still as they came).
-    for (let i = n - 1; i > 0; i--) {
-      const from = ipOff + hdr + i * mss;
-      buf.copyWithin(ipOff + hdr + i * stride, from, from + (i === n - 1 ? last : mss));
-    }
-    const hdrEnd = ipOff + hdr;
-    for (let i = 1; i < n; i++) buf.copyWithin(base + i * stride, base, hdrEnd);
+    // Every segment gets its payload and a copy of segment 0's headers (still as they came), then
+    // its own lengths, numbers and checksums (the payload sums come from the layout).
+    const sums = this.segSums;
+    layoutTcpSegments(buf, base, ENCAP_HLEN + hdr, payload, mss, stride, n, sums);
     const ident = ipv4Ident(buf, ipOff);
     const seq = tcpSeq32(buf, tcp);
     const tflags = tcpFlags(buf, tcp);
     for (let i = 0; i < n; i++) {
-      writeTcpSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss);
+      writeTcpSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss, sums[i]!);
     }
     this.encapsulated += n;
     this.peerCounts[slot * 2]! += n;
@@ -367,9 +370,16 @@ export class VxlanOverlay implements Overlay {
   receiveRun(buf: Buffer, off: number, len: number, segSize: number, srcIp: number, slotEnd: number): void {
     const gro = this.gro;
     const end = off + len;
-    for (let o = off; o < end; o += segSize) {
+    // The sum of what would be each datagram's inner TCP segment (after VXLAN, Ethernet and an
+    // option-less IPv4 header), all in one call: the coalescer checks a segment's checksum with it.
+    const n = Math.ceil(len / segSize);
+    const last = len - (n - 1) * segSize;
+    const sums = this.segSums;
+    const summed = n <= sums.length && last >= RUN_TCP_OFFSET && segSize > RUN_TCP_OFFSET;
+    if (summed) moveSums(buf, off + RUN_TCP_OFFSET, segSize, off + RUN_TCP_OFFSET, segSize, segSize - RUN_TCP_OFFSET, last - RUN_TCP_OFFSET, n, sums);
+    for (let o = off, i = 0; o < end; o += segSize, i++) {
       const l = end - o < segSize ? end - o : segSize;
-      if (this.accept(buf, o, l, srcIp)) gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd);
+      if (this.accept(buf, o, l, srcIp)) gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, summed ? sums[i]! : -1);
     }
     gro.flush(buf);
   }

@@ -130,9 +130,14 @@ export interface NativeAddon {
   stampTime(times: Float64Array, i: number): void;
   /** RFC 1071 sum of `buf[off, off+len)` plus `initial` (<= 0xffff), folded: what packet/checksum's sum16 returns. */
   sum16(buf: Buffer, off: number, len: number, initial: number): number;
+  /** Strided regions of `buf` moved and summed in one call; see packet/segment's `SegmentOps.moveSums`. */
+  moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array): void;
+  /** `buf[from, from + len)` copied to `dst + i*stride` for `i < count`; see `SegmentOps.replicate`. */
+  replicate(buf: Buffer, from: number, len: number, dst: number, stride: number, count: number): void;
 }
 
 import { useNativeSum16 } from '../packet/checksum.js';
+import { useNativeSegmentOps } from '../packet/segment.js';
 
 const ADDON_FILE = join('build', 'Release', 'podnet_tuntap.node');
 
@@ -150,6 +155,7 @@ export function loadAddon(): NativeAddon {
   addon = createRequire(import.meta.url)(path) as NativeAddon;
   // Every checksum of a long region (segment payloads) in this process now runs in native code.
   useNativeSum16(addon.sum16);
+  useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate });
   return addon;
 }
 

@@ -12,6 +12,11 @@ function fold(sum: number): number {
   return sum;
 }
 
+/** Folds a non-negative sum of partial sums (e.g. `sum16` results and a pseudo-header sum) to 16 bits. */
+export function foldSum(sum: number): number {
+  return fold(sum);
+}
+
 /** An implementation of `sum16` in native code (the addon's), used for regions of NATIVE_SUM_MIN bytes or more. */
 export type Sum16Fn = (buf: Buffer, off: number, len: number, initial: number) => number;
 let nativeSum16: Sum16Fn | undefined;

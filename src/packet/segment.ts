@@ -9,11 +9,70 @@ import { IpProtocol } from './ipv4.js';
 import { TcpFlags } from './tcp.js';
 
 /**
+ * The two bulk moves of an in-place segment layout, over strided regions of one buffer. The wire
+ * layer's own versions are plain JavaScript (`copyWithin` and `sum16` per region); the process that
+ * has the addon installs its versions (`useNativeSegmentOps`), which do all regions in one call.
+ */
+export interface SegmentOps {
+  /**
+   * Region i at `src + i*srcStride`, `size` bytes (the last `last`), moved to `dst + i*dstStride`
+   * (in an order that overwrites no region before it moved) and its sum16 stored in `sums[i]`.
+   */
+  moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array): void;
+  /** `buf[from, from + len)` copied to `dst + i*stride` for `i < count` (the copies apart from the source). */
+  replicate(buf: Buffer, from: number, len: number, dst: number, stride: number, count: number): void;
+}
+
+const jsSegmentOps: SegmentOps = {
+  moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums) {
+    const one = (i: number): void => {
+      const len = i === n - 1 ? last : size;
+      const to = dst + i * dstStride;
+      const from = src + i * srcStride;
+      if (to !== from) buf.copyWithin(to, from, from + len);
+      sums[i] = sum16(buf, to, len);
+    };
+    if (dst + (n - 1) * dstStride > src + (n - 1) * srcStride) for (let i = n - 1; i >= 0; i--) one(i); // forward: last first
+    else for (let i = 0; i < n; i++) one(i);
+  },
+  replicate(buf, from, len, dst, stride, count) {
+    for (let i = 0; i < count; i++) buf.copyWithin(dst + i * stride, from, from + len);
+  },
+};
+
+let segmentOps: SegmentOps = jsSegmentOps;
+
+/** Installs native segment moves (the addon's); undefined: back to JavaScript alone. */
+export function useNativeSegmentOps(ops: SegmentOps | undefined): void {
+  segmentOps = ops ?? jsSegmentOps;
+}
+
+/** See `SegmentOps.moveSums`: through the installed implementation. */
+export function moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array): void {
+  segmentOps.moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums);
+}
+
+/**
+ * Lays a TCP super-frame out in place as `n` segments `stride` bytes apart from `start`: the
+ * headers every segment repeats are `buf[start, start + hdrLen)` (Ethernet or VXLAN + Ethernet, IP,
+ * TCP) and its `payload` bytes follow them. Each segment gets a copy of the headers and its `mss`
+ * bytes of the payload (the last one what is left); `sums[i]` is the sum16 of segment i's payload,
+ * for `writeTcpSegmentHeaders`. Two calls into the installed `SegmentOps`, whatever `n` is. The
+ * caller has checked that everything fits (`(n - 1) * stride + hdrLen + last` bytes from `start`).
+ */
+export function layoutTcpSegments(buf: Buffer, start: number, hdrLen: number, payload: number, mss: number, stride: number, n: number, sums: Uint32Array): void {
+  const p = start + hdrLen;
+  segmentOps.moveSums(buf, p, mss, p, stride, mss, payload - (n - 1) * mss, n, sums);
+  if (n > 1) segmentOps.replicate(buf, start, hdrLen, start + stride, stride, n - 1);
+}
+
+/**
  * Segment `i` of `n` of a TCP super-frame, laid out at `ip` as IPv4 header (`ihl`) + TCP header
  * (`doff`) + `size` payload bytes: its length, IP ID, sequence number, flags and both checksums,
  * as Linux's tcp_gso_segment writes them (FIN and PSH on the last segment only, CWR on the first).
+ * `payloadSum` is the sum16 of the payload when the caller has it (`layoutTcpSegments`), or -1.
  */
-export function writeTcpSegmentHeaders(buf: Buffer, ip: number, ihl: number, doff: number, size: number, ident: number, seq: number, tflags: number, i: number, n: number, mss: number): void {
+export function writeTcpSegmentHeaders(buf: Buffer, ip: number, ihl: number, doff: number, size: number, ident: number, seq: number, tflags: number, i: number, n: number, mss: number, payloadSum = -1): void {
   const tcp = ip + ihl;
   const tcpLen = doff + size;
   setIpv4TotalLen(buf, ip, ihl + tcpLen);
@@ -26,6 +85,13 @@ export function writeTcpSegmentHeaders(buf: Buffer, ip: number, ihl: number, dof
   if (i < n - 1) f &= ~(TcpFlags.FIN | TcpFlags.PSH);
   setTcpFlags(buf, tcp, f);
   setTcpChecksum(buf, tcp, 0);
-  setTcpChecksum(buf, tcp, ~sum16(buf, tcp, tcpLen, pseudoHeaderSum(ipv4Src32(buf, ip), ipv4Dst32(buf, ip), IpProtocol.TCP, tcpLen)));
+  const pseudo = pseudoHeaderSum(ipv4Src32(buf, ip), ipv4Dst32(buf, ip), IpProtocol.TCP, tcpLen);
+  if (payloadSum < 0) {
+    setTcpChecksum(buf, tcp, ~sum16(buf, tcp, tcpLen, pseudo));
+    return;
+  }
+  // The header is a whole number of 32-bit words, so the payload's sum adds on as it is.
+  const s = sum16(buf, tcp, doff, pseudo) + payloadSum;
+  setTcpChecksum(buf, tcp, ~((s & 0xffff) + (s >>> 16)));
 }
 

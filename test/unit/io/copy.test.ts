@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { copyBytes } from '../../../src/io/copy.js';
 import { loadAddon } from '../../../src/io/addon.js';
 import { sum16, useNativeSum16 } from '../../../src/packet/checksum.js';
+import { layoutTcpSegments, moveSums, useNativeSegmentOps } from '../../../src/packet/segment.js';
 
 describe('io/copy: copyBytes (addon memmove)', () => {
   it('copies a range between buffers, honouring subarray offsets, and within one buffer', () => {
@@ -45,5 +46,84 @@ describe('io/addon: native sum16', () => {
 
   it('refuses a region outside the buffer', () => {
     expect(() => loadAddon().sum16(Buffer.alloc(10), 8, 4, 0)).to.throw(RangeError);
+  });
+});
+
+describe('io/addon: native segment moves (moveSums, replicate)', () => {
+  /** The same moves through the wire layer's JavaScript versions and through the addon's. */
+  function both(fill: (b: Buffer) => void, run: () => void): { js: Buffer; native: Buffer } {
+    const out: Buffer[] = [];
+    for (const ops of [undefined, { moveSums: loadAddon().moveSums, replicate: loadAddon().replicate }]) {
+      useNativeSegmentOps(ops);
+      try {
+        fill(shared);
+        run();
+        out.push(Buffer.from(shared));
+      } finally {
+        useNativeSegmentOps({ moveSums: loadAddon().moveSums, replicate: loadAddon().replicate });
+      }
+    }
+    return { js: out[0]!, native: out[1]! };
+  }
+  const shared = Buffer.alloc(70_000);
+  const pattern = (b: Buffer): void => {
+    for (let i = 0; i < b.length; i++) b[i] = (i * 131 + 7) & 0xff;
+  };
+
+  it('lays a super-frame out in place exactly as the JavaScript does: the same bytes and payload sums', () => {
+    for (const [hdr, payload, mss, gap] of [
+      [54, 64_000, 1448, 50],
+      [66, 3000, 1448, 0],
+      [54, 1448, 1448, 50],
+      [54, 1449, 1448, 50],
+      [54, 777, 100, 7],
+    ] as const) {
+      const n = Math.ceil(payload / mss);
+      const stride = hdr + mss + gap;
+      const sumsJs = new Uint32Array(n);
+      const sumsNative = new Uint32Array(n);
+      let which = 0;
+      const r = both(pattern, () => layoutTcpSegments(shared, 100, hdr, payload, mss, stride, n, which++ === 0 ? sumsJs : sumsNative));
+      expect(r.native.equals(r.js), `hdr ${hdr} payload ${payload} mss ${mss}`).to.equal(true);
+      expect(Array.from(sumsNative)).to.deep.equal(Array.from(sumsJs));
+      // And what it should be: segment i = the headers, then payload bytes [i*mss, ...) of the original.
+      const orig = Buffer.alloc(shared.length);
+      pattern(orig);
+      for (let i = 0; i < n; i++) {
+        const size = i === n - 1 ? payload - i * mss : mss;
+        const seg = 100 + i * stride;
+        expect(r.native.subarray(seg, seg + hdr).equals(orig.subarray(100, 100 + hdr))).to.equal(true);
+        const p = orig.subarray(100 + hdr + i * mss, 100 + hdr + i * mss + size);
+        expect(r.native.subarray(seg + hdr, seg + hdr + size).equals(p)).to.equal(true);
+        expect(sumsNative[i]).to.equal(sum16(p, 0, size));
+      }
+    }
+  });
+
+  it('sums strided regions without moving them, and moves backward in order (joining segments)', () => {
+    const sums = new Uint32Array(10);
+    const r = both(pattern, () => moveSums(shared, 500, 1500, 500, 1500, 1458, 700, 10, sums));
+    const orig = Buffer.alloc(shared.length);
+    pattern(orig);
+    expect(r.native.equals(orig)).to.equal(true);
+    for (let i = 0; i < 10; i++) expect(sums[i]).to.equal(sum16(orig, 500 + i * 1500, i === 9 ? 700 : 1458));
+    // Backward: region i from 1000 + i*1500 to 900 + i*1400 (overlapping its own source).
+    const back = both(pattern, () => moveSums(shared, 1000, 1500, 900, 1400, 1400, 300, 8, sums));
+    expect(back.native.equals(back.js)).to.equal(true);
+    for (let i = 0; i < 8; i++) {
+      const size = i === 7 ? 300 : 1400;
+      expect(back.native.subarray(900 + i * 1400, 900 + i * 1400 + size).equals(orig.subarray(1000 + i * 1500, 1000 + i * 1500 + size))).to.equal(true);
+    }
+  });
+
+  it('refuses regions outside the buffer, a short sums array and overlapping copies, touching nothing', () => {
+    const { moveSums: ms, replicate: rep } = loadAddon();
+    const b = Buffer.alloc(1000, 0x5a);
+    expect(() => ms(b, 0, 100, 0, 200, 100, 100, 6, new Uint32Array(6))).to.throw(RangeError); // 5*200+100 > 1000
+    expect(() => ms(b, 0, 100, 0, 100, 100, 50, 4, new Uint32Array(3))).to.throw(RangeError);
+    expect(() => rep(b, 0, 100, 50, 100, 3)).to.throw(RangeError); // overlaps the source
+    expect(() => rep(b, 0, 100, 900, 100, 2)).to.throw(RangeError); // past the end
+    expect(() => rep(b, 0, 100, 200, 50, 3)).to.throw(RangeError); // copies overlap each other
+    expect(b.every((x) => x === 0x5a)).to.equal(true);
   });
 });
