@@ -173,6 +173,11 @@ function table(results: ScenarioResult[]): string {
     out.push('', 'FAILED:');
     for (const r of failed) out.push(`  ${r.name}: ${r.reason}`);
   }
+  const noted = results.filter((r) => r.status === 'ok' && r.notes !== undefined);
+  if (noted.length > 0) {
+    out.push('');
+    for (const r of noted) out.push(`  ${r.name}: ${Object.entries(r.notes!).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toPrecision(3)}`).join(', ')}`);
+  }
   const na = results.filter((r) => r.status === 'not_available');
   if (na.length > 0) {
     out.push('', 'not available yet:');

@@ -37,6 +37,8 @@ export interface ScenarioResult {
   gcs?: number;
   /** Packets counted at the device boundary over the whole scenario (warm-up and verification too). */
   delivered?: number;
+  /** The scenario's own figures (`Workload.notes`), e.g. a scrape's cost as a share of each second. */
+  notes?: Record<string, number>;
 }
 
 function base(s: Scenario): ScenarioResult {
@@ -77,6 +79,7 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<Scenar
     const drops = w.drops();
     if (Object.keys(drops).length > 0) throw new Error(`counters moved during the runs: ${JSON.stringify(drops)}`);
     w.verify();
+    const notes = w.notes !== undefined ? await w.notes() : undefined;
 
     const net = runs.map((r) => Math.max(r.nsPerPacket - restoreNs, 1e-3));
     const mppsRuns = net.map((ns) => 1e3 / ns);
@@ -98,6 +101,7 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<Scenar
       spread: { minMpps: Math.min(...mppsRuns), maxMpps: Math.max(...mppsRuns) },
       gcs: runs.reduce((n, r) => n + r.gcs, 0),
       delivered: w.delivered(),
+      ...(notes !== undefined ? { notes } : {}),
     };
   } catch (err) {
     const e = err as Error;

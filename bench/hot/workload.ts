@@ -24,6 +24,8 @@ export interface Workload {
   drops(): Record<string, number>;
   /** Runs one batch with the sinks inspecting every output frame; throws on anything wrong. */
   verify(): void;
+  /** Figures the scenario measures besides the rate, read after the timed runs (e.g. what a scrape costs). */
+  notes?(): Promise<Record<string, number>>;
 }
 
 /** A registered scenario (see `registry.ts`). */

@@ -24,7 +24,21 @@ import type { ConnectionObserver, PacketContext } from '../dataplane/hooks.js';
 import type { Port } from '../dataplane/port.js';
 import { dropReasonName, type DropReason } from '../util/counters.js';
 import { TcpState, type CtRemoval, type Conntrack, type ConntrackEvents } from '../nat/conntrack.js';
-import { ipv4ToString } from '../packet/index.js';
+import {
+  ETH_HLEN,
+  EtherType,
+  IpProtocol,
+  ethType,
+  icmpEchoIdent,
+  icmpType,
+  ipv4Dst32,
+  ipv4HeaderLen,
+  ipv4Protocol,
+  ipv4Src32,
+  ipv4ToString,
+  l4DstPort,
+  l4SrcPort,
+} from '../packet/index.js';
 
 export const FlowEvent = { New: 0, Established: 1, Closed: 2, Dropped: 3 } as const;
 export type FlowEvent = (typeof FlowEvent)[keyof typeof FlowEvent];
@@ -78,20 +92,28 @@ export interface FlowNames {
 
 const NONE = -1;
 
+/**
+ * A record's words (16 int32, 64 bytes: recording one writes a single cache line or two). META
+ * packs the event (bits 0-7), the protocol (8-15), whether a reply tuple is there (16) and whether
+ * `by` / `port` hold a string for it (17, 18: the string arrays are written only then).
+ */
+const W_TIME = 0;
+const W_META = 1;
+const W_REASON = 2;
+const W_INGRESS = 3;
+const W_EXTRA = 4;
+const W_COUNT = 5;
+const W_TUPLE = 8; // original src, dst, sport, dport; reply src, dst, sport, dport
+const WORDS = 16;
+const META_REPLY = 1 << 16;
+const META_BY = 1 << 17;
+const META_PORT = 1 << 18;
+
 export class FlowLog implements ConnectionObserver, ConntrackEvents {
   readonly capacity: number;
   private readonly mask: number;
-  /** `coarseClock.ms` when recorded (int32, 10 ms resolution: no boxed double per record). */
-  private readonly time: Int32Array;
-  private readonly ev: Uint8Array;
-  private readonly proto: Uint8Array;
-  /** Per record 8 words: original src, dst, sport, dport; reply src, dst, sport, dport. */
-  private readonly tup: Int32Array;
-  private readonly hasReply: Uint8Array;
-  private readonly reason: Int16Array;
-  private readonly ingress: Int8Array;
-  private readonly extra: Int8Array;
-  private readonly count: Uint32Array;
+  /** The records, `WORDS` each; the time is `coarseClock.ms` (int32, 10 ms resolution: no boxed double). */
+  private readonly rec: Int32Array;
   private readonly by: Array<string | undefined>;
   private readonly port: Array<string | undefined>;
   /** Records written so far; record `s` lives at `s & mask` while `s >= next - capacity`. */
@@ -105,89 +127,89 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
     while (n < capacity) n <<= 1;
     this.capacity = n;
     this.mask = n - 1;
-    this.time = new Int32Array(n);
-    this.ev = new Uint8Array(n);
-    this.proto = new Uint8Array(n);
-    this.tup = new Int32Array(n * 8);
-    this.hasReply = new Uint8Array(n);
-    this.reason = new Int16Array(n);
-    this.ingress = new Int8Array(n);
-    this.extra = new Int8Array(n);
-    this.count = new Uint32Array(n);
+    this.rec = new Int32Array(n * WORDS);
     this.by = new Array<string | undefined>(n).fill(undefined);
     this.port = new Array<string | undefined>(n).fill(undefined);
   }
 
+  /** Starts the next record; returns its first word. */
   private begin(event: FlowEvent, proto: number): number {
-    const i = this.next++ & this.mask;
-    this.time[i] = coarseClock.ms;
-    this.ev[i] = event;
-    this.proto[i] = proto;
-    this.hasReply[i] = 0;
-    this.reason[i] = NONE;
-    this.ingress[i] = NONE;
-    this.extra[i] = NONE;
-    this.count[i] = 1;
-    this.by[i] = undefined;
-    this.port[i] = undefined;
-    return i;
+    const b = (this.next++ & this.mask) * WORDS;
+    const r = this.rec;
+    r[b + W_TIME] = coarseClock.ms;
+    r[b + W_META] = event | (proto << 8);
+    r[b + W_REASON] = NONE;
+    r[b + W_INGRESS] = NONE;
+    r[b + W_EXTRA] = NONE;
+    r[b + W_COUNT] = 1;
+    return b;
   }
 
-  private original(i: number, src: number, dst: number, sport: number, dport: number): void {
-    const t = this.tup;
-    const b = i << 3;
-    t[b] = src;
-    t[b + 1] = dst;
-    t[b + 2] = sport;
-    t[b + 3] = dport;
+  private original(b: number, src: number, dst: number, sport: number, dport: number): void {
+    const r = this.rec;
+    r[b + W_TUPLE] = src;
+    r[b + W_TUPLE + 1] = dst;
+    r[b + W_TUPLE + 2] = sport;
+    r[b + W_TUPLE + 3] = dport;
   }
 
   /** Both tuples from conntrack entry `id`. */
-  private fromEntry(i: number, id: number): void {
+  private fromEntry(b: number, id: number): void {
     const ct = this.ct;
     const o = id << 1;
-    const r = o | 1;
-    const t = this.tup;
-    const b = i << 3;
-    t[b] = ct.src(o);
-    t[b + 1] = ct.dst(o);
-    t[b + 2] = ct.sport(o);
-    t[b + 3] = ct.dport(o);
-    t[b + 4] = ct.src(r);
-    t[b + 5] = ct.dst(r);
-    t[b + 6] = ct.sport(r);
-    t[b + 7] = ct.dport(r);
-    this.hasReply[i] = 1;
+    const d = o | 1;
+    const r = this.rec;
+    const t = b + W_TUPLE;
+    r[t] = ct.src(o);
+    r[t + 1] = ct.dst(o);
+    r[t + 2] = ct.sport(o);
+    r[t + 3] = ct.dport(o);
+    r[t + 4] = ct.src(d);
+    r[t + 5] = ct.dst(d);
+    r[t + 6] = ct.sport(d);
+    r[t + 7] = ct.dport(d);
+    r[b + W_META]! |= META_REPLY;
+  }
+
+  /** Sets the record's `by` (and `port`) strings. */
+  private strings(b: number, by: string, port: string | undefined): void {
+    const i = b / WORDS;
+    this.by[i] = by;
+    let flags = META_BY;
+    if (port !== undefined) {
+      this.port[i] = port;
+      flags |= META_PORT;
+    }
+    this.rec[b + W_META]! |= flags;
   }
 
   // ---- ConnectionObserver (the router, once per new connection) ----
 
   accepted(ctx: PacketContext): void {
     if (ctx.ctRef < 0) return; // untracked: no connection to log (see the file comment)
-    const i = this.begin(FlowEvent.New, ctx.proto);
-    this.fromEntry(i, ctx.ctRef >> 1);
-    this.ingress[i] = ctx.ingress;
+    const b = this.begin(FlowEvent.New, ctx.proto);
+    this.fromEntry(b, ctx.ctRef >> 1);
+    this.rec[b + W_INGRESS] = ctx.ingress;
   }
 
   refused(ctx: PacketContext, reason: DropReason): void {
-    const i = this.begin(FlowEvent.Dropped, ctx.proto);
-    this.original(i, ctx.src, ctx.dst, ctx.sport, ctx.dport);
-    this.reason[i] = reason;
-    this.ingress[i] = ctx.ingress;
-    if (ctx.refusedBy !== '') this.by[i] = ctx.refusedBy;
+    const b = this.begin(FlowEvent.Dropped, ctx.proto);
+    this.original(b, ctx.src, ctx.dst, ctx.sport, ctx.dport);
+    this.rec[b + W_REASON] = reason;
+    this.rec[b + W_INGRESS] = ctx.ingress;
+    if (ctx.refusedBy !== '') this.strings(b, ctx.refusedBy, undefined);
   }
 
   // ---- ConntrackEvents (on a status change, on removal) ----
 
   established(id: number): void {
-    const i = this.begin(FlowEvent.Established, this.ct.proto(id));
-    this.fromEntry(i, id);
+    this.fromEntry(this.begin(FlowEvent.Established, this.ct.proto(id)), id);
   }
 
   closed(id: number): void {
-    const i = this.begin(FlowEvent.Closed, this.ct.proto(id));
-    this.fromEntry(i, id);
-    this.extra[i] = CLOSE_FIN;
+    const b = this.begin(FlowEvent.Closed, this.ct.proto(id));
+    this.fromEntry(b, id);
+    this.rec[b + W_EXTRA] = CLOSE_FIN;
   }
 
   removed(id: number, why: CtRemoval): void {
@@ -196,9 +218,9 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
       const s = this.ct.tcpState(id);
       if (s === TcpState.TimeWait || s === TcpState.Close) return; // its close was logged already
     }
-    const i = this.begin(FlowEvent.Closed, proto);
-    this.fromEntry(i, id);
-    this.extra[i] = why;
+    const b = this.begin(FlowEvent.Closed, proto);
+    this.fromEntry(b, id);
+    this.rec[b + W_EXTRA] = why;
   }
 
   // ---- the switch's drop path (frames refused from a pod port) ----
@@ -210,43 +232,42 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
     let dst = 0;
     let sport = 0;
     let dport = 0;
-    if (len >= 34 && buf[off + 12] === 0x08 && buf[off + 13] === 0x00) {
-      const ip = off + 14;
-      proto = buf[ip + 9]!;
-      src = buf.readInt32BE(ip + 12);
-      dst = buf.readInt32BE(ip + 16);
-      const ihl = (buf[ip]! & 0x0f) << 2;
-      if ((proto === 6 || proto === 17) && len >= 14 + ihl + 4) {
-        sport = buf.readUInt16BE(ip + ihl);
-        dport = buf.readUInt16BE(ip + ihl + 2);
-      } else if (proto === 1 && len >= 14 + ihl + 8) {
-        sport = buf.readUInt16BE(ip + ihl + 4); // identifier, as conntrack keys ICMP echo
-        dport = buf[ip + ihl]! << 8;
+    if (len >= ETH_HLEN + 20 && ethType(buf, off) === EtherType.IPv4) {
+      const ip = off + ETH_HLEN;
+      proto = ipv4Protocol(buf, ip);
+      src = ipv4Src32(buf, ip);
+      dst = ipv4Dst32(buf, ip);
+      const l4 = ip + ipv4HeaderLen(buf, ip);
+      if ((proto === IpProtocol.TCP || proto === IpProtocol.UDP) && len >= l4 - off + 4) {
+        sport = l4SrcPort(buf, l4);
+        dport = l4DstPort(buf, l4);
+      } else if (proto === IpProtocol.ICMP && len >= l4 - off + 8) {
+        sport = icmpEchoIdent(buf, l4); // as conntrack keys ICMP echo
+        dport = icmpType(buf, l4) << 8;
       }
     }
     // The same drop again within a second: counted on the newest record.
+    const r = this.rec;
     if (this.next > 0) {
-      const j = (this.next - 1) & this.mask;
-      const b = j << 3;
+      const j = ((this.next - 1) & this.mask) * WORDS;
       if (
-        this.ev[j] === FlowEvent.Dropped &&
-        this.port[j] === port.name &&
-        this.reason[j] === reason &&
-        this.proto[j] === proto &&
-        this.tup[b] === src &&
-        this.tup[b + 1] === dst &&
-        ((coarseClock.ms - this.time[j]!) | 0) < 1000
+        (r[j + W_META]! & 0xffff) === (FlowEvent.Dropped | (proto << 8)) &&
+        (r[j + W_META]! & META_PORT) !== 0 &&
+        this.port[j / WORDS] === port.name &&
+        r[j + W_REASON] === reason &&
+        r[j + W_TUPLE] === src &&
+        r[j + W_TUPLE + 1] === dst &&
+        ((coarseClock.ms - r[j + W_TIME]!) | 0) < 1000
       ) {
-        this.count[j]!++;
+        r[j + W_COUNT]!++;
         return;
       }
     }
-    const i = this.begin(FlowEvent.Dropped, proto);
-    this.original(i, src, dst, sport, dport);
-    this.reason[i] = reason;
-    this.by[i] = 'switch';
-    this.port[i] = port.name;
-    this.ingress[i] = 0;
+    const b = this.begin(FlowEvent.Dropped, proto);
+    this.original(b, src, dst, sport, dport);
+    r[b + W_REASON] = reason;
+    r[b + W_INGRESS] = 0;
+    this.strings(b, 'switch', port.name);
   }
 
   // ---- reading (control plane) ----
@@ -264,22 +285,25 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
     const nowEpoch = Date.now();
     for (let s = Math.max(from, this.first); s < this.next && out.length < limit; s++) {
       const i = s & this.mask;
-      const b = i << 3;
-      const t = this.tup;
-      const protoNum = this.proto[i]!;
+      const r = this.rec;
+      const w = i * WORDS;
+      const b = w + W_TUPLE;
+      const t = r;
+      const meta = r[w + W_META]!;
+      const protoNum = (meta >>> 8) & 0xff;
       const proto = PROTO_NAMES[protoNum] ?? String(protoNum);
       const original = { src: ipv4ToString(t[b]! >>> 0), dst: ipv4ToString(t[b + 1]! >>> 0), sport: t[b + 2]!, dport: t[b + 3]! };
-      const ev = this.ev[i]!;
+      const ev = meta & 0xff;
       const rec: FlowRecord = {
         seq: s,
-        time: new Date(nowEpoch - ((nowMs - this.time[i]!) | 0)).toISOString(),
+        time: new Date(nowEpoch - ((nowMs - r[w + W_TIME]!) | 0)).toISOString(),
         event: EVENT_NAMES[ev]!,
         proto,
         original,
         verdict: ev === FlowEvent.Dropped ? 'dropped' : 'accepted',
-        count: this.count[i]!,
+        count: r[w + W_COUNT]!,
       };
-      if (this.hasReply[i] === 1) {
+      if ((meta & META_REPLY) !== 0) {
         const reply = { src: ipv4ToString(t[b + 4]! >>> 0), dst: ipv4ToString(t[b + 5]! >>> 0), sport: t[b + 6]!, dport: t[b + 7]! };
         rec.reply = reply;
         const nat: { endpoint?: string; masquerade?: string } = {};
@@ -290,11 +314,14 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
         if (reply.dst !== original.src || reply.dport !== original.sport) nat.masquerade = icmp ? `${reply.dst} id ${reply.dport}` : `${reply.dst}:${reply.dport}`;
         if (nat.endpoint !== undefined || nat.masquerade !== undefined) rec.nat = nat;
       }
-      if (this.reason[i] !== NONE) rec.reason = dropReasonName(this.reason[i]!);
-      if (this.by[i] !== undefined) rec.by = this.by[i];
-      if (this.port[i] !== undefined) rec.port = this.port[i];
-      if (this.ingress[i] !== NONE && (ev === FlowEvent.New || ev === FlowEvent.Dropped)) rec.from = INGRESS_NAMES[this.ingress[i]!] ?? String(this.ingress[i]);
-      if (ev === FlowEvent.Closed && this.extra[i] !== NONE) rec.closedBy = CLOSE_NAMES[this.extra[i]!];
+      const reason = r[w + W_REASON]!;
+      const ingress = r[w + W_INGRESS]!;
+      const extra = r[w + W_EXTRA]!;
+      if (reason !== NONE) rec.reason = dropReasonName(reason as DropReason);
+      if ((meta & META_BY) !== 0) rec.by = this.by[i];
+      if ((meta & META_PORT) !== 0) rec.port = this.port[i];
+      if (ingress !== NONE && (ev === FlowEvent.New || ev === FlowEvent.Dropped)) rec.from = INGRESS_NAMES[ingress] ?? String(ingress);
+      if (ev === FlowEvent.Closed && extra !== NONE) rec.closedBy = CLOSE_NAMES[extra];
       if (names !== undefined) {
         const sp = names.pod(original.src);
         const dp = names.pod(original.dst);
