@@ -22,6 +22,7 @@ import { machineInfo } from './hot/machine.js';
 import { gcExposed, type RunOptions } from './hot/measure.js';
 import { registry, select } from './hot/registry.js';
 import { runScenario, type ScenarioResult } from './hot/runner.js';
+import { tuneJitForDataPlane } from '../src/util/jit.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** The repository root: this file runs from dist/bench/. */
@@ -188,6 +189,7 @@ function table(results: ScenarioResult[]): string {
 }
 
 async function main(): Promise<number> {
+  tuneJitForDataPlane(); // compiled as the daemon compiles it (src/util/jit.ts)
   let opts: Options;
   let scenarios;
   try {

@@ -1,4 +1,5 @@
 import { accessSync, constants } from 'node:fs';
+import { tuneJitForDataPlane } from '../util/jit.js';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ErrorCode, PodnetError } from '../util/errors.js';
@@ -41,6 +42,7 @@ export interface DaemonOptions {
 }
 
 export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.logLevel }), opts: DaemonOptions = {}): Promise<void> {
+  tuneJitForDataPlane();
   checkPrerequisites();
   const sock = socketPath(cfg);
   try {
