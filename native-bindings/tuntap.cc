@@ -637,18 +637,29 @@ uint32_t Sum16(const uint8_t* p, size_t len, uint64_t acc) {
   return static_cast<uint32_t>(acc);
 }
 
+// Reads the arguments of a call shaped (buf: Buffer, n1, ..., nk: number, ...): argv[0]'s bytes and
+// argv[1..k] as uint32 into v. False when there are fewer than `argc` arguments or one is of the wrong type.
+bool BufferAndU32s(napi_env env, const napi_value* argv, size_t argc, size_t need, uint8_t** buf, size_t* len,
+                   uint32_t* v, size_t k) {
+  if (argc < need || !GetBytes(env, argv[0], buf, len)) return false;
+  for (size_t i = 0; i < k; i++) {
+    if (napi_get_value_uint32(env, argv[i + 1], &v[i]) != napi_ok) return false;
+  }
+  return true;
+}
+
 napi_value Sum16Js(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
   uint8_t* buf = nullptr;
   size_t bufLen = 0;
-  uint32_t off = 0, len = 0, initial = 0;
-  if (argc < 4 || !GetBytes(env, argv[0], &buf, &bufLen) || napi_get_value_uint32(env, argv[1], &off) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &len) != napi_ok || napi_get_value_uint32(env, argv[3], &initial) != napi_ok) {
+  uint32_t v[3] = {0, 0, 0};  // off, len, initial
+  if (!BufferAndU32s(env, argv, argc, 4, &buf, &bufLen, v, 3)) {
     napi_throw_type_error(env, nullptr, "sum16(buf: Buffer, off: number, len: number, initial: number)");
     return nullptr;
   }
+  const uint32_t off = v[0], len = v[1], initial = v[2];
   if (static_cast<uint64_t>(off) + len > bufLen) {
     napi_throw_range_error(env, nullptr, "sum16: range outside the buffer");
     return nullptr;
@@ -674,8 +685,7 @@ napi_value MoveSums(napi_env env, napi_callback_info info) {
   uint8_t* buf = nullptr;
   size_t bufLen = 0;
   uint32_t v[7] = {0, 0, 0, 0, 0, 0, 0};  // src, srcStride, dst, dstStride, size, last, n
-  bool ok = argc >= 9 && GetBytes(env, argv[0], &buf, &bufLen);
-  for (int k = 0; ok && k < 7; k++) ok = napi_get_value_uint32(env, argv[k + 1], &v[k]) == napi_ok;
+  bool ok = BufferAndU32s(env, argv, argc, 9, &buf, &bufLen, v, 7);
   uint32_t* sums = nullptr;
   size_t sumsLen = 0;
   if (ok) ok = podnet::GetU32Array(env, argv[8], &sums, &sumsLen);
@@ -722,9 +732,7 @@ napi_value Replicate(napi_env env, napi_callback_info info) {
   uint8_t* buf = nullptr;
   size_t bufLen = 0;
   uint32_t v[5] = {0, 0, 0, 0, 0};  // from, len, dst, stride, count
-  bool ok = argc >= 6 && GetBytes(env, argv[0], &buf, &bufLen);
-  for (int k = 0; ok && k < 5; k++) ok = napi_get_value_uint32(env, argv[k + 1], &v[k]) == napi_ok;
-  if (!ok) {
+  if (!BufferAndU32s(env, argv, argc, 6, &buf, &bufLen, v, 5)) {
     napi_throw_type_error(env, nullptr, "replicate(buf: Buffer, from, len, dst, stride, count: number)");
     return nullptr;
   }

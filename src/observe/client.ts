@@ -83,46 +83,31 @@ export async function runCapture(socketPath: string, target: string, o: CaptureC
   let got = 0;
   let stats: CaptureStats = { matched: 0, lost: 0, filtered: 0 };
   let reason = 'interrupted';
-  const stop = () => abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
   try {
-    await new Promise<void>((resolve, reject) => {
-      res.on('data', (chunk: Buffer) => {
-        let msgs;
-        try {
-          msgs = dec.push(chunk);
-        } catch (e) {
-          return reject(new PodnetError(ErrorCode.Internal, (e as Error).message));
-        }
-        for (const m of msgs) {
-          if (m.type === 1) {
-            link = m.start.linkType;
-            vxlanPort = (m.start as unknown as { vxlanPort?: number }).vxlanPort ?? 0;
-            writer?.header(link, m.start.snaplen, `${m.start.node}:${m.start.ifName}`);
-            process.stderr.write(`capturing on ${m.start.target} of node ${m.start.node} (link type ${link === 1 ? 'EN10MB' : 'RAW'}, snaplen ${m.start.snaplen}${m.start.filter ? `, filter '${m.start.filter}'` : ''})\n`);
-          } else if (m.type === 2) {
-            got++;
-            if (writer) writer.packet(m.epochMs, m.data, m.orig, m.dir);
-            else out(summarizePacket(m.epochMs, m.dir, m.data, link, vxlanPort) + '\n');
-            if (o.count !== undefined && got >= o.count) {
-              reason = 'count reached';
-              abort();
-            }
-          } else if (m.type === 3) stats = m.stats;
-          else {
-            stats = m.end;
-            reason = m.end.reason;
+    await readStream(res, abort, (chunk) => {
+      const msgs = dec.push(chunk); // a malformed stream throws: readStream rejects with it
+      for (const m of msgs) {
+        if (m.type === 1) {
+          link = m.start.linkType;
+          vxlanPort = (m.start as unknown as { vxlanPort?: number }).vxlanPort ?? 0;
+          writer?.header(link, m.start.snaplen, `${m.start.node}:${m.start.ifName}`);
+          process.stderr.write(`capturing on ${m.start.target} of node ${m.start.node} (link type ${link === 1 ? 'EN10MB' : 'RAW'}, snaplen ${m.start.snaplen}${m.start.filter ? `, filter '${m.start.filter}'` : ''})\n`);
+        } else if (m.type === 2) {
+          got++;
+          if (writer) writer.packet(m.epochMs, m.data, m.orig, m.dir);
+          else out(summarizePacket(m.epochMs, m.dir, m.data, link, vxlanPort) + '\n');
+          if (o.count !== undefined && got >= o.count) {
+            reason = 'count reached';
+            abort();
           }
+        } else if (m.type === 3) stats = m.stats;
+        else {
+          stats = m.end;
+          reason = m.end.reason;
         }
-      });
-      res.on('end', resolve);
-      res.on('close', resolve);
-      res.on('error', () => resolve());
+      }
     });
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
     writer?.stats(Date.now(), stats.matched, stats.lost);
     if (fd >= 0) closeSync(fd);
   }
@@ -134,31 +119,45 @@ export async function followFlowsCli(socketPath: string, o: { pod?: string; json
   const q = new URLSearchParams();
   if (o.pod) q.set('pod', o.pod);
   const { res, abort } = await streamGet(socketPath, `/v1/flows/follow?${q.toString()}`);
+  let pending = '';
+  await readStream(res, abort, (c) => {
+    pending += c.toString();
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (line === '') continue;
+      const v = JSON.parse(line) as FlowRecord & { following?: boolean; lost?: number };
+      if (v.following) process.stderr.write(`following the flow log${o.pod ? ` of pod ${o.pod}` : ''}\n`);
+      else if (v.lost !== undefined) process.stderr.write(`${v.lost} flow records lost (this reader was too slow)\n`);
+      else process.stdout.write((o.json ? JSON.stringify(v) : format(v)) + '\n');
+    }
+  });
+}
+
+/**
+ * Feeds a streamed response's chunks to `onData` until it ends, closes or fails, or the user
+ * interrupts (SIGINT/SIGTERM abort the request). A chunk `onData` throws on ends it with that error,
+ * as a PodnetError.
+ */
+function readStream(res: IncomingMessage, abort: () => void, onData: (chunk: Buffer) => void): Promise<void> {
   const stop = () => abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  let pending = '';
-  try {
-    await new Promise<void>((resolve) => {
-      res.on('data', (c: Buffer) => {
-        pending += c.toString();
-        let nl: number;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, nl);
-          pending = pending.slice(nl + 1);
-          if (line === '') continue;
-          const v = JSON.parse(line) as FlowRecord & { following?: boolean; lost?: number };
-          if (v.following) process.stderr.write(`following the flow log${o.pod ? ` of pod ${o.pod}` : ''}\n`);
-          else if (v.lost !== undefined) process.stderr.write(`${v.lost} flow records lost (this reader was too slow)\n`);
-          else process.stdout.write((o.json ? JSON.stringify(v) : format(v)) + '\n');
-        }
-      });
-      res.on('end', resolve);
-      res.on('close', resolve);
-      res.on('error', () => resolve());
+  return new Promise<void>((resolve, reject) => {
+    res.on('data', (chunk: Buffer) => {
+      try {
+        onData(chunk);
+      } catch (e) {
+        abort();
+        reject(e instanceof PodnetError ? e : new PodnetError(ErrorCode.Internal, (e as Error).message));
+      }
     });
-  } finally {
+    res.on('end', resolve);
+    res.on('close', resolve);
+    res.on('error', () => resolve());
+  }).finally(() => {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
-  }
+  });
 }
