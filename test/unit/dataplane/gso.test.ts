@@ -241,33 +241,12 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
     expect(t.singles[0]!.srcPort).to.equal(t.runs[0]!.srcPort);
   });
 
-  it('a run with one datagram corrupted on the way: its checksum (from the run sums) fails and it passes on alone', () => {
+  /** A super-frame of `payload` bytes sent as one run, and a receiving overlay with the run in a receive slot. */
+  function sentRun(payload: number) {
     const t = new CaptureTransport();
     const o = overlay(t, recordingRouter().router);
     o.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo });
-    const { buf, len } = superFrame(5 * mss);
-    o.sendSegmented(buf, HEAD, len, B, mss, 80 * 1024);
-    const run = t.runs[0]!;
-    const { router, got } = recordingRouter();
-    const r = overlay(new CaptureTransport(), router, PEER_VTEP);
-    r.setPeer({ subnetNetwork: parseIpv4('10.244.0.0'), underlayIp: parseIpv4('198.18.0.11'), vtepMacHi: LOCAL_VTEP.hi, vtepMacLo: LOCAL_VTEP.lo });
-    const slot = Buffer.alloc(HEAD + 65_536, 0x5a);
-    run.bytes.copy(slot, HEAD);
-    slot[HEAD + 2 * run.segSize + 100]! ^= 0x01; // one payload bit of the third datagram
-    r.receiveRun(slot, HEAD, run.bytes.length, run.segSize, parseIpv4('198.18.0.11'), slot.length);
-    // Segments 0-1 join, 2 goes alone (for the pod to refuse), 3-4 join.
-    expect(got.supers.map((x) => x.ip.length - 20 - TCP_HLEN)).to.deep.equal([2 * mss, 2 * mss]);
-    expect(got.plain).to.have.length(1);
-    expect(tcpv.reset(got.plain[0]!, 20, got.plain[0]!.length - 20)).to.equal(ParseError.Ok);
-    expect(tcpv.seq >>> 0).to.equal((0xfffffff0 + 2 * mss) >>> 0);
-  });
-
-  it('a run received back is checked and joined into one super-frame with a GSO header, bytes intact', () => {
-    // Sender side: the run as the wire carries it.
-    const t = new CaptureTransport();
-    const o = overlay(t, recordingRouter().router);
-    o.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo });
-    const { buf, data, len } = superFrame(30_000);
+    const { buf, data, len } = superFrame(payload);
     o.sendSegmented(buf, HEAD, len, B, mss, 80 * 1024);
     const run = t.runs[0]!;
     // Receiver side: the run in a receive slot, as UDP_GRO delivers it (its VTEP is the sender's peer MAC).
@@ -276,7 +255,24 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
     r.setPeer({ subnetNetwork: parseIpv4('10.244.0.0'), underlayIp: parseIpv4('198.18.0.11'), vtepMacHi: LOCAL_VTEP.hi, vtepMacLo: LOCAL_VTEP.lo });
     const slot = Buffer.alloc(HEAD + 65_536, 0x5a);
     run.bytes.copy(slot, HEAD);
-    r.receiveRun(slot, HEAD, run.bytes.length, run.segSize, parseIpv4('198.18.0.11'), slot.length);
+    const receive = () => r.receiveRun(slot, HEAD, run.bytes.length, run.segSize, parseIpv4('198.18.0.11'), slot.length);
+    return { run, data, slot, got, receive, r };
+  }
+
+  it('a run with one datagram corrupted on the way: its checksum (from the run sums) fails and it passes on alone', () => {
+    const { run, slot, got, receive } = sentRun(5 * mss);
+    slot[HEAD + 2 * run.segSize + 100]! ^= 0x01; // one payload bit of the third datagram
+    receive();
+    // Segments 0-1 join, 2 goes alone (for the pod to refuse), 3-4 join.
+    expect(got.supers.map((x) => x.ip.length - 20 - TCP_HLEN)).to.deep.equal([2 * mss, 2 * mss]);
+    expect(got.plain).to.have.length(1);
+    expect(tcpv.reset(got.plain[0]!, 20, got.plain[0]!.length - 20)).to.equal(ParseError.Ok);
+    expect(tcpv.seq >>> 0).to.equal((0xfffffff0 + 2 * mss) >>> 0);
+  });
+
+  it('a run received back is checked and joined into one super-frame with a GSO header, bytes intact', () => {
+    const { data, got, receive, r } = sentRun(30_000);
+    receive();
     expect(got.plain).to.have.length(0);
     expect(got.supers).to.have.length(1);
     const s = got.supers[0]!;
