@@ -1,8 +1,8 @@
 import { accessSync, constants } from 'node:fs';
-import { tuneJitForDataPlane } from '../util/jit.js';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ErrorCode, PodnetError } from '../util/errors.js';
+import { tuneJitForDataPlane } from '../util/jit.js';
 import { ApiServer } from './api.js';
 import { apiCall } from '../api/client.js';
 import type { Config } from './config.js';

@@ -21,6 +21,7 @@ import {
   writeTcpSegmentHeaders,
   VXLAN_FLAG_I,
   VXLAN_HLEN,
+  IPV4_MIN_HLEN,
   VxlanView,
   writeU16,
   writeU32,
@@ -107,6 +108,9 @@ export interface VxlanRing {
 /** Bytes the overlay writes in front of an inner IP packet: the VXLAN header and the inner Ethernet header. */
 export const ENCAP_HLEN = VXLAN_HLEN + ETH_HLEN;
 
+/** Where a datagram's inner TCP header starts when its inner IPv4 header has no options. */
+const RUN_TCP_OFFSET = ENCAP_HLEN + IPV4_MIN_HLEN;
+
 /**
  * VXLAN overlay in the flannel L3 model: every other node owns one subnet of the pod CIDR and has a VTEP
  * MAC; a packet for that subnet is framed to the peer's VTEP MAC, prefixed with the VXLAN header (I flag,
@@ -114,9 +118,6 @@ export const ENCAP_HLEN = VXLAN_HLEN + ETH_HLEN;
  * from a hash of the inner flow (ECMP entropy, as Linux does). Received packets must carry our VNI and
  * come from a known node; everything else is dropped and counted.
  */
-/** Where a datagram's inner TCP header starts when its inner IPv4 header has no options. */
-const RUN_TCP_OFFSET = VXLAN_HLEN + ETH_HLEN + 20;
-
 export class VxlanOverlay implements Overlay {
   readonly drops = new DropCounters();
   encapsulated = 0;
@@ -375,7 +376,7 @@ export class VxlanOverlay implements Overlay {
     const n = Math.ceil(len / segSize);
     const last = len - (n - 1) * segSize;
     const sums = this.segSums;
-    const summed = n <= sums.length && last >= RUN_TCP_OFFSET && segSize > RUN_TCP_OFFSET;
+    const summed = n <= sums.length && last >= RUN_TCP_OFFSET; // and so segSize >= last
     if (summed) moveSums(buf, off + RUN_TCP_OFFSET, segSize, off + RUN_TCP_OFFSET, segSize, segSize - RUN_TCP_OFFSET, last - RUN_TCP_OFFSET, n, sums);
     for (let o = off, i = 0; o < end; o += segSize, i++) {
       const l = end - o < segSize ? end - o : segSize;

@@ -288,11 +288,10 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
       const r = this.rec;
       const w = i * WORDS;
       const b = w + W_TUPLE;
-      const t = r;
       const meta = r[w + W_META]!;
       const protoNum = (meta >>> 8) & 0xff;
       const proto = PROTO_NAMES[protoNum] ?? String(protoNum);
-      const original = { src: ipv4ToString(t[b]! >>> 0), dst: ipv4ToString(t[b + 1]! >>> 0), sport: t[b + 2]!, dport: t[b + 3]! };
+      const original = { src: ipv4ToString(r[b]! >>> 0), dst: ipv4ToString(r[b + 1]! >>> 0), sport: r[b + 2]!, dport: r[b + 3]! };
       const ev = meta & 0xff;
       const rec: FlowRecord = {
         seq: s,
@@ -304,7 +303,7 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
         count: r[w + W_COUNT]!,
       };
       if ((meta & META_REPLY) !== 0) {
-        const reply = { src: ipv4ToString(t[b + 4]! >>> 0), dst: ipv4ToString(t[b + 5]! >>> 0), sport: t[b + 6]!, dport: t[b + 7]! };
+        const reply = { src: ipv4ToString(r[b + 4]! >>> 0), dst: ipv4ToString(r[b + 5]! >>> 0), sport: r[b + 6]!, dport: r[b + 7]! };
         rec.reply = reply;
         const nat: { endpoint?: string; masquerade?: string } = {};
         const icmp = protoNum === 1;

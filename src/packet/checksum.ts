@@ -6,15 +6,13 @@
  * goes into a header. A region whose checksum field is correct sums to 0xffff.
  */
 
-/** Folds a non-negative sum (which may exceed 32 bits) to 16 bits with end-around carry. */
-function fold(sum: number): number {
+/**
+ * Folds a non-negative sum (which may exceed 32 bits; e.g. `sum16` results and a pseudo-header sum
+ * added up) to 16 bits with end-around carry.
+ */
+export function foldSum(sum: number): number {
   while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
   return sum;
-}
-
-/** Folds a non-negative sum of partial sums (e.g. `sum16` results and a pseudo-header sum) to 16 bits. */
-export function foldSum(sum: number): number {
-  return fold(sum);
 }
 
 /** An implementation of `sum16` in native code (the addon's), used for regions of NATIVE_SUM_MIN bytes or more. */
@@ -45,7 +43,7 @@ export function sum16(buf: Buffer, off: number, len: number, initial = 0): numbe
   if (off < 0 || len < 0 || off + len > buf.length) {
     throw new RangeError(`sum16: region ${off}+${len} outside buffer of ${buf.length}`);
   }
-  if (len >= NATIVE_SUM_MIN && nativeSum16 !== undefined) return nativeSum16(buf, off, len, initial > 0xffff ? fold(initial) : initial);
+  if (len >= NATIVE_SUM_MIN && nativeSum16 !== undefined) return nativeSum16(buf, off, len, initial > 0xffff ? foldSum(initial) : initial);
   // Indexing a Buffer honours its byteOffset; each step adds at most 0x1fffe, so `sum` stays far
   // below 2^53 for any buffer Node can allocate.
   let sum = initial;
@@ -60,7 +58,7 @@ export function sum16(buf: Buffer, off: number, len: number, initial = 0): numbe
     i += 2;
   }
   if (i < end) sum += buf[i] << 8;
-  return fold(sum);
+  return foldSum(sum);
 }
 
 /**
@@ -97,7 +95,7 @@ export function checksum(buf: Buffer, off: number, len: number, initial = 0): nu
  * destination address, zero byte + protocol, and the transport length. Pass it as `initial`.
  */
 export function pseudoHeaderSum(srcIp: number, dstIp: number, proto: number, length: number): number {
-  return fold(
+  return foldSum(
     (srcIp >>> 16) +
       (srcIp & 0xffff) +
       (dstIp >>> 16) +
