@@ -94,6 +94,14 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * The flow log behind `podnet flows`: the records it keeps in memory (rounded up to a power of
+     * two, 64 bytes each); 0 turns it off (nothing recorded, no cost per connection).
+     */
+    flows: z
+      .object({ capacity: z.number().int().min(0).max(1 << 20).default(4096) })
+      .strict()
+      .default({ capacity: 4096 }),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   })
   .strict()

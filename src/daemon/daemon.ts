@@ -139,14 +139,22 @@ export async function runDaemon(cfg: Config, log: Logger = pino({ level: cfg.log
     api.streamRoute('/v1/capture', (p, req, res) => cap.handle(p, req, res));
     // The flow log: told of new and refused connections by the router, of established and closed
     // ones by conntrack, of forged-source drops by the switch (see src/observe/flows.ts).
-    const flows = new FlowLog(n.conntrack);
-    flowLog = flows;
-    n.router.hooks.observer = flows;
-    n.conntrack.events = flows;
-    n.dp.switch.dropObserver = (port, reason, buf, off, len) => flows.switchDrop(port, reason, buf, off, len);
-    const flowSources = { pods: () => cluster.listAllPods(), services: async () => (cluster.services ? cluster.services.list() : []) };
-    api.route('GET', '/v1/flows', (_b, p) => listFlows(flows, flowSources, p));
-    api.streamRoute('/v1/flows/follow', (p, req, res) => followFlows(flows, flowSources, p, req, res));
+    // Off (flows.capacity 0): nothing is attached, and the routes say so.
+    if (cfg.flows.capacity > 0) {
+      const flows = new FlowLog(n.conntrack, cfg.flows.capacity);
+      flowLog = flows;
+      n.router.hooks.observer = flows;
+      n.conntrack.events = flows;
+      n.dp.switch.dropObserver = (port, reason, buf, off, len) => flows.switchDrop(port, reason, buf, off, len);
+      const flowSources = { pods: () => cluster.listAllPods(), services: async () => (cluster.services ? cluster.services.list() : []) };
+      api.route('GET', '/v1/flows', (_b, p) => listFlows(flows, flowSources, p));
+      api.streamRoute('/v1/flows/follow', (p, req, res) => followFlows(flows, flowSources, p, req, res));
+    } else {
+      const off = () => {
+        throw new PodnetError(ErrorCode.Precondition, `the flow log is off on node ${cfg.node} (config flows.capacity is 0)`);
+      };
+      api.route('GET', '/v1/flows', off).route('GET', '/v1/flows/follow', off);
+    }
     cniRoutes(api, n);
     await api.listen(sock);
     if (cfg.metrics.address !== undefined) {

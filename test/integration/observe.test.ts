@@ -328,4 +328,22 @@ describe('observe: podnet capture and podnet flows', function () {
       child.kill('SIGINT');
     }
   });
+
+  it('flows off (flows.capacity 0): the services work, `podnet flows` says the log is off and why', async () => {
+    await t.addHost({ name: 'h3' });
+    await t.startDaemon('h3', { flows: { capacity: 0 } });
+    const p = await t.podnet('h3', ['pod', 'add', 'c3']);
+    expect(p.code, p.stderr).to.equal(0);
+    const r = await t.exec(t.podNs('h3', 'c3'), 'curl', ['-sf', '-m', '10', `http://${vip}/`]);
+    expect(r.code, r.stderr).to.equal(0);
+    const f = await t.podnet('h3', ['flows', '--json']);
+    expect(f.code).to.not.equal(0);
+    expect(f.stderr).to.include('the flow log is off on node h3 (config flows.capacity is 0)');
+    const follow = await t.podnet('h3', ['flows', '--follow']);
+    expect(follow.code).to.not.equal(0);
+    expect(follow.stderr).to.include('flows.capacity is 0');
+    const st = await t.podnet('h3', ['status', '--json']);
+    expect(st.code, st.stderr).to.equal(0);
+    expect(JSON.parse(st.stdout).observe).to.deep.include({ flowRecords: 0, flowCapacity: 0 });
+  });
 });
