@@ -102,7 +102,7 @@ export function buildRegistry(source: MetricsSource): Registry {
   totalCounter(registry, 'podnet_pod_receive_bytes_total', 'Bytes the data plane received from a pod', ['pod'], perPod('rxBytes'));
   totalCounter(registry, 'podnet_pod_transmit_frames_total', 'Frames the data plane sent to a pod', ['pod'], perPod('txFrames'));
   totalCounter(registry, 'podnet_pod_transmit_bytes_total', 'Bytes the data plane sent to a pod', ['pod'], perPod('txBytes'));
-  totalCounter(registry, 'podnet_pod_drops_total', 'Frames from a pod dropped, by reason', ['pod', 'reason'], (set) => {
+  totalCounter(registry, 'podnet_pod_drops_total', 'Frames to or from a pod that were dropped, by reason (NetworkPolicy refusals of either direction included)', ['pod', 'reason'], (set) => {
     for (const p of st().pods) for (const [reason, v] of Object.entries(p.counters.drops)) set({ pod: p.name, reason }, v);
   });
   totalCounter(registry, 'podnet_router_forwarded_total', 'IPv4 packets the router forwarded', [], (set) => set({}, st().router.forwarded));
