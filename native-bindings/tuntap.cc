@@ -61,6 +61,7 @@
 #include "addon.h"
 
 #include <fcntl.h>
+#include <immintrin.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sched.h>
@@ -598,12 +599,45 @@ napi_value StampTime(napi_env env, napi_callback_info info) {
 // sum16(buf, off, len, initial): the folded ones'-complement sum of buf[off, off+len) as big-endian
 // 16-bit words (an odd last byte padded with zero), added to `initial` (RFC 1071), 0..0xffff. The
 // one piece of arithmetic every byte of a segment goes through (checksums of the segments a
-// super-frame is cut into, and of the segments joined into one): here it adds 64-bit words, about
-// ten times what JavaScript's byte loop does. The result is what `packet/checksum.ts` sum16 gives.
+// super-frame is cut into, and of the segments joined into one): here it adds 32-bit words into
+// 64 bits (AVX2 lanes where the CPU has them), many times what JavaScript's byte loop does. The
+// result is what `packet/checksum.ts` sum16 gives.
+// With AVX2 (chosen once, by what the CPU says), the bulk goes 64 bytes a step: 32-bit words
+// zero-extended into 64-bit lanes (no carries to fold until the end; 2^32 words before a lane could
+// overflow), about three times the scalar loop on data in cache. It leaves the tail (< 64 bytes).
+__attribute__((target("avx2"))) uint64_t SumBulkAvx2(const uint8_t** pp, size_t* lenp) {
+  const uint8_t* p = *pp;
+  size_t len = *lenp;
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i a = zero;
+  __m256i b = zero;
+  while (len >= 64) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
+    a = _mm256_add_epi64(a, _mm256_unpacklo_epi32(v, zero));
+    b = _mm256_add_epi64(b, _mm256_unpackhi_epi32(v, zero));
+    a = _mm256_add_epi64(a, _mm256_unpacklo_epi32(u, zero));
+    b = _mm256_add_epi64(b, _mm256_unpackhi_epi32(u, zero));
+    p += 64;
+    len -= 64;
+  }
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(a, b));
+  *pp = p;
+  *lenp = len;
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+bool HasAvx2() {
+  static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") != 0);
+  return has;
+}
+
 uint32_t Sum16(const uint8_t* p, size_t len, uint64_t acc) {
   // Native-order 32-bit words summed into 64 bits; one swap at the end gives big-endian words
   // (ones'-complement sums are byte-order independent, RFC 1071 section 2(B)).
   uint64_t s = 0;
+  if (len >= 128 && HasAvx2()) s = SumBulkAvx2(&p, &len);
   while (len >= 32) {
     uint32_t w[8];
     std::memcpy(w, p, 32);

@@ -39,6 +39,16 @@ describe('io/addon: native sum16', () => {
       }
       expect(native(buf, 0, 4096, 0)).to.equal(sum16(buf, 0, 4096, 0));
       expect(native(Buffer.alloc(64, 0xff), 0, 64, 0xffff)).to.equal(0xffff);
+      // Long regions (the 64-byte vector steps, then the tail), all-ones words (every carry), odd ends.
+      const big = Buffer.alloc(70004);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff;
+      const ones = Buffer.alloc(70004, 0xff);
+      for (const len of [127, 128, 129, 191, 1448, 9000, 65535, 65536, 69999]) {
+        for (const off of [0, 1, 3]) {
+          expect(native(big, off, len, 0x4321), `big off ${off} len ${len}`).to.equal(sum16(big, off, len, 0x4321));
+          expect(native(ones, off, len, 0), `ones off ${off} len ${len}`).to.equal(sum16(ones, off, len, 0));
+        }
+      }
     } finally {
       useNativeSum16(native);
     }
