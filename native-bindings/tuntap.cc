@@ -602,6 +602,7 @@ napi_value StampTime(napi_env env, napi_callback_info info) {
 // super-frame is cut into, and of the segments joined into one): here it adds 32-bit words into
 // 64 bits (AVX2 lanes where the CPU has them), many times what JavaScript's byte loop does. The
 // result is what `packet/checksum.ts` sum16 gives.
+
 // With AVX2 (chosen once, by what the CPU says), the bulk goes 64 bytes a step: 32-bit words
 // zero-extended into 64-bit lanes (no carries to fold until the end; 2^32 words before a lane could
 // overflow), about three times the scalar loop on data in cache. It leaves the tail (< 64 bytes).
