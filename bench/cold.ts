@@ -12,13 +12,11 @@
  */
 import { parseArgs } from 'node:util';
 import { tuneJitForDataPlane } from '../src/util/jit.js';
+import { percentile } from './e2e/tools.js';
+import { median } from './hot/measure.js';
 import { select } from './hot/registry.js';
 
 const DEFAULT_SCENARIOS = ['l2_forward/64B', 'route_vxlan_encap/64B', 'vxlan_decap_deliver/64B'];
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -48,10 +46,10 @@ async function main(): Promise<number> {
         t.push(Number(process.hrtime.bigint() - a) / 1000);
       }
       t.sort((x, y) => x - y);
-      const median = quantile(t, 0.5);
-      if (gap === gaps[0]) warm = median;
-      const ratio = warm > 0 ? ` (${(median / warm).toFixed(1)}x the ${gaps[0]} ms median)` : '';
-      process.stdout.write(`${s.name}: batch of ${w.batchSize} after ${gap} ms idle: median ${median.toFixed(1)} us, p90 ${quantile(t, 0.9).toFixed(1)} us${ratio}\n`);
+      const mid = median(t);
+      if (gap === gaps[0]) warm = mid;
+      const ratio = warm > 0 ? ` (${(mid / warm).toFixed(1)}x the ${gaps[0]} ms median)` : '';
+      process.stdout.write(`${s.name}: batch of ${w.batchSize} after ${gap} ms idle: median ${mid.toFixed(1)} us, p90 ${percentile(t, 90).toFixed(1)} us${ratio}\n`);
     }
   }
   return 0;
