@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { Address4 } from 'ip-address';
 import { invalid } from '../util/errors.js';
 import { VXLAN_OVERHEAD } from '../packet/index.js';
+import { DEFAULT_FLOW_CAPACITY } from '../observe/flows.js';
 
 /** A CIDR string, validated by ip-address and normalised to its network address. */
 const cidr = z.string().refine((s) => {
@@ -99,9 +100,9 @@ export const configSchema = z
      * two, 64 bytes each); 0 turns it off (nothing recorded, no cost per connection).
      */
     flows: z
-      .object({ capacity: z.number().int().min(0).max(1 << 20).default(4096) })
+      .object({ capacity: z.number().int().min(0).max(1 << 20).default(DEFAULT_FLOW_CAPACITY) })
       .strict()
-      .default({ capacity: 4096 }),
+      .default({ capacity: DEFAULT_FLOW_CAPACITY }),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   })
   .strict()

@@ -109,6 +109,9 @@ const META_REPLY = 1 << 16;
 const META_BY = 1 << 17;
 const META_PORT = 1 << 18;
 
+/** Records a flow log keeps unless configured otherwise (config `flows.capacity`). */
+export const DEFAULT_FLOW_CAPACITY = 4096;
+
 export class FlowLog implements ConnectionObserver, ConntrackEvents {
   readonly capacity: number;
   private readonly mask: number;
@@ -121,7 +124,7 @@ export class FlowLog implements ConnectionObserver, ConntrackEvents {
 
   constructor(
     private readonly ct: Conntrack,
-    capacity = 4096,
+    capacity = DEFAULT_FLOW_CAPACITY,
   ) {
     let n = 1;
     while (n < capacity) n <<= 1;
