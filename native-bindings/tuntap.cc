@@ -20,7 +20,7 @@
 //   mapShared(path, bytes) -> ArrayBuffer       a file (in /dev/shm) mapped MAP_SHARED, see MapShared
 //   copyBytes(dst, dstOff, src, srcOff, len)   memmove between Buffers, no JS allocation
 //   sum16(buf, off, len, initial)              RFC 1071 sum of a region, 64-bit adds
-//   moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums)  strided regions moved and summed
+//   moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums)  strided regions moved and summed (sums null: moved only)
 //   replicate(buf, from, len, dst, stride, count)                       one region copied to strided places
 //
 // Receive path: a uv_poll_t watches the fd (level-triggered). On each readable
@@ -707,7 +707,7 @@ napi_value Sum16Js(napi_env env, napi_callback_info info) {
 // moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums): n regions of one Buffer, region
 // i at src + i*srcStride of `size` bytes (the last one `last`), each moved to dst + i*dstStride and
 // its RFC 1071 sum (as sum16 gives it, initial 0) stored in sums[i]. src == dst with equal strides
-// sums without moving. For the segments of a TCP super-frame: their payloads laid out in place and
+// sums without moving; sums null moves without summing. For the segments of a TCP super-frame: their payloads laid out in place and
 // summed in one call instead of two calls per segment (a copyWithin and a sum16). Regions move in
 // the order that overwrites no region before it has moved: from the last when the last one moves
 // forward (the first region may stay where it is).
@@ -723,10 +723,13 @@ napi_value MoveSums(napi_env env, napi_callback_info info) {
   bool ok = BufferAndU32s(env, argv, argc, 9, &buf, &bufLen, v, 7);
   uint32_t* sums = nullptr;
   size_t sumsLen = 0;
-  if (ok) ok = podnet::GetU32Array(env, argv[8], &sums, &sumsLen);
+  napi_valuetype sumsType = napi_undefined;
+  if (ok) ok = napi_typeof(env, argv[8], &sumsType) == napi_ok;
+  const bool summing = sumsType != napi_null;
+  if (ok && summing) ok = podnet::GetU32Array(env, argv[8], &sums, &sumsLen);
   if (!ok) {
     napi_throw_type_error(env, nullptr,
-                          "moveSums(buf: Buffer, src, srcStride, dst, dstStride, size, last, n: number, sums: Uint32Array)");
+                          "moveSums(buf: Buffer, src, srcStride, dst, dstStride, size, last, n: number, sums: Uint32Array | null)");
     return nullptr;
   }
   const uint64_t src = v[0], srcStride = v[1], dst = v[2], dstStride = v[3], size = v[4], last = v[5], n = v[6];
@@ -737,7 +740,7 @@ napi_value MoveSums(napi_env env, napi_callback_info info) {
     if (n > 1) end = std::max(end, base + (n - 2) * stride + size);
     return end;
   };
-  if (sumsLen < n || reach(src, srcStride) > bufLen || reach(dst, dstStride) > bufLen) {
+  if ((summing && sumsLen < n) || reach(src, srcStride) > bufLen || reach(dst, dstStride) > bufLen) {
     napi_throw_range_error(env, nullptr, "moveSums: a region outside the buffer, or sums shorter than n");
     return nullptr;
   }
@@ -746,7 +749,7 @@ napi_value MoveSums(napi_env env, napi_callback_info info) {
     uint8_t* to = buf + dst + i * dstStride;
     const uint8_t* from = buf + src + i * srcStride;
     if (to != from) std::memmove(to, from, len);
-    sums[i] = Sum16(to, len, 0);
+    if (summing) sums[i] = Sum16(to, len, 0);
   };
   if (dst + (n - 1) * dstStride > src + (n - 1) * srcStride) {  // moving forward: the last region first
     for (uint64_t i = n; i-- > 0;) one(i);

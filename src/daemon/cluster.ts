@@ -100,7 +100,7 @@ export class ClusterMembership {
   private async reregisterIfLost(): Promise<void> {
     if (!this.leaseLost) return;
     const { subnet, lease } = await this.registry.registerNode(
-      { name: this.self.name, underlayIp: this.self.underlayIp, vtepMac: this.self.vtepMac },
+      { name: this.self.name, underlayIp: this.self.underlayIp, vtepMac: this.self.vtepMac, rco: this.self.rco },
       { podCidr: this.cfg.podCidr, subnetPrefix: this.cfg.subnetPrefix, leaseTtlSeconds: this.cfg.leaseTtl },
     );
     if (subnet !== this.self.subnet) {
@@ -126,11 +126,12 @@ export class ClusterMembership {
     try {
       const registry = new ClusterRegistry(store, { log });
       const vtepMac = vtepMacFor(underlay.ip);
+      const rco = cfg.vxlan.remoteChecksumOffload;
       const { subnet, lease } = await registry.registerNode(
-        { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac },
+        { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac, rco },
         { podCidr: cfg.podCidr, subnetPrefix: cfg.subnetPrefix, leaseTtlSeconds: cfg.leaseTtl },
       );
-      const self: NodeRecord = { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac, subnet };
+      const self: NodeRecord = { name: cfg.node, underlayIp: underlay.ip ?? '0.0.0.0', vtepMac, subnet, rco };
       log.info({ subnet, vtepMac }, 'joined cluster');
       return new ClusterMembership(cfg, underlay, store, registry, self, lease, log);
     } catch (err) {
@@ -230,7 +231,8 @@ export class ClusterMembership {
       }
       known.set(n.name, net.network);
       const mac = parseMac(n.vtepMac);
-      overlay!.setPeer({ subnetNetwork: net.network, underlayIp: parseIpv4(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo });
+      const rco = n.rco === true && this.cfg.vxlan.remoteChecksumOffload;
+      overlay!.setPeer({ subnetNetwork: net.network, underlayIp: parseIpv4(n.underlayIp), vtepMacHi: mac.hi, vtepMacLo: mac.lo, rco });
       this.log.info({ node: n.name, subnet: n.subnet, underlay: n.underlayIp }, ev.type === 'added' ? 'node joined: route added' : 'node updated');
     });
     if (this.underlay.interface && this.cfg.uplink.enabled) {
@@ -334,10 +336,15 @@ export class ClusterMembership {
             innerMtu: o.innerMtu,
             encapsulated: o.encapsulated,
             decapsulated: o.decapsulated,
+            // Datagrams with VXLAN remote checksum offload (inner TCP checksum left partial).
+            remoteChecksumOffload: this.cfg.vxlan.remoteChecksumOffload,
+            rcoSent: o.rcoSent,
+            rcoReceived: o.rcoReceived,
             drops: o.drops.toJSON(),
             peers: o.peerStats().map(({ peer: p, txDatagrams, rxDatagrams }) => ({
               subnet: `${ipv4ToString(p.subnetNetwork)}`,
               underlayIp: ipv4ToString(p.underlayIp),
+              rco: p.rco === true,
               txDatagrams,
               rxDatagrams,
             })),

@@ -47,8 +47,14 @@ export const configSchema = z
         port: z.number().int().min(1).max(65535).default(8472),
         /** native: the addon's recvmmsg/sendmmsg socket (default); dgram: Node's dgram (fallback). */
         transport: z.enum(['native', 'dgram']).default('native'),
+        /**
+         * VXLAN remote checksum offload (RCO, Linux's remcsumtx/remcsumrx): this node says in its
+         * record that it takes it, and sends its pods' super-frames with partial inner checksums to
+         * the nodes that say so. Datagrams with RCO are always understood. false: neither.
+         */
+        remoteChecksumOffload: z.boolean().default(true),
       })
-      .default({ vni: 1, port: 8472, transport: 'native' }),
+      .default({ vni: 1, port: 8472, transport: 'native', remoteChecksumOffload: true }),
     store: z
       .discriminatedUnion('kind', [
         z.object({ kind: z.literal('embedded'), path: z.string().min(1) }),

@@ -64,6 +64,14 @@ export interface GroSink {
 
 const IP_HLEN = 20; // only option-less headers join
 
+/**
+ * `TcpCoalescer.add`'s tcpSum for a segment whose TCP checksum is partial by the sender's word
+ * (VXLAN RCO, checked by the overlay): it joins without a check of its payload, which the outer
+ * UDP checksum covered (the kernel's trust too: a partial checksum is never verified); passed on
+ * alone it still holds the pseudo-header sum, which the router's partial-checksum rule finishes.
+ */
+export const RCO_PARTIAL = -2;
+
 export class TcpCoalescer {
   /** Super-frames made, and the segments that went into them. */
   superFrames = 0;
@@ -93,7 +101,7 @@ export class TcpCoalescer {
    * the EtherType), in a slot that ends at `slotEnd`. Joins the pending super-frame, starts one,
    * or is passed on (after the pending one). `tcpSum`, when not -1, is the sum16 of the frame from
    * `e + 34` (the TCP header after an option-less IPv4 header) to its end, computed beforehand for
-   * a whole run of datagrams at once (`VxlanOverlay.receiveRun`).
+   * a whole run of datagrams at once (`VxlanOverlay.receiveRun`), or `RCO_PARTIAL`.
    */
   add(buf: Buffer, e: number, elen: number, slotEnd: number, tcpSum = -1): void {
     const ip = e + ETH_HLEN;
@@ -123,11 +131,11 @@ export class TcpCoalescer {
     }
     const src = ipv4Src32(buf, ip);
     const dst = ipv4Dst32(buf, ip);
-    const pseudo = pseudoHeaderSum(src, dst, IpProtocol.TCP, total - IP_HLEN);
-    // `tcpSum` covers the frame from the TCP header to its end: the segment's sum when nothing pads it.
-    const sum = tcpSum >= 0 && total === elen - ETH_HLEN ? foldSum(tcpSum + pseudo) : sum16(buf, tcp, total - IP_HLEN, pseudo);
-    if (sum !== 0xffff) {
-      return this.pass(buf, ip, total);
+    if (tcpSum !== RCO_PARTIAL) {
+      const pseudo = pseudoHeaderSum(src, dst, IpProtocol.TCP, total - IP_HLEN);
+      // `tcpSum` covers the frame from the TCP header to its end: the segment's sum when nothing pads it.
+      const sum = tcpSum >= 0 && total === elen - ETH_HLEN ? foldSum(tcpSum + pseudo) : sum16(buf, tcp, total - IP_HLEN, pseudo);
+      if (sum !== 0xffff) return this.pass(buf, ip, total);
     }
     const seq = tcpSeq32(buf, tcp);
     if (this.count > 0 && this.joins(buf, ip, tcp, doff, size, src, dst, seq, slotEnd)) {

@@ -9,6 +9,7 @@ import {
   ipv4Dst32,
   ipv4HeaderLen,
   ipv4Ident,
+  ipv4IsFragment,
   ipv4IsLaterFragment,
   ipv4Protocol,
   ipv4Src32,
@@ -19,8 +20,14 @@ import {
   layoutTcpSegments,
   moveSums,
   writeTcpSegmentHeaders,
+  PARTIAL_CHECKSUM,
   VXLAN_FLAG_I,
+  VXLAN_FLAG_RCO,
+  VXLAN_RCO_UDP,
+  vxlanRco,
+  vxlanRcoByte,
   VXLAN_HLEN,
+  VXLAN_RCO_MAX_START,
   IPV4_MIN_HLEN,
   VxlanView,
   writeU16,
@@ -29,7 +36,7 @@ import {
 import { U32Map } from '../util/u32map.js';
 import { DropCounters, DropReason } from '../util/counters.js';
 import { MAX_SEGMENTS } from './offload.js';
-import { TcpCoalescer } from './gro.js';
+import { TcpCoalescer, RCO_PARTIAL } from './gro.js';
 import { OverlayResult, type Overlay, type Router } from './router.js';
 import type { IngressPort } from './dataplane.js';
 import { TapDir, type DatagramTap } from './tap.js';
@@ -66,6 +73,12 @@ export interface VxlanPeer {
   underlayIp: number;
   vtepMacHi: number;
   vtepMacLo: number;
+  /**
+   * The peer takes remote checksum offload (VXLAN RCO): the segments of a super-frame go to it with
+   * their TCP checksums partial (no payload sums here, no check of them there). Kernel nodes only
+   * with `remcsumrx`; absent: false.
+   */
+  rco?: boolean;
 }
 
 /** Int32 words of a peer's encapsulation header (22 bytes: 5 words and a 16-bit one). */
@@ -111,6 +124,13 @@ export const ENCAP_HLEN = VXLAN_HLEN + ETH_HLEN;
 /** Where a datagram's inner TCP header starts when its inner IPv4 header has no options. */
 const RUN_TCP_OFFSET = ENCAP_HLEN + IPV4_MIN_HLEN;
 
+/** What `accept` says of a datagram: dropped, taken, or taken with an RCO partial TCP checksum at RUN_TCP_OFFSET. */
+const enum Accepted {
+  No = 0,
+  Yes = 1,
+  RcoTcp = 2,
+}
+
 /**
  * VXLAN overlay in the flannel L3 model: every other node owns one subnet of the pod CIDR and has a VTEP
  * MAC; a packet for that subnet is framed to the peer's VTEP MAC, prefixed with the VXLAN header (I flag,
@@ -124,6 +144,9 @@ export class VxlanOverlay implements Overlay {
   decapsulated = 0;
   /** Super-frames sent as one UDP GSO run (their datagrams count in `encapsulated`). */
   segmentedRuns = 0;
+  /** Datagrams sent and received with remote checksum offload (VXLAN RCO: the inner checksum partial). */
+  rcoSent = 0;
+  rcoReceived = 0;
   private readonly bySubnet = new U32Map(64);
   private readonly byUnderlay = new U32Map(64);
   private peers: Array<VxlanPeer | undefined> = [];
@@ -143,6 +166,8 @@ export class VxlanOverlay implements Overlay {
   private readonly underlay: Array<number | undefined> = [undefined];
   /** Per peer slot, datagrams sent (2 * slot) and accepted (2 * slot + 1) since the peer was set. */
   private peerCounts = new Float64Array(16);
+  /** Per peer slot, 1 when it takes RCO (`VxlanPeer.rco`). */
+  private peerRco = new Uint8Array(8);
   private readonly vx = new VxlanView();
   /** The payload sums of a super-frame laid out as datagrams (`sendSegmented`). */
   private readonly segSums = new Uint32Array(MAX_SEGMENTS);
@@ -184,6 +209,12 @@ export class VxlanOverlay implements Overlay {
     }
     this.peerCounts[slot * 2] = 0;
     this.peerCounts[slot * 2 + 1] = 0;
+    if (slot >= this.peerRco.length) {
+      const r = new Uint8Array(this.peerRco.length * 2);
+      r.set(this.peerRco);
+      this.peerRco = r;
+    }
+    this.peerRco[slot] = peer.rco === true ? 1 : 0;
     const w = this.encapWords;
     const b = slot * HDR_WORDS;
     const { vni, localVtepMacHi: srcHi, localVtepMacLo: srcLo } = this.cfg;
@@ -297,15 +328,24 @@ export class VxlanOverlay implements Overlay {
     const base = ipOff - ENCAP_HLEN;
     if (base < 0 || n > MAX_SEGMENTS || total - ENCAP_HLEN > room) return OverlayResult.TooBig;
     this.writeEncap(buf, base, slot); // headers of segment 0
+    // To a peer that takes RCO, the segments say so (C bit; the checksum starts at the inner TCP
+    // header) and keep their TCP checksums partial: no payload is summed on either side. The run
+    // goes out of a UDP socket, so the outer UDP checksum covers every byte, as RCO requires.
+    const rco = this.peerRco[slot] === 1 && ETH_HLEN + ihl <= VXLAN_RCO_MAX_START;
+    if (rco) {
+      buf[base + 1] = VXLAN_FLAG_RCO;
+      buf[base + 7] = vxlanRcoByte(ETH_HLEN + ihl, false);
+      this.rcoSent += n;
+    }
     // Every segment gets its payload and a copy of segment 0's headers (still as they came), then
     // its own lengths, numbers and checksums (the payload sums come from the layout).
-    const sums = this.segSums;
+    const sums = rco ? null : this.segSums;
     layoutTcpSegments(buf, base, ENCAP_HLEN + hdr, payload, mss, stride, n, sums);
     const ident = ipv4Ident(buf, ipOff);
     const seq = tcpSeq32(buf, tcp);
     const tflags = tcpFlags(buf, tcp);
     for (let i = 0; i < n; i++) {
-      writeTcpSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss, sums[i]!);
+      writeTcpSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss, sums === null ? PARTIAL_CHECKSUM : sums[i]!);
     }
     this.encapsulated += n;
     this.peerCounts[slot * 2]! += n;
@@ -334,7 +374,7 @@ export class VxlanOverlay implements Overlay {
    * routed in place, so the buffer must stay valid for the batch.
    */
   receive(buf: Buffer, off: number, len: number, srcIp: number): void {
-    if (!this.accept(buf, off, len, srcIp)) return;
+    if (this.accept(buf, off, len, srcIp) === Accepted.No) return;
     const e = off + VXLAN_HLEN;
     this.router.fromOverlay(buf, e + ETH_HLEN, len - VXLAN_HLEN - ETH_HLEN);
   }
@@ -380,13 +420,20 @@ export class VxlanOverlay implements Overlay {
     if (summed) moveSums(buf, off + RUN_TCP_OFFSET, segSize, off + RUN_TCP_OFFSET, segSize, segSize - RUN_TCP_OFFSET, last - RUN_TCP_OFFSET, n, sums);
     for (let o = off, i = 0; o < end; o += segSize, i++) {
       const l = end - o < segSize ? end - o : segSize;
-      if (this.accept(buf, o, l, srcIp)) gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, summed ? sums[i]! : -1);
+      const a = this.accept(buf, o, l, srcIp);
+      if (a !== Accepted.No) gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, a === Accepted.RcoTcp ? RCO_PARTIAL : summed ? sums[i]! : -1);
     }
     gro.flush(buf);
   }
 
-  /** Checks one VXLAN datagram: our VNI, a known sender, an IPv4 inner frame to our VTEP MAC. */
-  private accept(buf: Buffer, off: number, len: number, srcIp: number): boolean {
+  /**
+   * Checks one VXLAN datagram: our VNI, a known sender, an IPv4 inner frame to our VTEP MAC, and
+   * with the RCO bit, a checksum start and field that are the inner packet's TCP or UDP checksum
+   * (anything else is dropped: podnet finishes no other). An RCO datagram's partial checksum is then
+   * finished where it is passed on alone (its field holds the pseudo-header sum, which the router's
+   * partial-checksum rule completes) or left partial in a joined super-frame (`Accepted.RcoTcp`).
+   */
+  private accept(buf: Buffer, off: number, len: number, srcIp: number): Accepted {
     const vx = this.vx;
     if (vx.reset(buf, off, len) !== ParseError.Ok) return this.drop(DropReason.VxlanMalformed);
     if (vx.vni !== this.cfg.vni) return this.drop(DropReason.VxlanBadVni);
@@ -401,13 +448,36 @@ export class VxlanOverlay implements Overlay {
     if (!(dHi === 0xffff && dLo === -1) && (dHi !== this.cfg.localVtepMacHi || dLo !== (this.cfg.localVtepMacLo | 0))) {
       return this.drop(DropReason.NotForRouter);
     }
+    const rco = vxlanRco(buf, off);
+    let accepted = Accepted.Yes;
+    if (rco >= 0) {
+      // The start must be the inner L4 header (after an IPv4 header that is all here), the field
+      // that protocol's checksum, and the packet no fragment.
+      const ip = e + ETH_HLEN;
+      const ipLen = len - VXLAN_HLEN - ETH_HLEN;
+      if (ipLen < IPV4_MIN_HLEN) return this.drop(DropReason.VxlanBadRco);
+      const ihl = ipv4HeaderLen(buf, ip);
+      const proto = ipv4Protocol(buf, ip);
+      const udp = (rco & VXLAN_RCO_UDP) !== 0;
+      if (
+        (rco & 0x7f) << 1 !== ETH_HLEN + ihl ||
+        ihl < IPV4_MIN_HLEN ||
+        ihl + (udp ? 8 : 20) > ipLen ||
+        proto !== (udp ? IpProtocol.UDP : IpProtocol.TCP) ||
+        ipv4IsFragment(buf, ip)
+      ) {
+        return this.drop(DropReason.VxlanBadRco);
+      }
+      this.rcoReceived++;
+      if (!udp && ihl === IPV4_MIN_HLEN) accepted = Accepted.RcoTcp;
+    }
     this.decapsulated++;
     this.peerCounts[slot * 2 + 1]! += 1;
-    return true;
+    return accepted;
   }
 
-  private drop(reason: DropReason): false {
+  private drop(reason: DropReason): Accepted.No {
     this.drops.add(reason);
-    return false;
+    return Accepted.No;
   }
 }

@@ -131,7 +131,7 @@ export interface NativeAddon {
   /** RFC 1071 sum of `buf[off, off+len)` plus `initial` (<= 0xffff), folded: what packet/checksum's sum16 returns. */
   sum16(buf: Buffer, off: number, len: number, initial: number): number;
   /** Strided regions of `buf` moved and summed in one call; see packet/segment's `SegmentOps.moveSums`. */
-  moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array): void;
+  moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array | null): void;
   /** `buf[from, from + len)` copied to `dst + i*stride` for `i < count`; see `SegmentOps.replicate`. */
   replicate(buf: Buffer, from: number, len: number, dst: number, stride: number, count: number): void;
 }

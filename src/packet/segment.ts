@@ -16,9 +16,10 @@ import { TcpFlags } from './tcp.js';
 export interface SegmentOps {
   /**
    * Region i at `src + i*srcStride`, `size` bytes (the last `last`), moved to `dst + i*dstStride`
-   * (in an order that overwrites no region before it moved) and its sum16 stored in `sums[i]`.
+   * (in an order that overwrites no region before it moved) and its sum16 stored in `sums[i]`
+   * (`sums` null: moved, not summed).
    */
-  moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array): void;
+  moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array | null): void;
   /** `buf[from, from + len)` copied to `dst + i*stride` for `i < count` (the copies apart from the source). */
   replicate(buf: Buffer, from: number, len: number, dst: number, stride: number, count: number): void;
 }
@@ -30,7 +31,7 @@ const jsSegmentOps: SegmentOps = {
       const to = dst + i * dstStride;
       const from = src + i * srcStride;
       if (to !== from) buf.copyWithin(to, from, from + len);
-      sums[i] = sum16(buf, to, len);
+      if (sums !== null) sums[i] = sum16(buf, to, len);
     };
     if (dst + (n - 1) * dstStride > src + (n - 1) * srcStride) for (let i = n - 1; i >= 0; i--) one(i); // forward: last first
     else for (let i = 0; i < n; i++) one(i);
@@ -48,7 +49,7 @@ export function useNativeSegmentOps(ops: SegmentOps | undefined): void {
 }
 
 /** See `SegmentOps.moveSums`: through the installed implementation. */
-export function moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array): void {
+export function moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array | null): void {
   segmentOps.moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums);
 }
 
@@ -57,20 +58,26 @@ export function moveSums(buf: Buffer, src: number, srcStride: number, dst: numbe
  * headers every segment repeats are `buf[start, start + hdrLen)` (Ethernet or VXLAN + Ethernet, IP,
  * TCP) and its `payload` bytes follow them. Each segment gets a copy of the headers and its `mss`
  * bytes of the payload (the last one what is left); `sums[i]` is the sum16 of segment i's payload,
- * for `writeTcpSegmentHeaders`. Two calls into the installed `SegmentOps`, whatever `n` is. The
+ * for `writeTcpSegmentHeaders` (`sums` null: the payloads are not summed, for segments whose TCP
+ * checksums stay partial, `PARTIAL_CHECKSUM`). Two calls into the installed `SegmentOps`, whatever `n` is. The
  * caller has checked that everything fits (`(n - 1) * stride + hdrLen + last` bytes from `start`).
  */
-export function layoutTcpSegments(buf: Buffer, start: number, hdrLen: number, payload: number, mss: number, stride: number, n: number, sums: Uint32Array): void {
+export function layoutTcpSegments(buf: Buffer, start: number, hdrLen: number, payload: number, mss: number, stride: number, n: number, sums: Uint32Array | null): void {
   const p = start + hdrLen;
   segmentOps.moveSums(buf, p, mss, p, stride, mss, payload - (n - 1) * mss, n, sums);
   if (n > 1) segmentOps.replicate(buf, start, hdrLen, start + stride, stride, n - 1);
 }
 
+/** `writeTcpSegmentHeaders`' payloadSum for a segment whose TCP checksum stays partial. */
+export const PARTIAL_CHECKSUM = -2;
+
 /**
  * Segment `i` of `n` of a TCP super-frame, laid out at `ip` as IPv4 header (`ihl`) + TCP header
  * (`doff`) + `size` payload bytes: its length, IP ID, sequence number, flags and both checksums,
  * as Linux's tcp_gso_segment writes them (FIN and PSH on the last segment only, CWR on the first).
- * `payloadSum` is the sum16 of the payload when the caller has it (`layoutTcpSegments`), or -1.
+ * `payloadSum` is the sum16 of the payload when the caller has it (`layoutTcpSegments`), -1 to sum
+ * it here, or `PARTIAL_CHECKSUM` to leave the TCP checksum partial (the pseudo-header sum, as a
+ * TSO sender's CHECKSUM_PARTIAL segment has it) for a receiver that finishes it (VXLAN RCO).
  */
 export function writeTcpSegmentHeaders(buf: Buffer, ip: number, ihl: number, doff: number, size: number, ident: number, seq: number, tflags: number, i: number, n: number, mss: number, payloadSum = -1): void {
   const tcp = ip + ihl;
@@ -86,6 +93,10 @@ export function writeTcpSegmentHeaders(buf: Buffer, ip: number, ihl: number, dof
   setTcpFlags(buf, tcp, f);
   setTcpChecksum(buf, tcp, 0);
   const pseudo = pseudoHeaderSum(ipv4Src32(buf, ip), ipv4Dst32(buf, ip), IpProtocol.TCP, tcpLen);
+  if (payloadSum === PARTIAL_CHECKSUM) {
+    setTcpChecksum(buf, tcp, pseudo);
+    return;
+  }
   if (payloadSum < 0) {
     setTcpChecksum(buf, tcp, ~sum16(buf, tcp, tcpLen, pseudo));
     return;

@@ -6,6 +6,20 @@ import { HeaderView, checkRegion } from './internal.js';
 export const VXLAN_HLEN = 8;
 /** The "VNI valid" flag; the only flag RFC 7348 defines. */
 export const VXLAN_FLAG_I = 0x08;
+/**
+ * Remote checksum offload (RCO, draft-herbert-vxlan-rco; Linux's `remcsumtx`/`remcsumrx`): the C bit,
+ * in the second byte of the flags word (bit 21 of it). With it set, the reserved byte after the VNI
+ * says where the inner packet's L4 checksum starts (`(byte & 0x7f) << 1` bytes from the inner
+ * Ethernet header) and which field it goes to (bit 0x80: UDP's, at +6; clear: TCP's, at +16); the
+ * field itself holds the pseudo-header sum, as a CHECKSUM_PARTIAL packet's does, and the receiver
+ * finishes it (the outer UDP checksum covers the bytes).
+ */
+export const VXLAN_FLAG_RCO = 0x20;
+/** The RCO byte's UDP bit (clear: the TCP checksum field). */
+export const VXLAN_RCO_UDP = 0x80;
+/** Largest checksum start RCO can say (7 bits of start / 2). */
+export const VXLAN_RCO_MAX_START = 0x7f << 1;
+
 /** Bytes VXLAN adds in front of an inner IP packet: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD = 50;
 /** UDP port Linux (and flannel) use by default. */
@@ -47,6 +61,16 @@ export class VxlanView extends HeaderView {
   get payloadLength(): number {
     return this.len - VXLAN_HLEN;
   }
+}
+
+/** The RCO byte (the reserved byte after the VNI) of the VXLAN header at `off`, or -1 when its C bit is clear. */
+export function vxlanRco(buf: Buffer, off: number): number {
+  return (buf[off + 1]! & VXLAN_FLAG_RCO) === 0 ? -1 : buf[off + VNI + 3]!;
+}
+
+/** The RCO byte for a checksum starting `start` bytes into the inner frame (even, at most 254), of TCP or UDP. */
+export function vxlanRcoByte(start: number, udp: boolean): number {
+  return ((start >>> 1) & 0x7f) | (udp ? VXLAN_RCO_UDP : 0);
 }
 
 /** Writable view. */

@@ -33,6 +33,8 @@ export interface NodeRecord {
   vtepMac: string;
   /** The node's pod subnet, e.g. "10.244.3.0/24". */
   subnet: string;
+  /** It takes VXLAN remote checksum offload (RCO); absent (older daemons, kernel nodes without remcsumrx): no. */
+  rco?: boolean;
 }
 
 export interface PodRecord {
@@ -84,6 +86,7 @@ export const nodeRecordSchema = z.object({
   underlayIp: ipv4Schema,
   vtepMac: macSchema,
   subnet: cidrSchema,
+  rco: z.boolean().optional(),
 });
 
 export const podRecordSchema = z.object({
@@ -274,6 +277,8 @@ export interface NodeIdentity {
   name: string;
   underlayIp: string;
   vtepMac: string;
+  /** See `NodeRecord.rco`. */
+  rco?: boolean;
 }
 
 export interface RegisterOptions {

@@ -16,6 +16,11 @@ export interface KernelNodeOptions {
   vni?: number;
   port?: number;
   underlayMtu?: number;
+  /**
+   * VXLAN remote checksum offload both ways (`remcsumtx remcsumrx`, with the outer UDP checksum RCO
+   * relies on, `udpcsum`): register the node with `rco: true`. Off by default, as flannel sets it up.
+   */
+  remcsum?: boolean;
 }
 
 export interface KernelPeer {
@@ -29,7 +34,7 @@ export async function setupKernelNode(host: Host, opts: KernelNodeOptions): Prom
   const mtu = (opts.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
   await ipBatch(
     [
-      `link add flannel.1 type vxlan id ${opts.vni ?? 1} dstport ${opts.port ?? 8472} nolearning local ${host.underlayIp} dev eth0`,
+      `link add flannel.1 type vxlan id ${opts.vni ?? 1} dstport ${opts.port ?? 8472} nolearning local ${host.underlayIp} dev eth0${opts.remcsum ? ' udpcsum remcsumtx remcsumrx' : ''}`,
       `link set flannel.1 address ${opts.vtepMac} mtu ${mtu} up`,
       `addr add ${ipv4ToString(s.hostIp)}/32 dev flannel.1`,
       'link add cni0 type bridge',

@@ -73,6 +73,8 @@ export const DropReason = {
   UplinkSendClosed: 45,
   /** The raw socket refused the packet (EAGAIN, EMSGSIZE, ENETUNREACH, EPERM: logged once per error). */
   UplinkSendFailed: 46,
+  /** A VXLAN datagram whose remote checksum offload (RCO) does not point at its inner TCP or UDP checksum. */
+  VxlanBadRco: 47,
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

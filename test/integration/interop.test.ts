@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Topology } from '../../src/topology/topology.js';
 import { addKernelPeer, addKernelPod, setupKernelNode } from '../../src/topology/kernel.js';
@@ -12,7 +13,9 @@ import { ping, startIn, statusJson, tcpTransfer, within } from '../helpers/net.j
 /**
  * Issue 3 interop: host h1 runs podnet; host k2 is forwarded by the Linux kernel, configured as flannel's
  * VXLAN backend does it (flannel.1 nolearning + cni0 bridge + route/neigh/fdb per peer). The kernel node
- * is registered in the cluster store by the test, as flanneld would register its lease.
+ * is registered in the cluster store by the test, as flanneld would register its lease. Host k3 is a
+ * second kernel node with VXLAN remote checksum offload both ways (remcsumtx/remcsumrx), registered as
+ * taking it.
  */
 describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)', function () {
   this.timeout(300_000);
@@ -21,6 +24,8 @@ describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)
   let podIp = '';
   let kernelPodIp = '';
   let kernelPodNs = '';
+  let rcoPodIp = '';
+  let rcoPodNs = '';
   const k2Ns = () => t.host('k2').netns;
 
   before(async () => {
@@ -37,6 +42,13 @@ describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)
     await addKernelPeer(k2, { subnet: h1.subnet, underlayIp: h1.underlayIp, vtepMac: h1.vtepMac });
     kernelPodIp = ipv4ToString(parseSubnet(subnet).network + 10);
     kernelPodNs = await addKernelPod(t, k2, 'kp', kernelPodIp, subnet);
+    const k3 = await t.addHost({ name: 'k3' });
+    const k3Vtep = '0a:5a:c6:12:00:0d';
+    const r3 = await registry.registerNode({ name: 'k3', underlayIp: k3.underlayIp, vtepMac: k3Vtep, rco: true }, { podCidr: '10.244.0.0/16', subnetPrefix: 24, leaseTtlSeconds: 5 });
+    await setupKernelNode(k3, { subnet: r3.subnet, vtepMac: k3Vtep, remcsum: true });
+    await addKernelPeer(k3, { subnet: h1.subnet, underlayIp: h1.underlayIp, vtepMac: h1.vtepMac });
+    rcoPodIp = ipv4ToString(parseSubnet(r3.subnet).network + 10);
+    rcoPodNs = await addKernelPod(t, k3, 'kp', rcoPodIp, r3.subnet);
     const r = await t.podnet('h1', ['pod', 'add', 'a']);
     expect(r.code, r.stderr).to.equal(0);
     podIp = r.stdout.trim();
@@ -69,6 +81,52 @@ describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)
     const st = await statusJson(t, 'h1');
     expect(st.cluster.vxlan.txOffload).to.equal('udp-gso');
     expect(st.cluster.vxlan.gsoRuns, 'super-frames sent to the kernel peer as GSO runs').to.be.greaterThan(0);
+    // k2 did not say it takes RCO: everything podnet sent it carried complete inner checksums.
+    expect(st.cluster.vxlan.peers.find((p: { underlayIp: string }) => p.underlayIp === t.host('k2').underlayIp).rco).to.equal(false);
+    expect(st.cluster.vxlan.rcoSent).to.equal(0);
+  });
+
+  it('with a kernel node doing remote checksum offload both ways: ping, and 100 MB of TCP both ways intact, RCO on the wire each way', async () => {
+    let ok = false;
+    for (let i = 0; i < 20 && !ok; i++) ok = await ping(t, t.podNs('h1', 'a'), rcoPodIp, { count: 1 });
+    expect(ok).to.equal(true);
+    expect(await ping(t, rcoPodNs, podIp)).to.equal(true);
+    const s = await statusJson(t, 'h1');
+    expect(s.cluster.vxlan.peers.find((p: { underlayIp: string }) => p.underlayIp === t.host('k3').underlayIp).rco).to.equal(true);
+    // What podnet sends k3: a capture of its large datagrams on the underlay.
+    const pcap = join(t.dir, 'rco.pcap');
+    const cap = startIn(t.underlayNs, 'tcpdump', ['-i', 'br0', '-U', '-c', '200', '-w', pcap, `udp port 8472 and src host ${t.host('h1').underlayIp} and greater 1200`], 'listening');
+    await cap.started;
+    expect(await tcpTransfer(t, t.podNs('h1', 'a'), rcoPodNs, rcoPodIp, 100 * 1024 * 1024, 7003)).to.equal(podIp);
+    expect(await within(cap.exited, 20_000, -1), cap.errors()).to.equal(0);
+    expect(await tcpTransfer(t, rcoPodNs, t.podNs('h1', 'a'), podIp, 100 * 1024 * 1024, 7004)).to.equal(rcoPodIp);
+    const e = await statusJson(t, 'h1');
+    expect(e.cluster.vxlan.rcoSent - s.cluster.vxlan.rcoSent, 'datagrams podnet sent k3 with RCO').to.be.greaterThan(0);
+    expect(e.cluster.vxlan.rcoReceived - s.cluster.vxlan.rcoReceived, 'datagrams k3 (remcsumtx) sent podnet with RCO').to.be.greaterThan(0);
+    expect(e.cluster.vxlan.drops).to.deep.equal({});
+    // The super-frames' datagrams (single segments go with complete checksums and no RCO): the I and
+    // C flags, the checksum start (inner Ethernet 14 + IPv4 20 = 34, said as 17; TCP's field) in the
+    // byte after the VNI, and the inner TCP checksum field holding the pseudo-header sum, for k3 to
+    // finish. (Over the veth a GSO run is one skb, so the capture shows a run's first datagram.)
+    const file = readFileSync(pcap);
+    let at = 24; // pcap file header
+    let seen = 0;
+    while (at + 16 <= file.length) {
+      const caplen = file.readUInt32LE(at + 8);
+      const f = file.subarray(at + 16, at + 16 + caplen);
+      at += 16 + caplen;
+      const vx = 14 + 20 + 8;
+      expect(f[vx]! & 0x08, 'I flag').to.equal(0x08);
+      if ((f[vx + 1]! & 0x20) === 0) continue;
+      expect(f[vx + 7], 'RCO start/2, TCP').to.equal(17);
+      const ip = vx + 8 + 14;
+      const tcpLen = f.readUInt16BE(ip + 2) - 20;
+      let ps = f.readUInt16BE(ip + 12) + f.readUInt16BE(ip + 14) + f.readUInt16BE(ip + 16) + f.readUInt16BE(ip + 18) + 6 + tcpLen;
+      while (ps > 0xffff) ps = (ps & 0xffff) + (ps >>> 16);
+      expect(f.readUInt16BE(ip + 20 + 16), 'inner TCP checksum: the pseudo-header sum').to.equal(ps);
+      seen++;
+    }
+    expect(seen, 'datagrams with RCO among 200 large ones').to.be.greaterThan(10);
   });
 
   it('a capture on the underlay shows well-formed VXLAN on port 8472 from podnet, one source port per inner flow', async () => {
@@ -103,6 +161,7 @@ describe('interop: podnet userspace VXLAN <-> Linux kernel VXLAN (flannel-style)
       if (c[0] !== h1) return;
       expect(c[2]).to.equal('8472');
       expect(Number(c[3]) & 0x0800).to.equal(0x0800); // I flag
+      if (c[0] === h1) expect(Number(c[3]) & 0x0020, 'no RCO to a peer that did not ask for it').to.equal(0);
       expect(c[4]).to.equal('1');
       const sport = Number(c[1]);
       expect(sport).to.be.within(32768, 60999); // Linux's default range for it

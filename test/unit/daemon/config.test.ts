@@ -18,3 +18,15 @@ describe('daemon config: flows', () => {
     expect(() => parseConfig({ flows: { size: 10 } })).to.throw(/flows: Unrecognized key/);
   });
 });
+
+describe('daemon config: vxlan', () => {
+  it('takes remote checksum offload unless told otherwise, with the other VXLAN defaults', () => {
+    expect(parseConfig({}).vxlan).to.deep.equal({ vni: 1, port: 8472, transport: 'native', remoteChecksumOffload: true });
+    expect(parseConfig({ vxlan: { vni: 7 } }).vxlan.remoteChecksumOffload).to.equal(true);
+    expect(parseConfig({ vxlan: { remoteChecksumOffload: false } }).vxlan).to.include({ remoteChecksumOffload: false, vni: 1 });
+  });
+
+  it('refuses a remoteChecksumOffload that is not a boolean, naming the field', () => {
+    expect(() => parseConfig({ vxlan: { remoteChecksumOffload: 'yes' } })).to.throw(/vxlan\.remoteChecksumOffload: /);
+  });
+});

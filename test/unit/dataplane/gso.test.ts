@@ -21,8 +21,10 @@ import {
   sum16,
   TcpFlags,
   TcpView,
+  VXLAN_FLAG_I,
   VXLAN_HLEN,
   VxlanView,
+  vxlanRco,
   writeEthernetHeader,
   writeIpv4Header,
   writeUdpHeader,
@@ -242,10 +244,10 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
   });
 
   /** A super-frame of `payload` bytes sent as one run, and a receiving overlay with the run in a receive slot. */
-  function sentRun(payload: number) {
+  function sentRun(payload: number, rco = false) {
     const t = new CaptureTransport();
     const o = overlay(t, recordingRouter().router);
-    o.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo });
+    o.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo, rco });
     const { buf, data, len } = superFrame(payload);
     o.sendSegmented(buf, HEAD, len, B, mss, 80 * 1024);
     const run = t.runs[0]!;
@@ -292,6 +294,75 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
     expect(s.vnet.readUInt16LE(8)).to.equal(16);
     expect(r.gro.superFrames).to.equal(1);
     expect(r.gro.segments).to.equal(Math.ceil(30_000 / mss));
+  });
+
+  it('to a peer that takes RCO: every datagram has the C bit and start 34 (TCP), its TCP checksum partial', () => {
+    const t = new CaptureTransport();
+    const o = overlay(t, recordingRouter().router);
+    o.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo, rco: true });
+    const { buf, data, len } = superFrame(20_000);
+    expect(o.sendSegmented(buf, HEAD, len, B, mss, 80 * 1024)).to.equal(OverlayResult.Sent);
+    const run = t.runs[0]!;
+    const n = Math.ceil(20_000 / mss);
+    const parts: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      const d = i * run.segSize;
+      const l = Math.min(run.segSize, run.bytes.length - d);
+      expect(run.bytes[d]! & VXLAN_FLAG_I).to.equal(VXLAN_FLAG_I);
+      expect(vxlanRco(run.bytes, d), 'RCO byte: start 34 / 2, TCP').to.equal(17);
+      expect(new VxlanView().reset(run.bytes, d, l)).to.equal(ParseError.Ok);
+      const ip = d + ENCAP;
+      const tcpLen = l - ENCAP - 20;
+      // What the receiver finds: the pseudo-header sum, which finished gives the full checksum.
+      expect(run.bytes.readUInt16BE(ip + 20 + 16)).to.equal(pseudoHeaderSum(A, B, IpProtocol.TCP, tcpLen));
+      expect(completePartialChecksum(run.bytes, ip, l - ENCAP, 20, IpProtocol.TCP)).to.equal(true);
+      parts.push(checkTcp(run.bytes, ip, l - ENCAP).payload);
+    }
+    expect(Buffer.concat(parts).equals(data)).to.equal(true);
+    expect(o.rcoSent).to.equal(n);
+  });
+
+  it('an RCO run joins without summing its payloads (the outer UDP checksum covered them), bytes intact', () => {
+    const { data, got, receive, r } = sentRun(30_000, true);
+    receive();
+    expect(got.plain).to.have.length(0);
+    expect(got.supers).to.have.length(1);
+    const s = got.supers[0]!;
+    expect(s.ip.subarray(20 + TCP_HLEN).equals(data)).to.equal(true);
+    expect(s.ip.readUInt16BE(20 + 16)).to.equal(pseudoHeaderSum(A, B, IpProtocol.TCP, TCP_HLEN + 30_000));
+    expect(s.vnet[0]).to.equal(1); // NEEDS_CSUM: the pod's kernel takes it as the kernel's own VXLAN would hand it
+    expect(r.rcoReceived).to.equal(Math.ceil(30_000 / mss));
+    expect(r.drops.toJSON()).to.deep.equal({});
+  });
+
+  it('an RCO datagram passed on alone keeps the pseudo-header sum, for the router to finish', () => {
+    const { run, slot, got, r } = sentRun(3 * mss, true);
+    // The last datagram alone, as a run of one.
+    const d = 2 * run.segSize;
+    r.receive(slot, HEAD + d, run.bytes.length - d, parseIpv4('198.18.0.11'));
+    expect(got.plain).to.have.length(1);
+    const p = got.plain[0]!;
+    expect(p.readUInt16BE(20 + 16)).to.equal(pseudoHeaderSum(A, B, IpProtocol.TCP, p.length - 20));
+    expect(completePartialChecksum(p, 0, p.length, 20, IpProtocol.TCP)).to.equal(true);
+    checkTcp(p, 0, p.length);
+    expect(r.rcoReceived).to.equal(1);
+  });
+
+  it('drops an RCO datagram whose checksum start or field is not its inner TCP or UDP checksum', () => {
+    const { run, slot, got, r } = sentRun(2 * mss, true);
+    const one = (mutate: (o: number) => void) => {
+      const copy = Buffer.from(slot);
+      mutate(HEAD);
+      r.receive(slot, HEAD, run.segSize, parseIpv4('198.18.0.11'));
+      copy.copy(slot);
+    };
+    one((o) => (slot[o + 7] = 18)); // start 36: inside the TCP header
+    one((o) => (slot[o + 7] = 17 | 0x80)); // UDP's field in a TCP packet
+    one((o) => (slot[o + 7] = 10)); // start 20: inside the IPv4 header
+    expect(got.plain).to.have.length(0);
+    expect(r.drops.toJSON()).to.deep.equal({ vxlan_bad_rco: 3 });
+    r.receive(slot, HEAD, run.segSize, parseIpv4('198.18.0.11'));
+    expect(got.plain).to.have.length(1);
   });
 });
 
@@ -365,7 +436,7 @@ describe('dataplane/gro: TcpCoalescer follows Linux GRO rules', () => {
 });
 
 describe('dataplane/vxlan: GSO out and GRO in allocate nothing per packet', () => {
-  it('10k super-frames laid out as runs and joined again: no garbage collection, no young-generation growth', async function () {
+  for (const rco of [false, true]) it(`10k super-frames laid out as runs and joined again${rco ? ' with RCO' : ''}: no garbage collection, no young-generation growth`, async function () {
     this.timeout(120_000);
     const HEAD = 128;
     const mss = 1450 - 20 - TCP_HLEN;
@@ -394,7 +465,7 @@ describe('dataplane/vxlan: GSO out and GRO in allocate nothing per packet', () =
       },
     };
     const tx = overlay(wire, recordingRouter().router);
-    tx.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo });
+    tx.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo, rco });
     const round = (n: number) => {
       for (let i = 0; i < n; i++) {
         copyBytes(work, 0, template, 0, HEAD + len);
@@ -423,6 +494,7 @@ describe('dataplane/vxlan: GSO out and GRO in allocate nothing per packet', () =
     // Each super-frame of 60000 bytes (one run of 43 datagrams) comes back whole, every byte there.
     expect(joined).to.equal(10_000 * (60_000 + 20 + TCP_HLEN));
     expect(supers).to.equal(10_000);
+    expect(tx.rcoSent > 0).to.equal(rco);
   });
 });
 

@@ -126,6 +126,15 @@ describe('io/addon: native segment moves (moveSums, replicate)', () => {
     }
   });
 
+  it('with sums null moves the regions as with sums, and sums nothing', () => {
+    const sums = new Uint32Array(10).fill(7);
+    const withSums = both(pattern, () => moveSums(shared, 1000, 1400, 1000, 1500, 1400, 300, 10, new Uint32Array(10)));
+    const moved = both(pattern, () => moveSums(shared, 1000, 1400, 1000, 1500, 1400, 300, 10, null));
+    expect(moved.native.equals(withSums.native)).to.equal(true);
+    expect(moved.js.equals(withSums.native)).to.equal(true);
+    expect([...sums]).to.deep.equal(new Array(10).fill(7));
+  });
+
   it('refuses regions outside the buffer, a short sums array and overlapping copies, touching nothing', () => {
     const { moveSums: ms, replicate: rep } = loadAddon();
     const b = Buffer.alloc(1000, 0x5a);
