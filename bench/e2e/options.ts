@@ -20,6 +20,8 @@ export interface Options {
   keep: boolean;
   /** Where the JSON goes (default bench/results/e2e.json). */
   out: string | undefined;
+  /** Merged into every podnet daemon's config (top-level keys), for an A/B run of one setting. */
+  podnetConfig: Record<string, unknown>;
   list: boolean;
 }
 
@@ -38,6 +40,8 @@ export const USAGE = [
   '  --scenario ID        run only this scenario (repeatable; --list shows the ids)',
   '  --out FILE           JSON output (default bench/results/e2e.json)',
   '  --keep               keep the working directory (daemon logs) after teardown',
+  '  --podnet-config JSON merged into both podnet daemons\' configs (top-level keys), for an A/B run of one',
+  '                       setting, e.g. \'{"vxlan":{"remoteChecksumOffload":false}}\'; the kernel side is unchanged',
   '  --list               list the scenarios and exit',
   '',
 ].join('\n');
@@ -62,6 +66,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       scenario: { type: 'string', multiple: true, default: [] },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      'podnet-config': { type: 'string' },
       list: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -80,6 +85,19 @@ export function parseOptions(argv: string[]): Options | 'help' {
     scenarios: values.scenario ?? [],
     keep: !!values.keep,
     out: values.out,
+    podnetConfig: podnetConfig(values['podnet-config']),
     list: !!values.list,
   };
+}
+
+function podnetConfig(text: string | undefined): Record<string, unknown> {
+  if (text === undefined) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`--podnet-config must be JSON: ${(err as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('--podnet-config must be a JSON object, such as {"vxlan":{"remoteChecksumOffload":false}}');
+  return v as Record<string, unknown>;
 }

@@ -10,7 +10,8 @@
  * ports, TOS, TTL and DF; TCP with the same header length and options, the same ACK number, flags
  * ACK (PSH allowed, and then it ends the super-frame); each sequence number follows on from the
  * last, every segment but the last has the first one's size; every segment's checksums are right
- * (a segment whose checksum does not verify is passed on alone, for its receiver to judge).
+ * (a segment whose checksum does not verify is passed on alone, for its receiver to judge), except
+ * that a segment the sender left partial under VXLAN RCO joins unsummed (`RCO_PARTIAL`).
  * Anything else is passed on as it is, in order: a segment that does not join ends the pending
  * super-frame first.
  *

@@ -413,10 +413,12 @@ export class VxlanOverlay implements Overlay {
     const end = off + len;
     // The sum of what would be each datagram's inner TCP segment (after VXLAN, Ethernet and an
     // option-less IPv4 header), all in one call: the coalescer checks a segment's checksum with it.
+    // Not for a run whose sender uses RCO (its first datagram says so): those segments join
+    // unsummed, and any of its datagrams without RCO is summed alone.
     const n = Math.ceil(len / segSize);
     const last = len - (n - 1) * segSize;
     const sums = this.segSums;
-    const summed = n <= sums.length && last >= RUN_TCP_OFFSET; // and so segSize >= last
+    const summed = n <= sums.length && last >= RUN_TCP_OFFSET && vxlanRco(buf, off) < 0; // and so segSize >= last
     if (summed) moveSums(buf, off + RUN_TCP_OFFSET, segSize, off + RUN_TCP_OFFSET, segSize, segSize - RUN_TCP_OFFSET, last - RUN_TCP_OFFSET, n, sums);
     for (let o = off, i = 0; o < end; o += segSize, i++) {
       const l = end - o < segSize ? end - o : segSize;

@@ -42,6 +42,8 @@ export interface NodeStatusView {
       decapsulated: number;
       gsoRuns: number;
       groSuperFrames: number;
+      rcoSent?: number;
+      rcoReceived?: number;
       drops: Record<string, number>;
       peers: Array<{ underlayIp: string; txDatagrams?: number; rxDatagrams?: number }>;
     };
@@ -118,6 +120,12 @@ export function buildRegistry(source: MetricsSource): Registry {
   totalCounter(registry, 'podnet_vxlan_gso_runs_total', 'Super-frames handed to the kernel as one UDP GSO run', [], (set) => {
     const v = st().cluster?.vxlan;
     if (v !== undefined) set({}, v.gsoRuns);
+  });
+  totalCounter(registry, 'podnet_vxlan_rco_datagrams_total', 'VXLAN datagrams sent (tx) and received (rx) with remote checksum offload (inner checksum partial)', ['direction'], (set) => {
+    const v = st().cluster?.vxlan;
+    if (v === undefined) return;
+    set({ direction: 'tx' }, v.rcoSent ?? 0);
+    set({ direction: 'rx' }, v.rcoReceived ?? 0);
   });
   totalCounter(registry, 'podnet_vxlan_gro_super_frames_total', 'Super-frames joined from received runs (GRO)', [], (set) => {
     const v = st().cluster?.vxlan;

@@ -74,6 +74,9 @@ describe('metrics: a node\'s Prometheus endpoint', function () {
       expect(v).to.be.within(s1.value(metric, { pod: 'a' }), s2.value(metric, { pod: 'a' }));
     }
     expect(st.conntrack.max).to.equal(s2.value('podnet_conntrack_max_entries'));
+    for (const [direction, v] of [['tx', st.cluster.vxlan.rcoSent], ['rx', st.cluster.vxlan.rcoReceived]] as const) {
+      expect(v).to.be.within(s1.value('podnet_vxlan_rco_datagrams_total', { direction }), s2.value('podnet_vxlan_rco_datagrams_total', { direction }));
+    }
   });
 
   it('counts connections by protocol and state, and reports the store as reachable', async () => {

@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import { PerformanceObserver, performance, type PerformanceEntry } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import { copyBytes } from '../../../src/io/copy.js';
+import { loadAddon } from '../../../src/io/addon.js';
+import { useNativeSegmentOps } from '../../../src/packet/segment.js';
 import { FramePool } from '../../../src/dataplane/pool.js';
 import { TcpCoalescer, type GroSink } from '../../../src/dataplane/gro.js';
 import { SEGMENT_HEADROOM, TcpSplitter, VNET_HDR_LEN } from '../../../src/dataplane/offload.js';
@@ -324,7 +326,25 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
 
   it('an RCO run joins without summing its payloads (the outer UDP checksum covered them), bytes intact', () => {
     const { data, got, receive, r } = sentRun(30_000, true);
-    receive();
+    const plainRun = sentRun(30_000, false);
+    // Count the run sums the receiver asks for (none: RCO segments are not checked).
+    const addon = loadAddon();
+    let summedRegions = 0;
+    useNativeSegmentOps({
+      moveSums: (buf, src, srcStride, dst, dstStride, size, last, n, sums) => {
+        if (sums !== null) summedRegions += n;
+        addon.moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums);
+      },
+      replicate: addon.replicate,
+    });
+    try {
+      receive();
+      expect(summedRegions).to.equal(0);
+      plainRun.receive(); // the same without RCO: every segment summed, in one call
+      expect(summedRegions).to.equal(Math.ceil(30_000 / mss));
+    } finally {
+      useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate });
+    }
     expect(got.plain).to.have.length(0);
     expect(got.supers).to.have.length(1);
     const s = got.supers[0]!;
