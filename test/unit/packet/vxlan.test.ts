@@ -15,7 +15,10 @@ import {
   UDP_HLEN,
   UdpView,
   VXLAN_FLAG_I,
+  VXLAN_FLAG_RCO,
   VXLAN_HLEN,
+  vxlanRco,
+  vxlanRcoByte,
   VXLAN_OVERHEAD,
   VXLAN_PORT_LINUX,
   vxlanBufferLen,
@@ -127,5 +130,23 @@ describe('packet/vxlan', () => {
       expect(p.buf.subarray(p.off, p.off + VXLAN_ECHO.length).equals(VXLAN_ECHO), p.name).to.equal(true);
       expect(p.buf[p.off + VXLAN_ECHO.length]).to.equal(0xa5);
     }
+  });
+
+  it('reads and writes the RCO word as Linux lays it out: C bit 0x20 in the second byte, start/2 and the UDP bit after the VNI', () => {
+    // Linux (include/net/vxlan.h): VXLAN_HF_RCO is bit 21 of the flags word, the low byte of the
+    // VNI word holds start >> 1 (7 bits) and 0x80 for UDP's checksum field.
+    const h = Buffer.from('0820000000000111', 'hex'); // I + C, VNI 1, start 34 (TCP)
+    expect(h[1]).to.equal(VXLAN_FLAG_RCO);
+    expect(vxlanRco(h, 0)).to.equal(0x11);
+    expect(new VxlanView().reset(h, 0, 8)).to.equal(ParseError.Ok);
+    expect(VxlanView.parse(h).vni).to.equal(1);
+    expect(vxlanRcoByte(34, false)).to.equal(0x11);
+    expect(vxlanRcoByte(34, true)).to.equal(0x91);
+    expect(vxlanRcoByte(254, false)).to.equal(0x7f);
+    const plain = Buffer.alloc(8);
+    writeVxlanHeader(plain, 0, 1);
+    expect(vxlanRco(plain, 0), 'no C bit: no RCO, whatever the reserved byte holds').to.equal(-1);
+    plain[7] = 0x11;
+    expect(vxlanRco(plain, 0)).to.equal(-1);
   });
 });
