@@ -11,7 +11,7 @@
  * ACK (PSH allowed, and then it ends the super-frame); each sequence number follows on from the
  * last, every segment but the last has the first one's size; every segment's checksums are right
  * (a segment whose checksum does not verify is passed on alone, for its receiver to judge), except
- * that a segment the sender left partial under VXLAN RCO joins unsummed (`RCO_PARTIAL`).
+ * that a segment the sender left partial under VXLAN RCO joins unsummed (`PARTIAL_CHECKSUM`).
  * Anything else is passed on as it is, in order: a segment that does not join ends the pending
  * super-frame first.
  *
@@ -22,6 +22,7 @@
 import {
   ETH_HLEN,
   IpProtocol,
+  PARTIAL_CHECKSUM,
   TCP_CHECKSUM_OFFSET,
   TcpFlags,
   VNET_HDR_LEN,
@@ -65,14 +66,6 @@ export interface GroSink {
 
 const IP_HLEN = 20; // only option-less headers join
 
-/**
- * `TcpCoalescer.add`'s tcpSum for a segment whose TCP checksum is partial by the sender's word
- * (VXLAN RCO, checked by the overlay): it joins without a check of its payload, which the outer
- * UDP checksum covered (the kernel's trust too: a partial checksum is never verified); passed on
- * alone it still holds the pseudo-header sum, which the router's partial-checksum rule finishes.
- */
-export const RCO_PARTIAL = -2;
-
 export class TcpCoalescer {
   /** Super-frames made, and the segments that went into them. */
   superFrames = 0;
@@ -102,7 +95,11 @@ export class TcpCoalescer {
    * the EtherType), in a slot that ends at `slotEnd`. Joins the pending super-frame, starts one,
    * or is passed on (after the pending one). `tcpSum`, when not -1, is the sum16 of the frame from
    * `e + 34` (the TCP header after an option-less IPv4 header) to its end, computed beforehand for
-   * a whole run of datagrams at once (`VxlanOverlay.receiveRun`), or `RCO_PARTIAL`.
+   * a whole run of datagrams at once (`VxlanOverlay.receiveRun`), or `PARTIAL_CHECKSUM` for a
+   * segment whose TCP checksum is partial by the sender's word (VXLAN RCO, checked by the overlay):
+   * it joins without a check of its payload, which the outer UDP checksum covered (the kernel's
+   * trust too: a partial checksum is never verified); passed on alone it still holds the
+   * pseudo-header sum, which the router's partial-checksum rule finishes.
    */
   add(buf: Buffer, e: number, elen: number, slotEnd: number, tcpSum = -1): void {
     const ip = e + ETH_HLEN;
@@ -132,7 +129,7 @@ export class TcpCoalescer {
     }
     const src = ipv4Src32(buf, ip);
     const dst = ipv4Dst32(buf, ip);
-    if (tcpSum !== RCO_PARTIAL) {
+    if (tcpSum !== PARTIAL_CHECKSUM) {
       const pseudo = pseudoHeaderSum(src, dst, IpProtocol.TCP, total - IP_HLEN);
       // `tcpSum` covers the frame from the TCP header to its end: the segment's sum when nothing pads it.
       const sum = tcpSum >= 0 && total === elen - ETH_HLEN ? foldSum(tcpSum + pseudo) : sum16(buf, tcp, total - IP_HLEN, pseudo);

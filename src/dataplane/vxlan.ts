@@ -22,10 +22,10 @@ import {
   writeTcpSegmentHeaders,
   PARTIAL_CHECKSUM,
   VXLAN_FLAG_I,
-  VXLAN_FLAG_RCO,
   VXLAN_RCO_UDP,
+  setVxlanRco,
   vxlanRco,
-  vxlanRcoByte,
+  vxlanRcoStart,
   VXLAN_HLEN,
   VXLAN_RCO_MAX_START,
   IPV4_MIN_HLEN,
@@ -36,7 +36,7 @@ import {
 import { U32Map } from '../util/u32map.js';
 import { DropCounters, DropReason } from '../util/counters.js';
 import { MAX_SEGMENTS } from './offload.js';
-import { TcpCoalescer, RCO_PARTIAL } from './gro.js';
+import { TcpCoalescer } from './gro.js';
 import { OverlayResult, type Overlay, type Router } from './router.js';
 import type { IngressPort } from './dataplane.js';
 import { TapDir, type DatagramTap } from './tap.js';
@@ -166,8 +166,6 @@ export class VxlanOverlay implements Overlay {
   private readonly underlay: Array<number | undefined> = [undefined];
   /** Per peer slot, datagrams sent (2 * slot) and accepted (2 * slot + 1) since the peer was set. */
   private peerCounts = new Float64Array(16);
-  /** Per peer slot, 1 when it takes RCO (`VxlanPeer.rco`). */
-  private peerRco = new Uint8Array(8);
   private readonly vx = new VxlanView();
   /** The payload sums of a super-frame laid out as datagrams (`sendSegmented`). */
   private readonly segSums = new Uint32Array(MAX_SEGMENTS);
@@ -209,12 +207,6 @@ export class VxlanOverlay implements Overlay {
     }
     this.peerCounts[slot * 2] = 0;
     this.peerCounts[slot * 2 + 1] = 0;
-    if (slot >= this.peerRco.length) {
-      const r = new Uint8Array(this.peerRco.length * 2);
-      r.set(this.peerRco);
-      this.peerRco = r;
-    }
-    this.peerRco[slot] = peer.rco === true ? 1 : 0;
     const w = this.encapWords;
     const b = slot * HDR_WORDS;
     const { vni, localVtepMacHi: srcHi, localVtepMacLo: srcLo } = this.cfg;
@@ -331,10 +323,9 @@ export class VxlanOverlay implements Overlay {
     // To a peer that takes RCO, the segments say so (C bit; the checksum starts at the inner TCP
     // header) and keep their TCP checksums partial: no payload is summed on either side. The run
     // goes out of a UDP socket, so the outer UDP checksum covers every byte, as RCO requires.
-    const rco = this.peerRco[slot] === 1 && ETH_HLEN + ihl <= VXLAN_RCO_MAX_START;
+    const rco = this.peers[slot]!.rco === true && ETH_HLEN + ihl <= VXLAN_RCO_MAX_START;
     if (rco) {
-      buf[base + 1] = VXLAN_FLAG_RCO;
-      buf[base + 7] = vxlanRcoByte(ETH_HLEN + ihl, false);
+      setVxlanRco(buf, base, ETH_HLEN + ihl, false);
       this.rcoSent += n;
     }
     // Every segment gets its payload and a copy of segment 0's headers (still as they came), then
@@ -423,7 +414,7 @@ export class VxlanOverlay implements Overlay {
     for (let o = off, i = 0; o < end; o += segSize, i++) {
       const l = end - o < segSize ? end - o : segSize;
       const a = this.accept(buf, o, l, srcIp);
-      if (a !== Accepted.No) gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, a === Accepted.RcoTcp ? RCO_PARTIAL : summed ? sums[i]! : -1);
+      if (a !== Accepted.No) gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, a === Accepted.RcoTcp ? PARTIAL_CHECKSUM : summed ? sums[i]! : -1);
     }
     gro.flush(buf);
   }
@@ -462,7 +453,7 @@ export class VxlanOverlay implements Overlay {
       const proto = ipv4Protocol(buf, ip);
       const udp = (rco & VXLAN_RCO_UDP) !== 0;
       if (
-        (rco & 0x7f) << 1 !== ETH_HLEN + ihl ||
+        vxlanRcoStart(rco) !== ETH_HLEN + ihl ||
         ihl < IPV4_MIN_HLEN ||
         ihl + (udp ? 8 : 20) > ipLen ||
         proto !== (udp ? IpProtocol.UDP : IpProtocol.TCP) ||

@@ -73,6 +73,17 @@ export function vxlanRcoByte(start: number, udp: boolean): number {
   return ((start >>> 1) & 0x7f) | (udp ? VXLAN_RCO_UDP : 0);
 }
 
+/** Where an RCO byte (`vxlanRco`) says the checksum starts, in bytes from the inner Ethernet header. */
+export function vxlanRcoStart(rco: number): number {
+  return (rco & 0x7f) << 1;
+}
+
+/** Sets the C bit and the RCO byte of the VXLAN header at `off` (see `vxlanRcoByte`). */
+export function setVxlanRco(buf: Buffer, off: number, start: number, udp: boolean): void {
+  buf[off + 1] = buf[off + 1]! | VXLAN_FLAG_RCO;
+  buf[off + VNI + 3] = vxlanRcoByte(start, udp);
+}
+
 /** Writable view. */
 export class VxlanViewMut extends VxlanView {
   /** Writes the VNI (24 bits) and keeps the reserved byte after it. */

@@ -17,8 +17,10 @@ import {
   VXLAN_FLAG_I,
   VXLAN_FLAG_RCO,
   VXLAN_HLEN,
+  setVxlanRco,
   vxlanRco,
   vxlanRcoByte,
+  vxlanRcoStart,
   VXLAN_OVERHEAD,
   VXLAN_PORT_LINUX,
   vxlanBufferLen,
@@ -143,6 +145,12 @@ describe('packet/vxlan', () => {
     expect(vxlanRcoByte(34, false)).to.equal(0x11);
     expect(vxlanRcoByte(34, true)).to.equal(0x91);
     expect(vxlanRcoByte(254, false)).to.equal(0x7f);
+    expect(vxlanRcoStart(0x11)).to.equal(34);
+    expect(vxlanRcoStart(0x91)).to.equal(34);
+    const built = Buffer.alloc(8);
+    writeVxlanHeader(built, 0, 1);
+    setVxlanRco(built, 0, 34, false);
+    expect(built.equals(h)).to.equal(true);
     const plain = Buffer.alloc(8);
     writeVxlanHeader(plain, 0, 1);
     expect(vxlanRco(plain, 0), 'no C bit: no RCO, whatever the reserved byte holds').to.equal(-1);
