@@ -22,6 +22,7 @@
 //   sum16(buf, off, len, initial)              RFC 1071 sum of a region, 64-bit adds
 //   moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums)  strided regions moved and summed (sums null: moved only)
 //   replicate(buf, from, len, dst, stride, count)                       one region copied to strided places
+//   continuations(buf, off, stride, n, last, ipAt, hdrLen, mss, verify)  how many datagrams of a run continue the first's TCP segment
 //
 // Receive path: a uv_poll_t watches the fd (level-triggered). On each readable
 // event the addon readv()s frames straight into the JS-owned ring (slot i, at
@@ -786,6 +787,73 @@ napi_value Replicate(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// continuations(buf, off, stride, n, last, ipAt, hdrLen, mss, verify): how many of datagrams 1..n-1
+// of a receive run (datagram i at off + i*stride, `stride` bytes long, the last `last`) continue
+// the TCP segment of datagram 0, counted from datagram 1 up to the first that does not. Datagram 0's
+// first `hdrLen` bytes are the template (encapsulation up to `ipAt`, an option-less IPv4 header, the
+// TCP header with its options); a continuation has the same bytes except the IPv4 total length (which
+// must be its own length from `ipAt`), ID and header checksum (which must verify), and the TCP
+// sequence number (datagram 0's + i*mss), window and checksum (which must verify when `verify` is 1; over
+// the segment and the pseudo-header); it carries 1..mss payload bytes. The joiner
+// (dataplane/gro.ts) has checked datagram 0 by Linux GRO's rules; equal headers keep every one of
+// them, so it joins the continuations without looking at them. Nothing is written. Everything must
+// lie inside the buffer (RangeError).
+napi_value Continuations(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  uint8_t* buf = nullptr;
+  size_t bufLen = 0;
+  uint32_t v[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // off, stride, n, last, ipAt, hdrLen, mss, verify
+  if (!BufferAndU32s(env, argv, argc, 9, &buf, &bufLen, v, 8)) {
+    napi_throw_type_error(env, nullptr, "continuations(buf: Buffer, off, stride, n, last, ipAt, hdrLen, mss, verify: number)");
+    return nullptr;
+  }
+  const uint64_t off = v[0], stride = v[1], n = v[2], last = v[3], ipAt = v[4], hdrLen = v[5], mss = v[6];
+  const bool verify = v[7] != 0;
+  uint32_t count = 0;
+  napi_value out;
+  if (n >= 2 && (off + (n - 1) * stride + last > bufLen || off + stride > bufLen || hdrLen > stride ||
+                 ipAt + 40 > hdrLen)) {
+    napi_throw_range_error(env, nullptr, "continuations: a datagram outside the buffer, or headers longer than one");
+    return nullptr;
+  }
+  const uint8_t* t = buf + off;  // the template
+  const uint8_t* tip = t + ipAt;
+  if (n >= 2 && tip[0] == 0x45) {
+    const uint64_t tcpAt = ipAt + 20;
+    const uint32_t seq0 = (static_cast<uint32_t>(tip[24]) << 24) | (static_cast<uint32_t>(tip[25]) << 16) |
+                          (static_cast<uint32_t>(tip[26]) << 8) | tip[27];
+    // The pseudo-header's addresses and protocol (its length is each segment's own).
+    const uint64_t addrs = static_cast<uint64_t>(Sum16(tip + 12, 8, 6));
+    for (uint64_t i = 1; i < n; i++) {
+      const uint64_t len = i == n - 1 ? last : stride;
+      if (len <= hdrLen || len - hdrLen > mss || len - ipAt > 0xffff) break;
+      const uint8_t* d = buf + off + i * stride;
+      const uint8_t* ip = d + ipAt;
+      // Equal but for the fields each segment has its own of: total length, ID, IP checksum, sequence
+      // number, window (GRO keeps the first's, as Linux's does), TCP checksum.
+      if (std::memcmp(d, t, ipAt + 2) != 0 || std::memcmp(ip + 6, tip + 6, 4) != 0 ||
+          std::memcmp(ip + 12, tip + 12, 12) != 0 || std::memcmp(ip + 28, tip + 28, 6) != 0 ||
+          std::memcmp(ip + 38, tip + 38, hdrLen - tcpAt - 18) != 0) {
+        break;
+      }
+      if (((static_cast<uint64_t>(ip[2]) << 8) | ip[3]) != len - ipAt) break;
+      if (Sum16(ip, 20, 0) != 0xffff) break;
+      const uint32_t seq = (static_cast<uint32_t>(ip[24]) << 24) | (static_cast<uint32_t>(ip[25]) << 16) |
+                           (static_cast<uint32_t>(ip[26]) << 8) | ip[27];
+      if (seq != seq0 + static_cast<uint32_t>(i * mss)) break;
+      if (verify) {
+        const uint64_t tcpLen = len - tcpAt;
+        if (Sum16(d + tcpAt, tcpLen, addrs + tcpLen) != 0xffff) break;
+      }
+      count++;
+    }
+  }
+  napi_create_uint32(env, count, &out);
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_value sum16;
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "sum16", NAPI_AUTO_LENGTH, Sum16Js, nullptr, &sum16), exports);
@@ -797,6 +865,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "replicate", NAPI_AUTO_LENGTH, Replicate, nullptr, &replicate),
                        exports);
   exports.Set("replicate", Napi::Value(env, replicate));
+  napi_value continuations;
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_function(env, "continuations", NAPI_AUTO_LENGTH, Continuations, nullptr, &continuations),
+                       exports);
+  exports.Set("continuations", Napi::Value(env, continuations));
   napi_value copyBytes;
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, CopyBytes, nullptr, &copyBytes),
                        exports);

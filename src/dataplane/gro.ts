@@ -51,6 +51,7 @@ import {
   tcpSeq32,
   writeVnetTcpGso,
 } from '../packet/index.js';
+import { continuations, moveSums } from '../packet/segment.js';
 import { SEGMENT_HEADROOM } from './offload.js';
 
 /** Where joined super-frames and passed-on segments go (the router). */
@@ -194,6 +195,40 @@ export class TcpCoalescer {
     if (IP_HLEN + doff + payload > 0xffff) return false;
     if (this.eth + segs * (ETH_HLEN + IP_HLEN + doff + this.mss + SEGMENT_HEADROOM) > slotEnd) return false;
     return true;
+  }
+
+  /**
+   * After `add` started a super-frame with a run's datagram at `first` (its Ethernet header `encap`
+   * bytes in; the run's datagrams `stride` bytes apart, `n` of them from `first` on, the last `last`
+   * bytes long): joins the datagrams after it that continue its segment, found in one call
+   * (`continuations`: the same headers but for each segment's own length, ID, sequence number,
+   * window and checksums, which are checked), their payloads moved in one call. Those headers being
+   * the first's, every rule `add` checked holds for them too. Returns how many it joined: 0 when the
+   * pending super-frame is not that datagram alone, the datagram is not full-size, or the next does
+   * not continue it (then `add` takes it as any other).
+   */
+  extendRun(buf: Buffer, first: number, encap: number, stride: number, n: number, last: number, verify: boolean): number {
+    if (this.count !== 1 || this.eth !== first + encap || n < 2) return 0;
+    const doff = this.doff;
+    const mss = this.mss;
+    const hdrLen = encap + ETH_HLEN + IP_HLEN + doff;
+    if (stride !== hdrLen + mss) return 0;
+    // As many as one IPv4 packet holds and the slot can split again (see `joins`).
+    const bySize = Math.floor((0xffff - IP_HLEN - doff) / mss);
+    const bySlot = Math.floor((this.limit - this.eth) / (ETH_HLEN + IP_HLEN + doff + mss + SEGMENT_HEADROOM));
+    const m = Math.min(n, bySize, bySlot);
+    if (m < 2) return 0;
+    const k = continuations(buf, first, stride, m, m === n ? last : stride, encap + ETH_HLEN, hdrLen, mss, verify);
+    if (k === 0) return 0;
+    const lastSize = (k === n - 1 ? last : stride) - hdrLen;
+    moveSums(buf, first + stride + hdrLen, stride, this.end, mss, mss, lastSize, k, null);
+    const added = (k - 1) * mss + lastSize;
+    this.end += added;
+    this.nextSeq = (this.nextSeq + added) | 0;
+    this.lastSize = lastSize;
+    this.count += k;
+    if (lastSize < mss) this.flush(buf);
+    return k;
   }
 
   /** Passes the pending super-frame on (one segment goes as it is). Call at the end of every run. */

@@ -18,7 +18,6 @@ import {
   tcpHeaderLen,
   tcpSeq32,
   layoutTcpSegments,
-  moveSums,
   writeTcpSegmentHeaders,
   PARTIAL_CHECKSUM,
   VXLAN_FLAG_I,
@@ -120,9 +119,6 @@ export interface VxlanRing {
 
 /** Bytes the overlay writes in front of an inner IP packet: the VXLAN header and the inner Ethernet header. */
 export const ENCAP_HLEN = VXLAN_HLEN + ETH_HLEN;
-
-/** Where a datagram's inner TCP header starts when its inner IPv4 header has no options. */
-const RUN_TCP_OFFSET = ENCAP_HLEN + IPV4_MIN_HLEN;
 
 /** What `accept` says of a datagram: dropped, taken, or taken with an RCO partial TCP checksum at RUN_TCP_OFFSET. */
 const enum Accepted {
@@ -401,22 +397,34 @@ export class VxlanOverlay implements Overlay {
    */
   receiveRun(buf: Buffer, off: number, len: number, segSize: number, srcIp: number, slotEnd: number): void {
     const gro = this.gro;
-    const end = off + len;
-    // The sum of what would be each datagram's inner TCP segment (after VXLAN, Ethernet and an
-    // option-less IPv4 header), all in one call: the coalescer checks a segment's checksum with it.
-    // Not for a run whose sender uses RCO (its first datagram says so): those segments join
-    // unsummed, and any of its datagrams without RCO is summed alone.
     const n = Math.ceil(len / segSize);
     const last = len - (n - 1) * segSize;
-    const sums = this.segSums;
-    const summed = n <= sums.length && last >= RUN_TCP_OFFSET && vxlanRco(buf, off) < 0; // and so segSize >= last
-    if (summed) moveSums(buf, off + RUN_TCP_OFFSET, segSize, off + RUN_TCP_OFFSET, segSize, segSize - RUN_TCP_OFFSET, last - RUN_TCP_OFFSET, n, sums);
-    for (let o = off, i = 0; o < end; o += segSize, i++) {
-      const l = end - o < segSize ? end - o : segSize;
+    for (let i = 0; i < n; i++) {
+      const o = off + i * segSize;
+      const l = i === n - 1 ? last : segSize;
       const a = this.accept(buf, o, l, srcIp);
-      if (a !== Accepted.No) gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, a === Accepted.RcoTcp ? PARTIAL_CHECKSUM : summed ? sums[i]! : -1);
+      if (a === Accepted.No) continue;
+      const rco = a === Accepted.RcoTcp;
+      gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, rco ? PARTIAL_CHECKSUM : -1);
+      // The datagrams after it that continue its segment: their VXLAN and Ethernet headers are its
+      // own (so `accept` would say the same of them), their TCP checksums checked unless RCO left
+      // them partial.
+      const k = gro.extendRun(buf, o, VXLAN_HLEN, segSize, n - i, last, !rco);
+      if (k > 0) {
+        this.acceptedAlike(srcIp, k, rco);
+        i += k;
+      }
     }
     gro.flush(buf);
+  }
+
+  /** Counts `k` datagrams from `srcIp` as `accept` counts each it takes (after it took one like them). */
+  private acceptedAlike(srcIp: number, k: number, rco: boolean): void {
+    const slot = this.byUnderlay.get(srcIp);
+    if (slot < 0) return;
+    this.decapsulated += k;
+    this.peerCounts[slot * 2 + 1]! += k;
+    if (rco) this.rcoReceived += k;
   }
 
   /**

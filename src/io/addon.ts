@@ -134,6 +134,8 @@ export interface NativeAddon {
   moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array | null): void;
   /** `buf[from, from + len)` copied to `dst + i*stride` for `i < count`; see `SegmentOps.replicate`. */
   replicate(buf: Buffer, from: number, len: number, dst: number, stride: number, count: number): void;
+  /** How many datagrams of a run continue the first's TCP segment; see `SegmentOps.continuations`. */
+  continuations(buf: Buffer, off: number, stride: number, n: number, last: number, ipAt: number, hdrLen: number, mss: number, verify: number): number;
 }
 
 import { useNativeSum16 } from '../packet/checksum.js';
@@ -155,7 +157,7 @@ export function loadAddon(): NativeAddon {
   addon = createRequire(import.meta.url)(path) as NativeAddon;
   // Every checksum of a long region (segment payloads) in this process now runs in native code.
   useNativeSum16(addon.sum16);
-  useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate });
+  useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate, continuations: addon.continuations });
   return addon;
 }
 

@@ -1,7 +1,9 @@
 /**
  * TCP segmentation on the wire: the headers of one segment of a TSO/GSO super-frame, written the way
  * the kernel's tcp_gso_segment does. The data plane lays the segments out (in place, or into fresh
- * frames); this writes what each one's headers must say.
+ * frames); this writes what each one's headers must say. And the bulk steps of both directions
+ * (`SegmentOps`): moving the payloads, and finding the segments of a received run that continue
+ * its first.
  */
 import { ipv4HeaderSum, pseudoHeaderSum, sum16 } from './checksum.js';
 import { ipv4Dst32, ipv4Src32, setIpv4Checksum, setIpv4Ident, setIpv4TotalLen, setTcpChecksum, setTcpFlags, setTcpSeq } from './fields.js';
@@ -9,9 +11,10 @@ import { IpProtocol } from './ipv4.js';
 import { TcpFlags } from './tcp.js';
 
 /**
- * The two bulk moves of an in-place segment layout, over strided regions of one buffer. The wire
- * layer's own versions are plain JavaScript (`copyWithin` and `sum16` per region); the process that
- * has the addon installs its versions (`useNativeSegmentOps`), which do all regions in one call.
+ * The bulk steps of an in-place segment layout and join, over strided regions of one buffer. The
+ * wire layer's own versions are plain JavaScript (`copyWithin` and `sum16` per region, a loop over
+ * a run's headers); the process that has the addon installs its versions (`useNativeSegmentOps`),
+ * which do all regions in one call.
  */
 export interface SegmentOps {
   /**
@@ -22,6 +25,56 @@ export interface SegmentOps {
   moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array | null): void;
   /** `buf[from, from + len)` copied to `dst + i*stride` for `i < count` (the copies apart from the source). */
   replicate(buf: Buffer, from: number, len: number, dst: number, stride: number, count: number): void;
+  /**
+   * Of a receive run's datagrams (datagram i at `off + i*stride`, `stride` bytes, the last `last`),
+   * how many from datagram 1 on, one after another, continue datagram 0's TCP segment: the same
+   * first `hdrLen` bytes (encapsulation up to `ipAt`, an option-less IPv4 header, TCP header and
+   * options) but for the IPv4 total length (the datagram's own length from `ipAt`), ID and header
+   * checksum (verified), the TCP sequence number (datagram 0's + i*mss), window and checksum
+   * (verified when `verify`), with 1..mss payload bytes. Reads only.
+   */
+  continuations(buf: Buffer, off: number, stride: number, n: number, last: number, ipAt: number, hdrLen: number, mss: number, verify: number): number;
+}
+
+/**
+ * What a continuation must have byte for byte as its run's first datagram, as [from, to) from the
+ * IPv4 header (-1: from the datagram's start; 0: to the end of the TCP header): all but the total
+ * length and ID (2-6), header checksum (10-12), sequence number (24-28), window and TCP checksum (34-38).
+ */
+const SAME_RANGES: readonly (readonly [number, number])[] = [
+  [-1, 2],
+  [6, 10],
+  [12, 24],
+  [28, 34],
+  [38, 0],
+];
+
+function jsContinuations(buf: Buffer, off: number, stride: number, n: number, last: number, ipAt: number, hdrLen: number, mss: number, verify: number): number {
+  if (n < 2) return 0;
+  if (off + (n - 1) * stride + last > buf.length || off + stride > buf.length || hdrLen > stride || ipAt + 40 > hdrLen) {
+    throw new RangeError('continuations: a datagram outside the buffer, or headers longer than one');
+  }
+  const tip = off + ipAt;
+  if (buf[tip] !== 0x45) return 0;
+  const seq0 = buf.readUInt32BE(tip + 24);
+  let count = 0;
+  for (let i = 1; i < n; i++) {
+    const len = i === n - 1 ? last : stride;
+    if (len <= hdrLen || len - hdrLen > mss || len - ipAt > 0xffff) break;
+    const d = off + i * stride;
+    const ip = d + ipAt;
+    let same = true;
+    for (const [a, b] of SAME_RANGES) {
+      const from = a < 0 ? -ipAt : a;
+      const to = b === 0 ? hdrLen - ipAt : b;
+      if (buf.compare(buf, tip + from, tip + to, ip + from, ip + to) !== 0) same = false;
+    }
+    if (!same || buf.readUInt16BE(ip + 2) !== len - ipAt || ipv4HeaderSum(buf, ip, 20) !== 0xffff) break;
+    if (buf.readUInt32BE(ip + 24) !== ((seq0 + i * mss) >>> 0)) break;
+    if (verify !== 0 && sum16(buf, ip + 20, len - ipAt - 20, pseudoHeaderSum(ipv4Src32(buf, ip), ipv4Dst32(buf, ip), IpProtocol.TCP, len - ipAt - 20)) !== 0xffff) break;
+    count++;
+  }
+  return count;
 }
 
 const jsSegmentOps: SegmentOps = {
@@ -39,6 +92,7 @@ const jsSegmentOps: SegmentOps = {
   replicate(buf, from, len, dst, stride, count) {
     for (let i = 0; i < count; i++) buf.copyWithin(dst + i * stride, from, from + len);
   },
+  continuations: jsContinuations,
 };
 
 let segmentOps: SegmentOps = jsSegmentOps;
@@ -46,6 +100,11 @@ let segmentOps: SegmentOps = jsSegmentOps;
 /** Installs native segment moves (the addon's); undefined: back to JavaScript alone. */
 export function useNativeSegmentOps(ops: SegmentOps | undefined): void {
   segmentOps = ops ?? jsSegmentOps;
+}
+
+/** See `SegmentOps.continuations`: through the installed implementation. */
+export function continuations(buf: Buffer, off: number, stride: number, n: number, last: number, ipAt: number, hdrLen: number, mss: number, verify: boolean): number {
+  return segmentOps.continuations(buf, off, stride, n, last, ipAt, hdrLen, mss, verify ? 1 : 0);
 }
 
 /** See `SegmentOps.moveSums`: through the installed implementation. */

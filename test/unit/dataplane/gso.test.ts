@@ -263,7 +263,7 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
     return { run, data, slot, got, receive, r };
   }
 
-  it('a run with one datagram corrupted on the way: its checksum (from the run sums) fails and it passes on alone', () => {
+  it('a run with one datagram corrupted on the way: its checksum fails and it passes on alone, the rest joined', () => {
     const { run, slot, got, receive } = sentRun(5 * mss);
     slot[HEAD + 2 * run.segSize + 100]! ^= 0x01; // one payload bit of the third datagram
     receive();
@@ -296,6 +296,7 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
     expect(s.vnet.readUInt16LE(8)).to.equal(16);
     expect(r.gro.superFrames).to.equal(1);
     expect(r.gro.segments).to.equal(Math.ceil(30_000 / mss));
+    expect(r.decapsulated).to.equal(Math.ceil(30_000 / mss)); // each datagram counted, those joined in one call too
   });
 
   it('to a peer that takes RCO: every datagram has the C bit and start 34 (TCP), its TCP checksum partial', () => {
@@ -327,23 +328,37 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
   it('an RCO run joins without summing its payloads (the outer UDP checksum covered them), bytes intact', () => {
     const { data, got, receive, r } = sentRun(30_000, true);
     const plainRun = sentRun(30_000, false);
-    // Count the run sums the receiver asks for (none: RCO segments are not checked).
+    // What the receiver sums: no region of the RCO run (its segments are not checked), and its
+    // continuations found without a look at their payloads; the same run without RCO has each checked.
     const addon = loadAddon();
     let summedRegions = 0;
+    const verified: number[] = [];
+    const joined: number[] = [];
     useNativeSegmentOps({
       moveSums: (buf, src, srcStride, dst, dstStride, size, last, n, sums) => {
         if (sums !== null) summedRegions += n;
         addon.moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums);
       },
       replicate: addon.replicate,
+      continuations: (buf, off, stride, n, last, ipAt, hdrLen, mss, verify) => {
+        const k = addon.continuations(buf, off, stride, n, last, ipAt, hdrLen, mss, verify);
+        verified.push(verify);
+        joined.push(k);
+        return k;
+      },
     });
+    const segments = Math.ceil(30_000 / mss);
     try {
       receive();
       expect(summedRegions).to.equal(0);
-      plainRun.receive(); // the same without RCO: every segment summed, in one call
-      expect(summedRegions).to.equal(Math.ceil(30_000 / mss));
+      expect(verified).to.deep.equal([0]);
+      expect(joined).to.deep.equal([segments - 1]); // one call found every continuation
+      plainRun.receive();
+      expect(verified).to.deep.equal([0, 1]);
+      expect(joined).to.deep.equal([segments - 1, segments - 1]);
+      expect(plainRun.got.supers).to.have.length(1);
     } finally {
-      useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate });
+      useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate, continuations: addon.continuations });
     }
     expect(got.plain).to.have.length(0);
     expect(got.supers).to.have.length(1);

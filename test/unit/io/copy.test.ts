@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { copyBytes } from '../../../src/io/copy.js';
 import { loadAddon } from '../../../src/io/addon.js';
 import { sum16, useNativeSum16 } from '../../../src/packet/checksum.js';
-import { layoutTcpSegments, moveSums, useNativeSegmentOps } from '../../../src/packet/segment.js';
+import { continuations, layoutTcpSegments, moveSums, useNativeSegmentOps, writeTcpSegmentHeaders } from '../../../src/packet/segment.js';
+import { TcpFlags } from '../../../src/packet/tcp.js';
 
 describe('io/copy: copyBytes (addon memmove)', () => {
   it('copies a range between buffers, honouring subarray offsets, and within one buffer', () => {
@@ -63,14 +64,14 @@ describe('io/addon: native segment moves (moveSums, replicate)', () => {
   /** The same moves through the wire layer's JavaScript versions and through the addon's. */
   function both(fill: (b: Buffer) => void, run: () => void): { js: Buffer; native: Buffer } {
     const out: Buffer[] = [];
-    for (const ops of [undefined, { moveSums: loadAddon().moveSums, replicate: loadAddon().replicate }]) {
+    for (const ops of [undefined, { moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, continuations: loadAddon().continuations }]) {
       useNativeSegmentOps(ops);
       try {
         fill(shared);
         run();
         out.push(Buffer.from(shared));
       } finally {
-        useNativeSegmentOps({ moveSums: loadAddon().moveSums, replicate: loadAddon().replicate });
+        useNativeSegmentOps({ moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, continuations: loadAddon().continuations });
       }
     }
     return { js: out[0]!, native: out[1]! };
@@ -144,5 +145,95 @@ describe('io/addon: native segment moves (moveSums, replicate)', () => {
     expect(() => rep(b, 0, 100, 900, 100, 2)).to.throw(RangeError); // past the end
     expect(() => rep(b, 0, 100, 200, 50, 3)).to.throw(RangeError); // copies overlap each other
     expect(b.every((x) => x === 0x5a)).to.equal(true);
+  });
+});
+
+describe('io/addon: continuations of a received run (native = JavaScript)', () => {
+  const ENCAP = 22; // VXLAN 8 + Ethernet 14
+  const DOFF = 32; // TCP header with 12 bytes of options (timestamps)
+  const HDR = ENCAP + 20 + DOFF;
+  const MSS = 1398;
+  const STRIDE = HDR + MSS;
+  const BASE = 64;
+
+  /** A run of `n` datagrams as a sender's GSO run leaves: one super-frame's segments, the last `lastSize` payload bytes. */
+  function run(n: number, lastSize: number): { buf: Buffer; last: number } {
+    const buf = Buffer.alloc(BASE + n * STRIDE + 64);
+    for (let i = 0; i < buf.length; i++) buf[i] = (i * 29 + 3) & 0xff; // payloads
+    const tpl = Buffer.alloc(HDR);
+    tpl.write('0800000000002a00' + '0a580af40002' + '0a580af40001' + '0800', 0, 'hex'); // VXLAN, Ethernet
+    tpl.write('4500000012344000' + '40060000' + 'c0a80001' + 'c0a80002', ENCAP, 'hex'); // IPv4, DF, TTL 64
+    tpl.write('d4311f90' + '00000000' + '01020304' + '8010' + '01f5' + '0000' + '0000', ENCAP + 20, 'hex'); // TCP, ACK
+    tpl.write('0101080a0011223344556677', ENCAP + 40, 'hex'); // NOP NOP timestamps
+    for (let i = 0; i < n; i++) {
+      const d = BASE + i * STRIDE;
+      tpl.copy(buf, d);
+      const size = i === n - 1 ? lastSize : MSS;
+      writeTcpSegmentHeaders(buf, d + ENCAP, 20, DOFF, size, 0x1234, 1000, TcpFlags.ACK, i, n, MSS);
+    }
+    return { buf, last: HDR + lastSize };
+  }
+
+  function count(buf: Buffer, n: number, last: number, verify: number): number {
+    const native = loadAddon().continuations(buf, BASE, STRIDE, n, last, ENCAP, HDR, MSS, verify);
+    useNativeSegmentOps(undefined);
+    try {
+      const js = continuations(buf, BASE, STRIDE, n, last, ENCAP, HDR, MSS, verify !== 0);
+      expect(js, 'the JavaScript and native answers').to.equal(native);
+    } finally {
+      useNativeSegmentOps({ moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, continuations: loadAddon().continuations });
+    }
+    return native;
+  }
+
+  /** Datagram 5 changed by `change`, its checksums written again when `resum` (the rest as sent). */
+  function changed(change: (b: Buffer, d: number) => void, resum: boolean): number {
+    const { buf, last } = run(10, 700);
+    const d = BASE + 5 * STRIDE;
+    change(buf, d);
+    if (resum) {
+      const ident = buf.readUInt16BE(d + ENCAP + 4) - 5;
+      const seq = buf.readUInt32BE(d + ENCAP + 24) - 5 * MSS;
+      writeTcpSegmentHeaders(buf, d + ENCAP, 20, DOFF, MSS, ident, seq, buf[d + ENCAP + 33]!, 5, 10, MSS);
+    }
+    return count(buf, 10, last, 1);
+  }
+
+  it('finds every datagram of a whole run, the shorter last one too, verified or not', () => {
+    const { buf, last } = run(10, 700);
+    expect(count(buf, 10, last, 1)).to.equal(9);
+    expect(count(buf, 10, last, 0)).to.equal(9);
+    expect(count(buf, 4, STRIDE, 1)).to.equal(3); // a prefix of it
+    expect(count(buf, 1, STRIDE, 1)).to.equal(0);
+  });
+
+  it('stops before a datagram whose payload is corrupt, unless told not to verify (RCO)', () => {
+    const { buf, last } = run(10, 700);
+    buf[BASE + 5 * STRIDE + HDR + 100]! ^= 0x40;
+    expect(count(buf, 10, last, 1)).to.equal(4);
+    expect(count(buf, 10, last, 0)).to.equal(9);
+  });
+
+  it('lets each segment have its own ID and window, as GRO does; nothing else', () => {
+    expect(changed((b, d) => b.writeUInt16BE(0x9999, d + ENCAP + 4), false), 'ID').to.equal(4); // its IP checksum no longer verifies
+    expect(changed((b, d) => b.writeUInt16BE(0x9999, d + ENCAP + 4), true), 'ID, summed again').to.equal(9);
+    expect(changed((b, d) => b.writeUInt16BE(0x7777, d + ENCAP + 34), true), 'window').to.equal(9);
+    expect(changed((b, d) => b.writeUInt32BE(0x01020305, d + ENCAP + 28), true), 'ACK number').to.equal(4);
+    expect(changed((b, d) => (b[d + ENCAP + 8] = 63), true), 'TTL').to.equal(4);
+    expect(changed((b, d) => (b[d + ENCAP + 1] = 0x10), true), 'TOS').to.equal(4);
+    expect(changed((b, d) => (b[d + ENCAP + 33] = 0x30), true), 'flags (URG)').to.equal(4);
+    expect(changed((b, d) => (b[d + ENCAP + 45] ^= 1), true), 'an option byte').to.equal(4);
+    expect(changed((b, d) => (b[d + 4] = 0x2b), true), 'the VNI').to.equal(4);
+    expect(changed((b, d) => (b[d + 5] = 0x01), true), 'the inner MAC').to.equal(4);
+    expect(changed((b, d) => b.writeUInt32BE(b.readUInt32BE(d + ENCAP + 24) + 1, d + ENCAP + 24), false), 'sequence').to.equal(4);
+    expect(changed((b, d) => b.writeUInt16BE(b.readUInt16BE(d + ENCAP + 2) - 1, d + ENCAP + 2), false), 'total length').to.equal(4);
+  });
+
+  it('finds none after a first datagram with IPv4 options, and refuses datagrams outside the buffer', () => {
+    const { buf, last } = run(3, 700);
+    buf[BASE + ENCAP] = 0x46;
+    expect(count(buf, 3, last, 1)).to.equal(0);
+    expect(() => loadAddon().continuations(buf, BASE, STRIDE, 4, last, ENCAP, HDR, MSS, 1)).to.throw(RangeError);
+    expect(() => loadAddon().continuations(buf, BASE, STRIDE, 3, last, ENCAP, 30, MSS, 1)).to.throw(RangeError);
   });
 });
