@@ -22,6 +22,7 @@
 //   sum16(buf, off, len, initial)              RFC 1071 sum of a region, 64-bit adds
 //   moveSums(buf, src, srcStride, dst, dstStride, size, last, n, sums)  strided regions moved and summed (sums null: moved only)
 //   replicate(buf, from, len, dst, stride, count)                       one region copied to strided places
+//   segmentHeaders(buf, ip0, stride, n, ihl, doff, mss, last, ident, seq, tflags, sums)  every segment's headers of a laid-out super-frame
 //   continuations(buf, off, stride, n, last, ipAt, hdrLen, mss, verify)  how many datagrams of a run continue the first's TCP segment
 //
 // Receive path: a uv_poll_t watches the fd (level-triggered). On each readable
@@ -787,6 +788,83 @@ napi_value Replicate(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// segmentHeaders(buf, ip0, stride, n, ihl, doff, mss, last, ident, seq, tflags, sums): the headers of
+// the n segments of a TCP super-frame laid out in place (segment i's IPv4 header at ip0 + i*stride,
+// `ihl` bytes, its TCP header `doff` bytes after it, then mss payload bytes, the last segment's
+// `last`), each a copy of segment 0's as it came: what packet/segment.ts writeTcpSegmentHeaders
+// writes for segment i (lengths, ID ident + i, header checksum, sequence number seq + i*mss, flags
+// with CWR on the first and FIN/PSH on the last only, and the TCP checksum from the payload's sum
+// sums[i], or partial, the pseudo-header sum, with sums null). One call per super-frame instead of
+// one JavaScript call per segment. Every header must lie inside the buffer and sums hold n entries
+// (RangeError, nothing written).
+// The folded sum of a short region (a header) as big-endian 16-bit words (an even length), added to
+// `acc`: for headers, where Sum16's set-up costs more than the words.
+inline uint32_t HeaderSum(const uint8_t* p, size_t len, uint32_t acc) {
+  for (size_t i = 0; i + 1 < len; i += 2) acc += (static_cast<uint32_t>(p[i]) << 8) | p[i + 1];
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  return acc;
+}
+
+napi_value SegmentHeaders(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value argv[12];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  uint8_t* buf = nullptr;
+  size_t bufLen = 0;
+  uint32_t v[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // ip0, stride, n, ihl, doff, mss, last, ident, seq, tflags
+  bool ok = BufferAndU32s(env, argv, argc, 12, &buf, &bufLen, v, 10);
+  uint32_t* sums = nullptr;
+  size_t sumsLen = 0;
+  napi_valuetype sumsType = napi_undefined;
+  if (ok) ok = napi_typeof(env, argv[11], &sumsType) == napi_ok;
+  const bool partial = sumsType == napi_null;
+  if (ok && !partial) ok = podnet::GetU32Array(env, argv[11], &sums, &sumsLen);
+  if (!ok) {
+    napi_throw_type_error(env, nullptr,
+                          "segmentHeaders(buf: Buffer, ip0, stride, n, ihl, doff, mss, last, ident, seq, tflags: number, "
+                          "sums: Uint32Array | null)");
+    return nullptr;
+  }
+  const uint64_t ip0 = v[0], stride = v[1], n = v[2], ihl = v[3], doff = v[4], mss = v[5], last = v[6];
+  const uint32_t ident = v[7], seq = v[8], tflags = v[9];
+  if (n == 0) return nullptr;
+  if (ihl < 20 || doff < 20 || ip0 + (n - 1) * stride + ihl + doff > bufLen || (!partial && sumsLen < n)) {
+    napi_throw_range_error(env, nullptr, "segmentHeaders: a header outside the buffer, or sums shorter than n");
+    return nullptr;
+  }
+  auto put16 = [](uint8_t* p, uint32_t x) {
+    p[0] = static_cast<uint8_t>(x >> 8);
+    p[1] = static_cast<uint8_t>(x);
+  };
+  for (uint64_t i = 0; i < n; i++) {
+    uint8_t* ip = buf + ip0 + i * stride;
+    uint8_t* tcp = ip + ihl;
+    const uint32_t tcpLen = static_cast<uint32_t>(doff + (i == n - 1 ? last : mss));
+    put16(ip + 2, static_cast<uint32_t>(ihl) + tcpLen);
+    put16(ip + 4, ident + static_cast<uint32_t>(i));
+    put16(ip + 10, 0);
+    put16(ip + 10, ~HeaderSum(ip, ihl, 0) & 0xffff);
+    const uint32_t sq = seq + static_cast<uint32_t>(i * mss);
+    tcp[4] = static_cast<uint8_t>(sq >> 24);
+    tcp[5] = static_cast<uint8_t>(sq >> 16);
+    tcp[6] = static_cast<uint8_t>(sq >> 8);
+    tcp[7] = static_cast<uint8_t>(sq);
+    uint32_t f = tflags;
+    if (i > 0) f &= ~0x80u;          // CWR on the first only
+    if (i < n - 1) f &= ~0x09u;      // FIN and PSH on the last only
+    tcp[13] = static_cast<uint8_t>(f);
+    put16(tcp + 16, 0);
+    // The pseudo-header: addresses, protocol, TCP length.
+    const uint32_t pseudo = HeaderSum(ip + 12, 8, 6 + tcpLen);
+    if (partial) {
+      put16(tcp + 16, pseudo);
+    } else {
+      put16(tcp + 16, ~HeaderSum(tcp, doff, pseudo + (sums[i] & 0xffff)) & 0xffff);
+    }
+  }
+  return nullptr;
+}
+
 // continuations(buf, off, stride, n, last, ipAt, hdrLen, mss, verify): how many of datagrams 1..n-1
 // of a receive run (datagram i at off + i*stride, `stride` bytes long, the last `last`) continue
 // the TCP segment of datagram 0, counted from datagram 1 up to the first that does not. Datagram 0's
@@ -865,6 +943,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "replicate", NAPI_AUTO_LENGTH, Replicate, nullptr, &replicate),
                        exports);
   exports.Set("replicate", Napi::Value(env, replicate));
+  napi_value segmentHeaders;
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_function(env, "segmentHeaders", NAPI_AUTO_LENGTH, SegmentHeaders, nullptr, &segmentHeaders),
+                       exports);
+  exports.Set("segmentHeaders", Napi::Value(env, segmentHeaders));
   napi_value continuations;
   NAPI_THROW_IF_FAILED(env,
                        napi_create_function(env, "continuations", NAPI_AUTO_LENGTH, Continuations, nullptr, &continuations),

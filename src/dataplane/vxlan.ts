@@ -18,7 +18,7 @@ import {
   tcpHeaderLen,
   tcpSeq32,
   layoutTcpSegments,
-  writeTcpSegmentHeaders,
+  writeSegmentHeaders,
   PARTIAL_CHECKSUM,
   VXLAN_FLAG_I,
   VXLAN_RCO_UDP,
@@ -331,9 +331,7 @@ export class VxlanOverlay implements Overlay {
     const ident = ipv4Ident(buf, ipOff);
     const seq = tcpSeq32(buf, tcp);
     const tflags = tcpFlags(buf, tcp);
-    for (let i = 0; i < n; i++) {
-      writeTcpSegmentHeaders(buf, ipOff + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss, sums === null ? PARTIAL_CHECKSUM : sums[i]!);
-    }
+    writeSegmentHeaders(buf, ipOff, stride, n, ihl, doff, mss, last, ident, seq, tflags, sums);
     this.encapsulated += n;
     this.peerCounts[slot * 2]! += n;
     // One send takes at most one UDP payload's worth (65507 bytes); the VXLAN and inner headers

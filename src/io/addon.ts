@@ -134,6 +134,8 @@ export interface NativeAddon {
   moveSums(buf: Buffer, src: number, srcStride: number, dst: number, dstStride: number, size: number, last: number, n: number, sums: Uint32Array | null): void;
   /** `buf[from, from + len)` copied to `dst + i*stride` for `i < count`; see `SegmentOps.replicate`. */
   replicate(buf: Buffer, from: number, len: number, dst: number, stride: number, count: number): void;
+  /** Every segment's headers of a super-frame laid out in place; see `SegmentOps.segmentHeaders`. */
+  segmentHeaders(buf: Buffer, ip0: number, stride: number, n: number, ihl: number, doff: number, mss: number, last: number, ident: number, seq: number, tflags: number, sums: Uint32Array | null): void;
   /** How many datagrams of a run continue the first's TCP segment; see `SegmentOps.continuations`. */
   continuations(buf: Buffer, off: number, stride: number, n: number, last: number, ipAt: number, hdrLen: number, mss: number, verify: number): number;
 }
@@ -157,7 +159,7 @@ export function loadAddon(): NativeAddon {
   addon = createRequire(import.meta.url)(path) as NativeAddon;
   // Every checksum of a long region (segment payloads) in this process now runs in native code.
   useNativeSum16(addon.sum16);
-  useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate, continuations: addon.continuations });
+  useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate, segmentHeaders: addon.segmentHeaders, continuations: addon.continuations });
   return addon;
 }
 

@@ -26,6 +26,13 @@ export interface SegmentOps {
   /** `buf[from, from + len)` copied to `dst + i*stride` for `i < count` (the copies apart from the source). */
   replicate(buf: Buffer, from: number, len: number, dst: number, stride: number, count: number): void;
   /**
+   * The headers of the `n` segments of a super-frame laid out in place (segment i's IPv4 header at
+   * `ip0 + i*stride`, `ihl` bytes, TCP `doff` bytes, `mss` payload bytes, the last segment's `last`),
+   * each still a copy of segment 0's: `writeTcpSegmentHeaders` for every i, with payload sum
+   * `sums[i]` (`sums` null: `PARTIAL_CHECKSUM`).
+   */
+  segmentHeaders(buf: Buffer, ip0: number, stride: number, n: number, ihl: number, doff: number, mss: number, last: number, ident: number, seq: number, tflags: number, sums: Uint32Array | null): void;
+  /**
    * Of a receive run's datagrams (datagram i at `off + i*stride`, `stride` bytes, the last `last`),
    * how many from datagram 1 on, one after another, continue datagram 0's TCP segment: the same
    * first `hdrLen` bytes (encapsulation up to `ipAt`, an option-less IPv4 header, TCP header and
@@ -92,6 +99,11 @@ const jsSegmentOps: SegmentOps = {
   replicate(buf, from, len, dst, stride, count) {
     for (let i = 0; i < count; i++) buf.copyWithin(dst + i * stride, from, from + len);
   },
+  segmentHeaders(buf, ip0, stride, n, ihl, doff, mss, last, ident, seq, tflags, sums) {
+    for (let i = 0; i < n; i++) {
+      writeTcpSegmentHeaders(buf, ip0 + i * stride, ihl, doff, i === n - 1 ? last : mss, ident, seq, tflags, i, n, mss, sums === null ? PARTIAL_CHECKSUM : sums[i]!);
+    }
+  },
   continuations: jsContinuations,
 };
 
@@ -100,6 +112,11 @@ let segmentOps: SegmentOps = jsSegmentOps;
 /** Installs native segment moves (the addon's); undefined: back to JavaScript alone. */
 export function useNativeSegmentOps(ops: SegmentOps | undefined): void {
   segmentOps = ops ?? jsSegmentOps;
+}
+
+/** See `SegmentOps.segmentHeaders`: through the installed implementation. */
+export function writeSegmentHeaders(buf: Buffer, ip0: number, stride: number, n: number, ihl: number, doff: number, mss: number, last: number, ident: number, seq: number, tflags: number, sums: Uint32Array | null): void {
+  segmentOps.segmentHeaders(buf, ip0, stride, n, ihl, doff, mss, last, ident, seq, tflags, sums);
 }
 
 /** See `SegmentOps.continuations`: through the installed implementation. */

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { copyBytes } from '../../../src/io/copy.js';
 import { loadAddon } from '../../../src/io/addon.js';
-import { sum16, useNativeSum16 } from '../../../src/packet/checksum.js';
-import { continuations, layoutTcpSegments, moveSums, useNativeSegmentOps, writeTcpSegmentHeaders } from '../../../src/packet/segment.js';
+import { pseudoHeaderSum, sum16, useNativeSum16 } from '../../../src/packet/checksum.js';
+import { continuations, layoutTcpSegments, moveSums, useNativeSegmentOps, writeSegmentHeaders, writeTcpSegmentHeaders } from '../../../src/packet/segment.js';
 import { TcpFlags } from '../../../src/packet/tcp.js';
 
 describe('io/copy: copyBytes (addon memmove)', () => {
@@ -64,14 +64,14 @@ describe('io/addon: native segment moves (moveSums, replicate)', () => {
   /** The same moves through the wire layer's JavaScript versions and through the addon's. */
   function both(fill: (b: Buffer) => void, run: () => void): { js: Buffer; native: Buffer } {
     const out: Buffer[] = [];
-    for (const ops of [undefined, { moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, continuations: loadAddon().continuations }]) {
+    for (const ops of [undefined, { moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, segmentHeaders: loadAddon().segmentHeaders, continuations: loadAddon().continuations }]) {
       useNativeSegmentOps(ops);
       try {
         fill(shared);
         run();
         out.push(Buffer.from(shared));
       } finally {
-        useNativeSegmentOps({ moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, continuations: loadAddon().continuations });
+        useNativeSegmentOps({ moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, segmentHeaders: loadAddon().segmentHeaders, continuations: loadAddon().continuations });
       }
     }
     return { js: out[0]!, native: out[1]! };
@@ -148,6 +148,56 @@ describe('io/addon: native segment moves (moveSums, replicate)', () => {
   });
 });
 
+describe('io/addon: segmentHeaders (native = JavaScript)', () => {
+  it('writes every segment of a laid-out super-frame as writeTcpSegmentHeaders does, summed or partial', () => {
+    const ops = { moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, segmentHeaders: loadAddon().segmentHeaders, continuations: loadAddon().continuations };
+    for (const [ihl, doff, payload, mss, seq, flags] of [
+      [20, 32, 60_000, 1398, 0xfffffff0 | 0, TcpFlags.ACK | TcpFlags.PSH | TcpFlags.CWR],
+      [24, 20, 3000, 1448, 12345, TcpFlags.ACK | TcpFlags.FIN],
+      [20, 20, 1448, 1448, 7, TcpFlags.ACK],
+      [20, 40, 777, 100, -5, TcpFlags.ACK | TcpFlags.PSH],
+    ] as const) {
+      const n = Math.ceil(payload / mss);
+      const last = payload - (n - 1) * mss;
+      const stride = 22 + ihl + doff + mss;
+      for (const summed of [true, false]) {
+        const out: Buffer[] = [];
+        for (const native of [false, true]) {
+          const buf = Buffer.alloc(200 + n * stride);
+          for (let i = 0; i < buf.length; i++) buf[i] = (i * 37 + 11) & 0xff;
+          for (let i = 0; i < n; i++) {
+            const ip = 100 + 22 + i * stride;
+            buf[ip] = 0x40 | (ihl / 4);
+            buf[ip + ihl + 12] = (doff / 4) << 4;
+          }
+          const sums = summed ? new Uint32Array(n).map((_, i) => sum16(buf, 100 + 22 + i * stride + ihl + doff, i === n - 1 ? last : mss)) : null;
+          useNativeSegmentOps(native ? ops : undefined);
+          try {
+            writeSegmentHeaders(buf, 100 + 22, stride, n, ihl, doff, mss, last, 0xfffe, seq, flags, sums);
+          } finally {
+            useNativeSegmentOps(ops);
+          }
+          out.push(buf);
+        }
+        expect(out[1]!.equals(out[0]!), `ihl ${ihl} doff ${doff} payload ${payload} ${summed ? 'summed' : 'partial'}`).to.equal(true);
+        if (summed) {
+          // And the segments are right: IPv4 and TCP checksums verify, numbers follow on.
+          for (let i = 0; i < n; i++) {
+            const ip = 100 + 22 + i * stride;
+            const tcpLen = doff + (i === n - 1 ? last : mss);
+            expect(sum16(out[1]!, ip, ihl)).to.equal(0xffff);
+            expect(sum16(out[1]!, ip + ihl, tcpLen, pseudoHeaderSum(out[1]!.readInt32BE(ip + 12), out[1]!.readInt32BE(ip + 16), 6, tcpLen))).to.equal(0xffff);
+            expect(out[1]!.readUInt32BE(ip + ihl + 4)).to.equal((seq + i * mss) >>> 0);
+            expect(out[1]!.readUInt16BE(ip + 4)).to.equal((0xfffe + i) & 0xffff);
+          }
+        }
+      }
+    }
+    expect(() => loadAddon().segmentHeaders(Buffer.alloc(100), 0, 50, 3, 20, 20, 10, 10, 0, 0, 0x10, null)).to.throw(RangeError);
+    expect(() => loadAddon().segmentHeaders(Buffer.alloc(1000), 0, 50, 3, 20, 20, 10, 10, 0, 0, 0x10, new Uint32Array(2))).to.throw(RangeError);
+  });
+});
+
 describe('io/addon: continuations of a received run (native = JavaScript)', () => {
   const ENCAP = 22; // VXLAN 8 + Ethernet 14
   const DOFF = 32; // TCP header with 12 bytes of options (timestamps)
@@ -181,7 +231,7 @@ describe('io/addon: continuations of a received run (native = JavaScript)', () =
       const js = continuations(buf, BASE, STRIDE, n, last, ENCAP, HDR, MSS, verify !== 0);
       expect(js, 'the JavaScript and native answers').to.equal(native);
     } finally {
-      useNativeSegmentOps({ moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, continuations: loadAddon().continuations });
+      useNativeSegmentOps({ moveSums: loadAddon().moveSums, replicate: loadAddon().replicate, segmentHeaders: loadAddon().segmentHeaders, continuations: loadAddon().continuations });
     }
     return native;
   }
