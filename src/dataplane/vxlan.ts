@@ -120,7 +120,7 @@ export interface VxlanRing {
 /** Bytes the overlay writes in front of an inner IP packet: the VXLAN header and the inner Ethernet header. */
 export const ENCAP_HLEN = VXLAN_HLEN + ETH_HLEN;
 
-/** What `accept` says of a datagram: dropped, taken, or taken with an RCO partial TCP checksum at RUN_TCP_OFFSET. */
+/** What `accept` says of a datagram: dropped, taken, or taken with an RCO partial checksum in its inner TCP header (after an option-less IPv4 one). */
 const enum Accepted {
   No = 0,
   Yes = 1,
