@@ -685,6 +685,14 @@ bool BufferAndU32s(napi_env env, const napi_value* argv, size_t argc, size_t nee
   return true;
 }
 
+// Reads an argument that is a Uint32Array or null (*isNull). False when it is neither.
+bool U32ArrayOrNull(napi_env env, napi_value v, uint32_t** u32, size_t* len, bool* isNull) {
+  napi_valuetype t = napi_undefined;
+  if (napi_typeof(env, v, &t) != napi_ok) return false;
+  *isNull = t == napi_null;
+  return *isNull || podnet::GetU32Array(env, v, u32, len);
+}
+
 napi_value Sum16Js(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -722,14 +730,10 @@ napi_value MoveSums(napi_env env, napi_callback_info info) {
   uint8_t* buf = nullptr;
   size_t bufLen = 0;
   uint32_t v[7] = {0, 0, 0, 0, 0, 0, 0};  // src, srcStride, dst, dstStride, size, last, n
-  bool ok = BufferAndU32s(env, argv, argc, 9, &buf, &bufLen, v, 7);
   uint32_t* sums = nullptr;
   size_t sumsLen = 0;
-  napi_valuetype sumsType = napi_undefined;
-  if (ok) ok = napi_typeof(env, argv[8], &sumsType) == napi_ok;
-  const bool summing = sumsType != napi_null;
-  if (ok && summing) ok = podnet::GetU32Array(env, argv[8], &sums, &sumsLen);
-  if (!ok) {
+  bool noSums = false;
+  if (!BufferAndU32s(env, argv, argc, 9, &buf, &bufLen, v, 7) || !U32ArrayOrNull(env, argv[8], &sums, &sumsLen, &noSums)) {
     napi_throw_type_error(env, nullptr,
                           "moveSums(buf: Buffer, src, srcStride, dst, dstStride, size, last, n: number, sums: Uint32Array | null)");
     return nullptr;
@@ -742,6 +746,7 @@ napi_value MoveSums(napi_env env, napi_callback_info info) {
     if (n > 1) end = std::max(end, base + (n - 2) * stride + size);
     return end;
   };
+  const bool summing = !noSums;
   if ((summing && sumsLen < n) || reach(src, srcStride) > bufLen || reach(dst, dstStride) > bufLen) {
     napi_throw_range_error(env, nullptr, "moveSums: a region outside the buffer, or sums shorter than n");
     return nullptr;
@@ -812,14 +817,10 @@ napi_value SegmentHeaders(napi_env env, napi_callback_info info) {
   uint8_t* buf = nullptr;
   size_t bufLen = 0;
   uint32_t v[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // ip0, stride, n, ihl, doff, mss, last, ident, seq, tflags
-  bool ok = BufferAndU32s(env, argv, argc, 12, &buf, &bufLen, v, 10);
   uint32_t* sums = nullptr;
   size_t sumsLen = 0;
-  napi_valuetype sumsType = napi_undefined;
-  if (ok) ok = napi_typeof(env, argv[11], &sumsType) == napi_ok;
-  const bool partial = sumsType == napi_null;
-  if (ok && !partial) ok = podnet::GetU32Array(env, argv[11], &sums, &sumsLen);
-  if (!ok) {
+  bool partial = false;
+  if (!BufferAndU32s(env, argv, argc, 12, &buf, &bufLen, v, 10) || !U32ArrayOrNull(env, argv[11], &sums, &sumsLen, &partial)) {
     napi_throw_type_error(env, nullptr,
                           "segmentHeaders(buf: Buffer, ip0, stride, n, ihl, doff, mss, last, ident, seq, tflags: number, "
                           "sums: Uint32Array | null)");
@@ -903,7 +904,7 @@ napi_value Continuations(napi_env env, napi_callback_info info) {
     const uint32_t seq0 = (static_cast<uint32_t>(tip[24]) << 24) | (static_cast<uint32_t>(tip[25]) << 16) |
                           (static_cast<uint32_t>(tip[26]) << 8) | tip[27];
     // The pseudo-header's addresses and protocol (its length is each segment's own).
-    const uint64_t addrs = static_cast<uint64_t>(Sum16(tip + 12, 8, 6));
+    const uint32_t addrs = HeaderSum(tip + 12, 8, 6);
     for (uint64_t i = 1; i < n; i++) {
       const uint64_t len = i == n - 1 ? last : stride;
       if (len <= hdrLen || len - hdrLen > mss || len - ipAt > 0xffff) break;
@@ -917,13 +918,13 @@ napi_value Continuations(napi_env env, napi_callback_info info) {
         break;
       }
       if (((static_cast<uint64_t>(ip[2]) << 8) | ip[3]) != len - ipAt) break;
-      if (Sum16(ip, 20, 0) != 0xffff) break;
+      if (HeaderSum(ip, 20, 0) != 0xffff) break;
       const uint32_t seq = (static_cast<uint32_t>(ip[24]) << 24) | (static_cast<uint32_t>(ip[25]) << 16) |
                            (static_cast<uint32_t>(ip[26]) << 8) | ip[27];
       if (seq != seq0 + static_cast<uint32_t>(i * mss)) break;
       if (verify) {
         const uint64_t tcpLen = len - tcpAt;
-        if (Sum16(d + tcpAt, tcpLen, addrs + tcpLen) != 0xffff) break;
+        if (Sum16(d + tcpAt, tcpLen, static_cast<uint64_t>(addrs) + tcpLen) != 0xffff) break;
       }
       count++;
     }

@@ -11,7 +11,7 @@
  * ACK (PSH allowed, and then it ends the super-frame); each sequence number follows on from the
  * last, every segment but the last has the first one's size; every segment's checksums are right
  * (a segment whose checksum does not verify is passed on alone, for its receiver to judge), except
- * that a segment the sender left partial under VXLAN RCO joins unsummed (`PARTIAL_CHECKSUM`).
+ * that a segment the sender left partial under VXLAN RCO joins unsummed (`add`'s `partial`).
  * Anything else is passed on as it is, in order: a segment that does not join ends the pending
  * super-frame first.
  *
@@ -22,7 +22,6 @@
 import {
   ETH_HLEN,
   IpProtocol,
-  PARTIAL_CHECKSUM,
   TCP_CHECKSUM_OFFSET,
   TcpFlags,
   VNET_HDR_LEN,
@@ -43,7 +42,6 @@ import {
   setIpv4TotalLen,
   setTcpChecksum,
   setTcpFlags,
-  foldSum,
   sum16,
   tcpAck32,
   tcpFlags,
@@ -94,15 +92,13 @@ export class TcpCoalescer {
   /**
    * One decapsulated inner Ethernet frame at `e` (`elen` bytes, IPv4 checked by the caller to be
    * the EtherType), in a slot that ends at `slotEnd`. Joins the pending super-frame, starts one,
-   * or is passed on (after the pending one). `tcpSum`, when not -1, is the sum16 of the frame from
-   * `e + 34` (the TCP header after an option-less IPv4 header) to its end, computed beforehand for
-   * a whole run of datagrams at once (`VxlanOverlay.receiveRun`), or `PARTIAL_CHECKSUM` for a
-   * segment whose TCP checksum is partial by the sender's word (VXLAN RCO, checked by the overlay):
-   * it joins without a check of its payload, which the outer UDP checksum covered (the kernel's
-   * trust too: a partial checksum is never verified); passed on alone it still holds the
-   * pseudo-header sum, which the router's partial-checksum rule finishes.
+   * or is passed on (after the pending one). `partial`: the segment's TCP checksum is partial by the
+   * sender's word (VXLAN RCO, checked by the overlay): it joins without a check of its payload,
+   * which the outer UDP checksum covered (the kernel's trust too: a partial checksum is never
+   * verified); passed on alone it still holds the pseudo-header sum, which the router's
+   * partial-checksum rule finishes.
    */
-  add(buf: Buffer, e: number, elen: number, slotEnd: number, tcpSum = -1): void {
+  add(buf: Buffer, e: number, elen: number, slotEnd: number, partial = false): void {
     const ip = e + ETH_HLEN;
     const tcp = ip + IP_HLEN;
     // A candidate: option-less IPv4 with a right header checksum, not a fragment, TCP with payload,
@@ -130,11 +126,8 @@ export class TcpCoalescer {
     }
     const src = ipv4Src32(buf, ip);
     const dst = ipv4Dst32(buf, ip);
-    if (tcpSum !== PARTIAL_CHECKSUM) {
-      const pseudo = pseudoHeaderSum(src, dst, IpProtocol.TCP, total - IP_HLEN);
-      // `tcpSum` covers the frame from the TCP header to its end: the segment's sum when nothing pads it.
-      const sum = tcpSum >= 0 && total === elen - ETH_HLEN ? foldSum(tcpSum + pseudo) : sum16(buf, tcp, total - IP_HLEN, pseudo);
-      if (sum !== 0xffff) return this.pass(buf, ip, total);
+    if (!partial && sum16(buf, tcp, total - IP_HLEN, pseudoHeaderSum(src, dst, IpProtocol.TCP, total - IP_HLEN)) !== 0xffff) {
+      return this.pass(buf, ip, total);
     }
     const seq = tcpSeq32(buf, tcp);
     if (this.count > 0 && this.joins(buf, ip, tcp, doff, size, src, dst, seq, slotEnd)) {
@@ -191,10 +184,13 @@ export class TcpCoalescer {
     for (let o = 20; o < doff; o += 4) if (readI32(buf, tcp + o) !== readI32(buf, first + o)) return false;
     // Within one IPv4 packet, and splittable within the slot should it go where super-frames don't.
     const payload = this.end - (first + doff) + size;
-    const segs = this.count + 1;
     if (IP_HLEN + doff + payload > 0xffff) return false;
-    if (this.eth + segs * (ETH_HLEN + IP_HLEN + doff + this.mss + SEGMENT_HEADROOM) > slotEnd) return false;
-    return true;
+    return this.count + 1 <= this.slotSegments();
+  }
+
+  /** How many segments the pending super-frame may have to stay splittable within its slot (should it go where super-frames don't). */
+  private slotSegments(): number {
+    return Math.floor((this.limit - this.eth) / (ETH_HLEN + IP_HLEN + this.doff + this.mss + SEGMENT_HEADROOM));
   }
 
   /**
@@ -215,8 +211,7 @@ export class TcpCoalescer {
     if (stride !== hdrLen + mss) return 0;
     // As many as one IPv4 packet holds and the slot can split again (see `joins`).
     const bySize = Math.floor((0xffff - IP_HLEN - doff) / mss);
-    const bySlot = Math.floor((this.limit - this.eth) / (ETH_HLEN + IP_HLEN + doff + mss + SEGMENT_HEADROOM));
-    const m = Math.min(n, bySize, bySlot);
+    const m = Math.min(n, bySize, this.slotSegments());
     if (m < 2) return 0;
     const k = continuations(buf, first, stride, m, m === n ? last : stride, encap + ETH_HLEN, hdrLen, mss, verify);
     if (k === 0) return 0;

@@ -19,7 +19,6 @@ import {
   tcpSeq32,
   layoutTcpSegments,
   writeSegmentHeaders,
-  PARTIAL_CHECKSUM,
   VXLAN_FLAG_I,
   VXLAN_RCO_UDP,
   setVxlanRco,
@@ -403,7 +402,7 @@ export class VxlanOverlay implements Overlay {
       const a = this.accept(buf, o, l, srcIp);
       if (a === Accepted.No) continue;
       const rco = a === Accepted.RcoTcp;
-      gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, rco ? PARTIAL_CHECKSUM : -1);
+      gro.add(buf, o + VXLAN_HLEN, l - VXLAN_HLEN, slotEnd, rco);
       // The datagrams after it that continue its segment: their VXLAN and Ethernet headers are its
       // own (so `accept` would say the same of them), their TCP checksums checked unless RCO left
       // them partial.
