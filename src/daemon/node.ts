@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { HostPort, TapPort, TunPort } from '../dataplane/ports.js';
 import { Router } from '../dataplane/router.js';
+import { podGsoMaxSegments } from '../dataplane/vxlan.js';
 import { KubeProxy } from '../services/hooks.js';
 import { Conntrack, type ConntrackRestore } from '../nat/conntrack.js';
 import { monotonicSeconds, openSharedConntrack } from '../nat/shared.js';
@@ -22,6 +23,7 @@ import { ipv4ToString, parseIpv4 } from '../packet/addr.js';
 import {
   attachmentName,
   inspectInterface,
+  nsPathExec,
   newDeviceName,
   plumbAttachment,
   plumbPod,
@@ -214,6 +216,21 @@ export class NodeRuntime {
       : { netnsPath: `/run/netns/${this.nsName(spec.name)}`, ifname: 'eth0' };
   }
 
+  /**
+   * Keeps a TAP pod's TSO super-frames to what one UDP GSO run of VXLAN datagrams carries (its
+   * device's gso_max_segs, `podGsoMaxSegments`), so that a super-frame crosses hosts as one run and
+   * reaches the other pod as one frame. Best effort: a kernel or iproute2 that cannot set it (before
+   * Linux 5.19) leaves the default, and super-frames then take two runs, which is slower, not wrong.
+   */
+  private async fitSuperFramesToTunnel(pod: string, home: { netnsPath: string; ifname: string }): Promise<void> {
+    const segs = podGsoMaxSegments(this.cfg.podMtu);
+    try {
+      await nsPathExec(home.netnsPath, 'ip', ['link', 'set', 'dev', home.ifname, 'gso_max_segs', String(segs)]);
+    } catch (err) {
+      this.log.warn({ pod, gsoMaxSegs: segs, err: (err as Error).message }, 'could not set gso_max_segs: super-frames may cross hosts as two runs');
+    }
+  }
+
   nsName(pod: string): string {
     return `${this.cfg.nsPrefix}${this.cfg.node}-${pod}`;
   }
@@ -341,6 +358,7 @@ export class NodeRuntime {
       } else {
         await plumbPod(plumbing);
       }
+      if (offload) await this.fitSuperFramesToTunnel(spec.name, home);
       const identity = { macHi: mac.hi, macLo: mac.lo, ip: ipNum };
       const port =
         spec.device === 'tap'

@@ -103,6 +103,27 @@ function flowHash(buf: Buffer, ipOff: number, ipLen: number): number {
 
 /** Largest UDP payload one send may carry (IPv4: 65535 - 20 - 8), a GSO run included. */
 const UDP_MAX_PAYLOAD = 65507;
+/** Most datagrams Linux takes in one UDP GSO send (UDP_MAX_SEGMENTS: 64 before Linux 6.12's 128). */
+const UDP_GSO_MAX_SEGMENTS = 64;
+
+/** How many datagrams of `stride` bytes (VXLAN header, inner frame) one UDP GSO send carries. */
+function segmentsPerRun(stride: number): number {
+  const n = Math.floor(UDP_MAX_PAYLOAD / stride);
+  return n < UDP_GSO_MAX_SEGMENTS ? n : UDP_GSO_MAX_SEGMENTS;
+}
+
+/**
+ * The most TCP segments a pod's TSO super-frame should hold so that, across hosts, it leaves as one
+ * UDP GSO run and arrives as one UDP GRO run: with full-size segments (IPv4 packets of `podMtu`
+ * bytes), the run of VXLAN datagrams must fit one UDP payload. A pod's kernel left at its default
+ * (up to 64 KB, 46 segments at MTU 1450) sends super-frames that take two runs, the second of one
+ * or two segments, and the receiving pod then takes two frames where one would do: every per-frame
+ * cost (the TAP write, the pod's TCP input, one more skb through the underlay) paid twice.
+ * The daemon sets it as the pod device's gso_max_segs.
+ */
+export function podGsoMaxSegments(podMtu: number): number {
+  return segmentsPerRun(ENCAP_HLEN + podMtu);
+}
 
 /** What the overlay reads of the VXLAN socket's receive ring besides the bytes (see `io/udpsocket.ts`). */
 export interface VxlanRing {
@@ -333,9 +354,10 @@ export class VxlanOverlay implements Overlay {
     writeSegmentHeaders(buf, ipOff, stride, n, ihl, doff, mss, last, ident, seq, tflags, sums);
     this.encapsulated += n;
     this.peerCounts[slot * 2]! += n;
-    // One send takes at most one UDP payload's worth (65507 bytes); the VXLAN and inner headers
-    // of a 64 KB super-frame's segments make it larger, so it may take two runs.
-    const perRun = Math.floor(UDP_MAX_PAYLOAD / stride);
+    // One send takes at most one UDP payload's worth (65507 bytes) and 64 datagrams; the VXLAN and
+    // inner headers of a 64 KB super-frame's segments make it larger, so it may take two runs (not
+    // from a pod whose device keeps its super-frames to `podGsoMaxSegments`).
+    const perRun = segmentsPerRun(stride);
     const port = this.sourcePort(flowHash(buf, ipOff, ipLen));
     const dstIp = this.underlay[slot]!;
     for (let first = 0; first < n; first += perRun) {

@@ -8,7 +8,7 @@ import { FramePool } from '../../../src/dataplane/pool.js';
 import { TcpCoalescer, type GroSink } from '../../../src/dataplane/gro.js';
 import { SEGMENT_HEADROOM, TcpSplitter, VNET_HDR_LEN } from '../../../src/dataplane/offload.js';
 import { OverlayResult, type Router } from '../../../src/dataplane/router.js';
-import { VxlanOverlay, type UdpTransport } from '../../../src/dataplane/vxlan.js';
+import { podGsoMaxSegments, VxlanOverlay, type UdpTransport } from '../../../src/dataplane/vxlan.js';
 import {
   completePartialChecksum,
   emitTcp,
@@ -231,6 +231,32 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
     expect(t.runs.length).to.equal(2);
     for (const r of t.runs) expect(r.bytes.length).to.be.at.most(65_507);
     expect(t.runs[0]!.srcPort).to.equal(t.runs[1]!.srcPort);
+  });
+
+  it('sends at most 64 datagrams per run (Linux refuses more before 6.12), small segments included', () => {
+    const t = new CaptureTransport();
+    const o = overlay(t, recordingRouter().router);
+    o.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo });
+    // 536-byte segments (a pod MTU of 576): 90 of them would fit one UDP payload.
+    const { buf, len } = superFrame(100 * 536);
+    expect(o.sendSegmented(buf, HEAD, len, B, 536, 80 * 1024)).to.equal(OverlayResult.Sent);
+    expect(t.runs.map((r) => Math.ceil(r.bytes.length / r.segSize))).to.deep.equal([64, 36]);
+  });
+
+  it('podGsoMaxSegments: a pod super-frame of full-size segments fits one run, as sendSegmented cuts them', () => {
+    expect(podGsoMaxSegments(1450)).to.equal(44); // 44 * (1450 + 22) = 64768 <= 65507 < 45 * 1472
+    expect(podGsoMaxSegments(1500)).to.equal(43);
+    expect(podGsoMaxSegments(8950)).to.equal(7);
+    expect(podGsoMaxSegments(576)).to.equal(64);
+    // A 44-segment super-frame at MTU 1450 leaves as one run; 45 segments would take two.
+    for (const [segs, runs] of [[44, 1], [45, 2]] as const) {
+      const t = new CaptureTransport();
+      const o = overlay(t, recordingRouter().router);
+      o.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo });
+      const { buf, len } = superFrame(segs * mss);
+      expect(o.sendSegmented(buf, HEAD, len, B, mss, 80 * 1024)).to.equal(OverlayResult.Sent);
+      expect(t.runs, `${segs} segments`).to.have.length(runs);
+    }
   });
 
   it('keeps one outer source port per flow, whether its datagrams go alone or in runs', () => {
