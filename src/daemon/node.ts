@@ -219,8 +219,8 @@ export class NodeRuntime {
   /**
    * Keeps a TAP pod's TSO super-frames to what one UDP GSO run of VXLAN datagrams carries (its
    * device's gso_max_segs, `podGsoMaxSegments`), so that a super-frame crosses hosts as one run and
-   * reaches the other pod as one frame. Best effort: a kernel or iproute2 that cannot set it (before
-   * Linux 5.19) leaves the default, and super-frames then take two runs, which is slower, not wrong.
+   * reaches the other pod as one frame. Best effort: a kernel or iproute2 too old to change it
+   * leaves the default, and super-frames then take two runs, which is slower, not wrong.
    */
   private async fitSuperFramesToTunnel(pod: string, home: { netnsPath: string; ifname: string }): Promise<void> {
     const segs = podGsoMaxSegments(this.cfg.podMtu);

@@ -103,7 +103,7 @@ function flowHash(buf: Buffer, ipOff: number, ipLen: number): number {
 
 /** Largest UDP payload one send may carry (IPv4: 65535 - 20 - 8), a GSO run included. */
 const UDP_MAX_PAYLOAD = 65507;
-/** Most datagrams Linux takes in one UDP GSO send (UDP_MAX_SEGMENTS: 64 before Linux 6.12's 128). */
+/** Most datagrams one UDP GSO send may carry on every kernel that has it (UDP_MAX_SEGMENTS, 64; newer kernels take more). */
 const UDP_GSO_MAX_SEGMENTS = 64;
 
 /** How many datagrams of `stride` bytes (VXLAN header, inner frame) one UDP GSO send carries. */

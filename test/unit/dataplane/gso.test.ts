@@ -233,7 +233,7 @@ describe('dataplane/vxlan: super-frames through the tunnel (UDP GSO out, GRO in)
     expect(t.runs[0]!.srcPort).to.equal(t.runs[1]!.srcPort);
   });
 
-  it('sends at most 64 datagrams per run (Linux refuses more before 6.12), small segments included', () => {
+  it('sends at most 64 datagrams per run (UDP_MAX_SEGMENTS: older kernels refuse more), small segments included', () => {
     const t = new CaptureTransport();
     const o = overlay(t, recordingRouter().router);
     o.setPeer({ subnetNetwork: parseIpv4('10.244.1.0'), underlayIp: PEER_UNDERLAY, vtepMacHi: PEER_VTEP.hi, vtepMacLo: PEER_VTEP.lo });
