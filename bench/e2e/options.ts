@@ -22,6 +22,8 @@ export interface Options {
   out: string | undefined;
   /** Merged into every podnet daemon's config (top-level keys), for an A/B run of one setting. */
   podnetConfig: Record<string, unknown>;
+  /** Arguments for node itself when it starts each podnet daemon (the bench's --node-args). */
+  nodeArgs: string[];
   list: boolean;
 }
 
@@ -42,6 +44,8 @@ export const USAGE = [
   '  --keep               keep the working directory (daemon logs) after teardown',
   '  --podnet-config JSON merged into both podnet daemons\' configs (top-level keys), for an A/B run of one',
   '                       setting, e.g. \'{"vxlan":{"remoteChecksumOffload":false}}\'; the kernel side is unchanged',
+  '  --node-args ARGS     space-separated arguments for node when it starts each podnet daemon, for an A/B',
+  '                       run of a V8 setting, e.g. --node-args=\'--interrupt-budget=67584\' (with =); the kernel side is unchanged',
   '  --list               list the scenarios and exit',
   '',
 ].join('\n');
@@ -67,6 +71,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'podnet-config': { type: 'string' },
+      'node-args': { type: 'string' },
       list: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -86,8 +91,17 @@ export function parseOptions(argv: string[]): Options | 'help' {
     keep: !!values.keep,
     out: values.out,
     podnetConfig: podnetConfig(values['podnet-config']),
+    nodeArgs: nodeArgs(values['node-args']),
     list: !!values.list,
   };
+}
+
+function nodeArgs(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  const args = text.split(/\s+/).filter((a) => a !== '');
+  const bad = args.find((a) => !a.startsWith('--'));
+  if (bad !== undefined) throw new Error(`--node-args: ${JSON.stringify(bad)} is not a node option (each must start with --), in ${JSON.stringify(text)}`);
+  return args;
 }
 
 function podnetConfig(text: string | undefined): Record<string, unknown> {
