@@ -15,6 +15,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -248,6 +249,41 @@ struct Poller {
   }
 };
 
+// The data plane's coarse clock (src/util/clock.ts): two int32 words in a JS Int32Array, [0] whole
+// milliseconds and [1] whole seconds since the first bindClock(), written here right before every
+// onBatch and by refreshClock(). It replaces a 10 ms interval timer that woke every idle daemon 100
+// times a second: time now moves when there is work to stamp and costs one vDSO clock_gettime per
+// batch. One clock per process (one per environment would need a map; podnet runs one). The words
+// live in an ArrayBuffer made by `new ArrayBuffer`, which V8 never moves; the reference keeps it
+// alive, and the environment's cleanup hook clears the pointer before that memory can go.
+struct CoarseClockState {
+  int32_t* words = nullptr;
+  napi_ref ref = nullptr;
+  napi_env env = nullptr;
+  int64_t originNs = 0;
+  bool hasOrigin = false;
+};
+
+inline CoarseClockState& TheClock() {
+  static CoarseClockState state;
+  return state;
+}
+
+inline int64_t MonotonicNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+// Brings the bound words up to date (nothing when none is bound). ms wraps like JS `| 0`.
+inline void TickClock() {
+  CoarseClockState& c = TheClock();
+  if (c.words == nullptr) return;
+  const int64_t ms = (MonotonicNs() - c.originNs) / 1000000;
+  c.words[0] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(ms)));
+  c.words[1] = static_cast<int32_t>(ms / 1000);
+}
+
 // The reader lifecycle shared by Device and UdpSocket. Derived provides:
 //   bool ReadRound(napi_env env, napi_value self)  read up to a batch, call
 //       CallBatch(); true when the batch filled and more may be waiting
@@ -353,6 +389,7 @@ class PolledReader : public Napi::ObjectWrap<Derived> {
   // onBatch(count) for a batch read into the ring. false when the callback threw
   // (the exception became an uncaughtException).
   bool CallBatch(napi_env env, napi_value self, uint32_t n) {
+    TickClock();  // the batch's time, for Dataplane.tick
     napi_value argv[1];
     napi_create_uint32(env, n, &argv[0]);
     return CallJs(env, self, onBatch_.Value(), 1, argv);

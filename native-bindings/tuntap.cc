@@ -82,7 +82,11 @@
 
 namespace {
 
+using podnet::CoarseClockState;
 using podnet::GetBytes;
+using podnet::MonotonicNs;
+using podnet::TheClock;
+using podnet::TickClock;
 
 // sizeof(struct virtio_net_hdr): no mergeable receive buffers.
 constexpr size_t kVnetHdrLen = 10;
@@ -598,6 +602,57 @@ napi_value StampTime(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// bindClock(words: Int32Array, elapsedMs: number) makes `words` (length >= 2, over an ArrayBuffer
+// of its own) the process's coarse clock (addon.h, TheClock) and writes the time into it. The first
+// bind sets the origin `elapsedMs` before now (the clock may have run on a timer until the addon
+// was loaded); binding again moves the words, never the origin, so time does not go back.
+void ClearClock(void*) {
+  CoarseClockState& c = TheClock();
+  c.words = nullptr;
+  c.env = nullptr;
+  c.ref = nullptr;  // the environment is going: its references go with it
+}
+
+napi_value BindClock(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  double elapsedMs = 0;
+  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_int32_array || length < 2 || napi_get_value_double(env, argv[1], &elapsedMs) != napi_ok ||
+      !(elapsedMs >= 0) || elapsedMs > 1e15) {
+    napi_throw_type_error(env, nullptr, "bindClock(words: Int32Array of length >= 2, elapsedMs: number >= 0)");
+    return nullptr;
+  }
+  CoarseClockState& c = TheClock();
+  if (c.env != nullptr && c.env != env) {
+    napi_throw_error(env, nullptr, "bindClock: the clock is bound in another environment");
+    return nullptr;
+  }
+  napi_ref ref = nullptr;
+  if (napi_create_reference(env, argv[0], 1, &ref) != napi_ok) return nullptr;
+  if (c.ref != nullptr) napi_delete_reference(env, c.ref);
+  if (c.env == nullptr) napi_add_env_cleanup_hook(env, ClearClock, nullptr);
+  c.env = env;
+  c.ref = ref;
+  c.words = static_cast<int32_t*>(data);
+  if (!c.hasOrigin) {
+    c.originNs = MonotonicNs() - static_cast<int64_t>(elapsedMs * 1e6);
+    c.hasOrigin = true;
+  }
+  TickClock();
+  return nullptr;
+}
+
+// refreshClock(): the bound clock's words = now (for work that does not start in an onBatch).
+napi_value RefreshClock(napi_env, napi_callback_info) {
+  TickClock();
+  return nullptr;
+}
+
 // sum16(buf, off, len, initial): the folded ones'-complement sum of buf[off, off+len) as big-endian
 // 16-bit words (an odd last byte padded with zero), added to `initial` (RFC 1071), 0..0xffff. The
 // one piece of arithmetic every byte of a segment goes through (checksums of the segments a
@@ -962,6 +1017,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NAPI_THROW_IF_FAILED(env, napi_create_function(env, "stampTime", NAPI_AUTO_LENGTH, StampTime, nullptr, &stampTime),
                        exports);
   exports.Set("stampTime", Napi::Value(env, stampTime));
+  napi_value bindClock;
+  NAPI_THROW_IF_FAILED(env, napi_create_function(env, "bindClock", NAPI_AUTO_LENGTH, BindClock, nullptr, &bindClock),
+                       exports);
+  exports.Set("bindClock", Napi::Value(env, bindClock));
+  napi_value refreshClock;
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_function(env, "refreshClock", NAPI_AUTO_LENGTH, RefreshClock, nullptr, &refreshClock),
+                       exports);
+  exports.Set("refreshClock", Napi::Value(env, refreshClock));
   exports.Set("Device", Device::Define(env));
   exports.Set("UdpSocket", podnet::DefineUdpSocket(env));
   napi_value mapShared;

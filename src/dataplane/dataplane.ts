@@ -45,6 +45,8 @@ export interface BatchPrefetcher {
 export interface ClockSource {
   readonly seconds: number;
   readonly ms: number;
+  /** Brings it up to date now (`receiveOne` calls it: its sources are not the native readers that keep the clock). */
+  refresh?(): void;
 }
 
 /**
@@ -188,9 +190,12 @@ export class Dataplane implements FlushScheduler {
 
   /**
    * A batch of one frame, for sources that hand over one at a time (Node's dgram, the libpcap
-   * capture): the same clock, completion and flush as `receiveRing`. `arg` goes to the port as `i`.
+   * capture): the clock refreshed first (these sources do not keep it, see util/clock.ts), then the
+   * same completion and flush as `receiveRing`. `arg` goes to the port as `i`.
    */
   receiveOne(port: IngressPort, buf: Buffer, off: number, len: number, arg = 0): void {
+    const c = this.clock;
+    if (c.refresh !== undefined) c.refresh();
     this.tick();
     const tap = port.rxTap;
     if (tap !== undefined) tap.frame(buf, off, len, TapDir.In);

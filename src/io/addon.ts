@@ -128,6 +128,14 @@ export interface NativeAddon {
   copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number): void;
   /** `times[i]` = the wall clock in milliseconds (CLOCK_REALTIME, sub-millisecond digits); allocates nothing. */
   stampTime(times: Float64Array, i: number): void;
+  /**
+   * Makes `words` (an Int32Array of length >= 2 over its own ArrayBuffer) the process's coarse clock:
+   * [0] whole ms and [1] whole seconds, written before every reader's onBatch and by `refreshClock`.
+   * The first bind puts the origin `elapsedMs` before now; binding again moves the words, not the origin.
+   */
+  bindClock(words: Int32Array, elapsedMs: number): void;
+  /** The bound clock's words = now (no allocation). */
+  refreshClock(): void;
   /** RFC 1071 sum of `buf[off, off+len)` plus `initial` (<= 0xffff), folded: what packet/checksum's sum16 returns. */
   sum16(buf: Buffer, off: number, len: number, initial: number): number;
   /** Strided regions of `buf` moved and summed in one call; see packet/segment's `SegmentOps.moveSums`. */
@@ -141,6 +149,7 @@ export interface NativeAddon {
 }
 
 import { useNativeSum16 } from '../packet/checksum.js';
+import { coarseClock } from '../util/clock.js';
 import { useNativeSegmentOps } from '../packet/segment.js';
 
 const ADDON_FILE = join('build', 'Release', 'podnet_tuntap.node');
@@ -160,6 +169,8 @@ export function loadAddon(): NativeAddon {
   // Every checksum of a long region (segment payloads) in this process now runs in native code.
   useNativeSum16(addon.sum16);
   useNativeSegmentOps({ moveSums: addon.moveSums, replicate: addon.replicate, segmentHeaders: addon.segmentHeaders, continuations: addon.continuations });
+  // The data plane's clock is kept by the addon's readers from now on, without a timer (util/clock.ts).
+  coarseClock.useNative({ bindClock: addon.bindClock, refreshClock: addon.refreshClock });
   return addon;
 }
 
