@@ -66,18 +66,21 @@ inline bool GetBytes(napi_env env, napi_value v, uint8_t** data, size_t* len) {
   return true;
 }
 
-// True when v is a Uint32Array; sets *data and *len (elements).
-inline bool GetU32Array(napi_env env, napi_value v, uint32_t** data, size_t* len) {
+// True when v is a typed array of type `want`; sets *data and *len (elements).
+template <typename T>
+inline bool GetTypedArray(napi_env env, napi_value v, napi_typedarray_type want, T** data, size_t* len) {
   bool is = false;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
   napi_typedarray_type type;
   void* p = nullptr;
-  if (napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) != napi_ok ||
-      type != napi_uint32_array) {
-    return false;
-  }
-  *data = static_cast<uint32_t*>(p);
+  if (napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) != napi_ok || type != want) return false;
+  *data = static_cast<T*>(p);
   return true;
+}
+
+// True when v is a Uint32Array; sets *data and *len (elements).
+inline bool GetU32Array(napi_env env, napi_value v, uint32_t** data, size_t* len) {
+  return GetTypedArray(env, v, napi_uint32_array, data, len);
 }
 
 // A port array: Uint16Array or Uint32Array (ports live in the low 16 bits).

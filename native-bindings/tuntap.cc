@@ -84,25 +84,13 @@ namespace {
 
 using podnet::CoarseClockState;
 using podnet::GetBytes;
+using podnet::GetTypedArray;
 using podnet::MonotonicNs;
 using podnet::TheClock;
 using podnet::TickClock;
 
 // sizeof(struct virtio_net_hdr): no mergeable receive buffers.
 constexpr size_t kVnetHdrLen = 10;
-
-// True when v is a Uint8Array; sets *data and *len.
-bool GetU8Array(napi_env env, napi_value v, uint8_t** data, size_t* len) {
-  bool is = false;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
-  napi_typedarray_type type;
-  void* p = nullptr;
-  if (napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
-    return false;
-  }
-  *data = static_cast<uint8_t*>(p);
-  return true;
-}
 
 // Read errors after which the fd will never deliver frames again (the device was
 // unregistered or the file detached). Anything else (ENOMEM, EFAULT, ...) loses
@@ -437,7 +425,7 @@ class Device : public podnet::PolledReader<Device> {
     if (info.Length() < 4 || !info[0].IsArray() || !podnet::GetU32Array(env, info[1], &o, &nOffs) ||
         !podnet::GetU32Array(env, info[2], &l, &nLens) || !info[3].IsNumber() ||
         (indexed && !podnet::GetU32Array(env, info[4], &idx, &nIdx)) ||
-        (withHdrs && !GetU8Array(env, info[5], &hdrs, &nHdrs))) {
+        (withHdrs && !GetTypedArray(env, info[5], napi_uint8_array, &hdrs, &nHdrs))) {
       throw Napi::TypeError::New(env,
                                  "writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, "
                                  "count: number, bufIdx?: Uint32Array, hdrs?: Uint8Array)");
@@ -583,12 +571,11 @@ napi_value StampTime(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
-  napi_typedarray_type type;
   size_t length = 0;
-  void* data = nullptr;
+  double* times = nullptr;
   uint32_t i = 0;
-  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_float64_array || napi_get_value_uint32(env, argv[1], &i) != napi_ok) {
+  if (argc < 2 || !GetTypedArray(env, argv[0], napi_float64_array, &times, &length) ||
+      napi_get_value_uint32(env, argv[1], &i) != napi_ok) {
     napi_throw_type_error(env, nullptr, "stampTime(times: Float64Array, index: number)");
     return nullptr;
   }
@@ -598,7 +585,7 @@ napi_value StampTime(napi_env env, napi_callback_info info) {
   }
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  static_cast<double*>(data)[i] = static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+  times[i] = static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
   return nullptr;
 }
 
@@ -617,12 +604,11 @@ napi_value BindClock(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
-  napi_typedarray_type type;
   size_t length = 0;
-  void* data = nullptr;
+  int32_t* words = nullptr;
   double elapsedMs = 0;
-  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_int32_array || length < 2 || napi_get_value_double(env, argv[1], &elapsedMs) != napi_ok ||
+  if (argc < 2 || !GetTypedArray(env, argv[0], napi_int32_array, &words, &length) || length < 2 ||
+      napi_get_value_double(env, argv[1], &elapsedMs) != napi_ok ||
       !(elapsedMs >= 0) || elapsedMs > 1e15) {
     napi_throw_type_error(env, nullptr, "bindClock(words: Int32Array of length >= 2, elapsedMs: number >= 0)");
     return nullptr;
@@ -638,7 +624,7 @@ napi_value BindClock(napi_env env, napi_callback_info info) {
   if (c.env == nullptr) napi_add_env_cleanup_hook(env, ClearClock, nullptr);
   c.env = env;
   c.ref = ref;
-  c.words = static_cast<int32_t*>(data);
+  c.words = words;
   if (!c.hasOrigin) {
     c.originNs = MonotonicNs() - static_cast<int64_t>(elapsedMs * 1e6);
     c.hasOrigin = true;
