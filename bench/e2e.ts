@@ -111,7 +111,9 @@ async function main(): Promise<number> {
   let offloads: Offloads | undefined;
   try {
     await step('creating the underlay', () => t.createUnderlay());
-    const podnet = await step(`podnet cluster: h1, h2 (${PODNET.podCidr}), pods a1 a2 on h1, b1 on h2`, () => buildPodnet(t, opts.podnetConfig, opts.nodeArgs));
+    const podnet = await step(`podnet cluster: h1, h2 (${PODNET.podCidr}), ${opts.podDevice.toUpperCase()} pods a1 a2 on h1, b1 on h2`, () =>
+      buildPodnet(t, opts.podnetConfig, opts.nodeArgs, opts.podDevice),
+    );
     const kernel = await step(`kernel cluster: k1, k2 (flannel-style, ${KERNEL.podCidr}), pods a1 a2 on k1, b1 on k2`, () => buildKernel(t));
     sides = { podnet, kernel };
     offloads = await step('reading the offload settings of both sides', () => readOffloads(t, podnet, kernel));

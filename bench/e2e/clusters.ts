@@ -62,13 +62,16 @@ function inCidr(ip: string, cidr: string): boolean {
   return Math.floor(n(ip) / size) === Math.floor(n(net) / size);
 }
 
-/** `extra`: merged into each daemon's config (the bench's --podnet-config); `nodeArgs`: node's own (--node-args). */
-export async function buildPodnet(t: Topology, extra: Record<string, unknown> = {}, nodeArgs: string[] = []): Promise<Side> {
+/**
+ * `extra`: merged into each daemon's config (the bench's --podnet-config); `nodeArgs`: node's own
+ * (--node-args); `device`: every pod's eth0 (--pod-device).
+ */
+export async function buildPodnet(t: Topology, extra: Record<string, unknown> = {}, nodeArgs: string[] = [], device: 'tap' | 'tun' = 'tap'): Promise<Side> {
   for (const [name, underlayIp] of Object.entries(PODNET.hosts)) await t.addHost({ name, underlayIp });
   // Warnings only: the daemons' logging is not what is measured.
   for (const name of Object.keys(PODNET.hosts)) await t.startDaemon(name, { podCidr: PODNET.podCidr, logLevel: 'warn', ...extra }, { nodeArgs });
   const add = async (node: string, name: string, labels: string[]): Promise<Endpoint> => {
-    const r = await t.podnet(node, ['pod', 'add', name, ...labels.flatMap((l) => ['--label', l])]);
+    const r = await t.podnet(node, ['pod', 'add', name, '--device', device, ...labels.flatMap((l) => ['--label', l])]);
     if (r.code !== 0) throw new Error(`podnet pod add ${name} on ${node}: ${r.stderr.trim()}`);
     const ip = r.stdout.trim();
     if (!inCidr(ip, PODNET.podCidr)) throw new Error(`podnet pod ${name} got ${JSON.stringify(ip)}, not in ${PODNET.podCidr}`);

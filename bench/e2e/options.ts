@@ -24,6 +24,8 @@ export interface Options {
   podnetConfig: Record<string, unknown>;
   /** Arguments for node itself when it starts each podnet daemon (the bench's --node-args). */
   nodeArgs: string[];
+  /** The podnet pods' eth0: TAP (the default, as `podnet pod add`) or TUN (`--device tun`). */
+  podDevice: 'tap' | 'tun';
   list: boolean;
 }
 
@@ -46,6 +48,8 @@ export const USAGE = [
   '                       setting, e.g. \'{"vxlan":{"remoteChecksumOffload":false}}\'; the kernel side is unchanged',
   '  --node-args ARGS     space-separated arguments for node when it starts each podnet daemon, for an A/B',
   '                       run of a V8 setting, e.g. --node-args=\'--interrupt-budget=67584\' (with =); the kernel side is unchanged',
+  '  --pod-device KIND    tap (default) or tun: the device every podnet pod gets (podnet pod add --device);',
+  '                       the kernel side\'s pods stay veth',
   '  --list               list the scenarios and exit',
   '',
 ].join('\n');
@@ -72,6 +76,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       keep: { type: 'boolean', default: false },
       'podnet-config': { type: 'string' },
       'node-args': { type: 'string' },
+      'pod-device': { type: 'string' },
       list: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -92,8 +97,14 @@ export function parseOptions(argv: string[]): Options | 'help' {
     out: values.out,
     podnetConfig: podnetConfig(values['podnet-config']),
     nodeArgs: nodeArgs(values['node-args']),
+    podDevice: podDevice(values['pod-device']),
     list: !!values.list,
   };
+}
+
+function podDevice(text: string | undefined): 'tap' | 'tun' {
+  if (text === undefined || text === 'tap' || text === 'tun') return text ?? 'tap';
+  throw new Error(`--pod-device must be tap or tun, got ${JSON.stringify(text)}`);
 }
 
 function nodeArgs(text: string | undefined): string[] {
