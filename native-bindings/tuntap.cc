@@ -43,10 +43,11 @@
 // The reader lifecycle (uv_poll handle, start/stop/close, callbacks, teardown) and
 // the error helpers are shared with the UDP socket, in addon.h.
 //
-// Offloads (flags.vnetHdr, TAP only): IFF_VNET_HDR with a 10-byte virtio-net
+// Offloads (flags.vnetHdr, TAP or TUN): IFF_VNET_HDR with a 10-byte virtio-net
 // header, and TUNSETOFFLOAD with checksum offload and IPv4 TSO (+ECN), so the
 // kernel behind the device hands over TCP super-frames (up to 64 KB) with partial
-// checksums, and takes them. On read the header lands in the last 10 bytes of the
+// checksums, and takes them. The header's csum_start counts from the frame's
+// first byte: the Ethernet header on a TAP, the IP header on a TUN. On read the header lands in the last 10 bytes of the
 // slot's headroom (the frame still starts at the headroom); on write each frame
 // gets either the header in the 10 bytes before it in the caller's buffer (a frame
 // passed on as read: hdrs[i] = 1) or an all-zero one (a plain frame), by writev.
@@ -221,10 +222,7 @@ class Device : public podnet::PolledReader<Device> {
     } else {
       throw Napi::TypeError::New(env, "mode must be 'tap' or 'tun'");
     }
-    if (vnet) {
-      if (mode != "tap") throw Napi::TypeError::New(env, "vnetHdr is for TAP devices");
-      flags |= IFF_VNET_HDR;
-    }
+    if (vnet) flags |= IFF_VNET_HDR;
     // Kernel would silently truncate a long name; a NUL would cut it short.
     if (name.size() >= IFNAMSIZ) {
       throw podnet::SystemError(env, EINVAL, "TUNSETIFF", "ioctl(TUNSETIFF)", "device", name,

@@ -343,9 +343,10 @@ export class NodeRuntime {
       const netns = spec.attachment?.netns ?? this.nsName(spec.name);
       const home = this.deviceHome(spec);
       const hostDevice = inNetns ? (spec.hostDevice ?? home.ifname) : newDeviceName();
-      // TAP pods get offloads (virtio-net headers, checksum offload, TSO): their kernel hands over
-      // TCP super-frames, which the switch passes between pods as they are and splits for the rest.
-      const offload = spec.device === 'tap';
+      // Pods get offloads (virtio-net headers, checksum offload, TSO), TAP and TUN alike: their
+      // kernel hands over TCP super-frames, which the switch passes between pods as they are, the
+      // router sends across hosts as GSO runs, and which are split for the rest.
+      const offload = true;
       const dev = inNetns
         ? TunTap.open(home.ifname, spec.device, { offload, netns: home.netnsPath })
         : TunTap.open(hostDevice, spec.device, { offload });
@@ -363,13 +364,20 @@ export class NodeRuntime {
       const port =
         spec.device === 'tap'
           ? new TapPort(spec.name, this.dp, dev, identity, { offload: dev.offload, rxCapacity: dev.rx.slotSize - dev.rx.headroom })
-          : new TunPort(spec.name, this.dp, dev, identity, {
-              macHi: this.gatewayMac.hi,
-              macLo: this.gatewayMac.lo,
-              network: this.subnet.network,
-              mask: this.subnet.mask,
-              broadcast: this.subnet.broadcast,
-            });
+          : new TunPort(
+              spec.name,
+              this.dp,
+              dev,
+              identity,
+              {
+                macHi: this.gatewayMac.hi,
+                macLo: this.gatewayMac.lo,
+                network: this.subnet.network,
+                mask: this.subnet.mask,
+                broadcast: this.subnet.broadcast,
+              },
+              { offload: dev.offload, rxCapacity: dev.rx.slotSize - dev.rx.headroom },
+            );
       this.dp.neighbors.set(ipNum, mac.hi, mac.lo);
       this.dp.switch.attach(port);
       undo.push('detach port', () => {

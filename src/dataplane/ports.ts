@@ -1,4 +1,4 @@
-import { ArpOp, ArpView, ArpViewMut, ETH_HLEN, EthernetView, EthernetViewMut, EtherType, Ipv4View, ParseError, ARP_LEN } from '../packet/index.js';
+import { ArpOp, ArpView, ArpViewMut, ETH_HLEN, EthernetView, EthernetViewMut, EtherType, Ipv4View, ParseError, ARP_LEN, VNET_HDR_LEN, moveVnetHdr } from '../packet/index.js';
 import { DropReason, TrafficCounters } from '../util/counters.js';
 import type { Dataplane, IngressPort } from './dataplane.js';
 import { Port, PortKind, TxQueue, type FrameSink } from './port.js';
@@ -51,6 +51,12 @@ export class TapPort extends Port implements IngressPort {
  * A pod whose eth0 is a TUN device (L3 only). The port stands in for the pod on the switch: it has a MAC,
  * answers ARP for the pod's IP, prepends an Ethernet header to the pod's packets (into the receive ring's
  * headroom, no copy) and strips it from frames addressed to the pod.
+ *
+ * With `offload` (the device was opened with offloads) packets come and go with a virtio-net header,
+ * as on an offload TAP, and the port is an offload port like one: the header moves with the frame's
+ * start (10 bytes copied, csum_start and hdr_len shifted by the 14 bytes of Ethernet), so the rest of
+ * the data plane sees what an offload TAP gives it. `rxCapacity` is then the bytes of a receive slot
+ * from the packet's start.
  */
 export class TunPort extends Port implements IngressPort {
   readonly framing = 'ip';
@@ -69,6 +75,7 @@ export class TunPort extends Port implements IngressPort {
     identity: { macHi: number; macLo: number; ip: number },
     /** Gateway MAC and the pod subnet: packets to other subnets are framed to the gateway. */
     private readonly gw: { macHi: number; macLo: number; network: number; mask: number; broadcast: number },
+    opts: { offload?: boolean; rxCapacity?: number } = {},
   ) {
     super(name, PortKind.Tun);
     this.tx = new TxQueue(sink, dp);
@@ -76,11 +83,16 @@ export class TunPort extends Port implements IngressPort {
     this.macLo = identity.macLo;
     this.ip = identity.ip;
     this.restricted = true;
+    if (opts.offload === true) {
+      this.offload = true;
+      // The frame the switch sees starts 14 bytes before the packet.
+      this.rxCapacity = (opts.rxCapacity ?? 0) + ETH_HLEN;
+    }
   }
 
-  /** An IP packet from the pod at `off` (the ring leaves headroom before it). */
+  /** An IP packet from the pod at `off` (the ring leaves headroom before it; its virtio-net header with offloads). */
   receive(buf: Buffer, off: number, len: number): void {
-    if (off < ETH_HLEN) {
+    if (off < (this.offload ? ETH_HLEN + VNET_HDR_LEN : ETH_HLEN)) {
       this.traffic.rx(len);
       return this.drop(DropReason.MalformedEthernet);
     }
@@ -88,6 +100,8 @@ export class TunPort extends Port implements IngressPort {
       this.traffic.rx(len);
       return this.drop(DropReason.MalformedIpv4);
     }
+    // Before the Ethernet header overwrites it: the virtio-net header goes before the frame.
+    if (this.offload) moveVnetHdr(buf, off - VNET_HDR_LEN, off - ETH_HLEN - VNET_HDR_LEN, ETH_HLEN);
     const dst = this.ipv.dst;
     const e = this.ethw;
     e.reset(buf, off - ETH_HLEN, len + ETH_HLEN);
@@ -119,6 +133,16 @@ export class TunPort extends Port implements IngressPort {
     if (arp.reset(buf, eth.payloadOffset, eth.payloadLength) !== ParseError.Ok) return;
     if (arp.operation !== ArpOp.Request || arp.targetIp !== this.ip) return;
     this.replyArp(buf, off, arp);
+  }
+
+  /** A frame of an offload port, its virtio-net header before it: the packet goes with the header moved to it. */
+  override outputOffloaded(buf: Buffer, off: number, len: number): void {
+    const eth = this.eth;
+    if (eth.reset(buf, off, len) !== ParseError.Ok || eth.etherType !== EtherType.IPv4) return;
+    if (!(eth.dstHi === this.macHi && eth.dstLo === this.macLo)) return;
+    const ip = eth.payloadOffset;
+    moveVnetHdr(buf, off - VNET_HDR_LEN, ip - VNET_HDR_LEN, -ETH_HLEN);
+    this.tx.push(buf, ip, eth.payloadLength, 1);
   }
 
   private replyArp(req: Buffer, reqOff: number, arp: ArpView): void {

@@ -15,10 +15,11 @@ export type DeviceMode = 'tap' | 'tun';
 
 export interface OpenOptions {
   /**
-   * TAP only: offloads (IFF_VNET_HDR, checksum offload, IPv4 TSO). Every frame read comes with a
+   * Offloads (IFF_VNET_HDR, checksum offload, IPv4 TSO), TAP or TUN. Every frame read comes with a
    * 10-byte virtio-net header in the `VNET_HDR_LEN` bytes before it (the end of the headroom), and
    * may be a TCP super-frame of up to 64 KB with a partial checksum; frames written take a header
-   * too (see `writeBatch`). Default slots are larger then (`OFFLOAD_SLOT_SIZE`, 32 of them).
+   * too (see `writeBatch`). Default slots are larger then (`OFFLOAD_SLOT_SIZE`, 32 of them). The
+   * header's csum_start counts from the frame's first byte: Ethernet on a TAP, IP on a TUN.
    */
   offload?: boolean;
   /** Ring slots (default 64; 32 with `offload`). */
@@ -157,7 +158,6 @@ export class TunTap {
     if (mode !== 'tap' && mode !== 'tun') {
       throw new TypeError(`TunTap.open(${name}): mode must be 'tap' or 'tun', got ${String(mode)}`);
     }
-    if (opts.offload === true && mode !== 'tap') throw new TypeError(`TunTap.open(${name}): offload is for TAP devices`);
     const g = geometry(name, opts);
     const { Device } = loadAddon();
     const dev = new Device();

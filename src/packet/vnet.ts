@@ -61,3 +61,18 @@ export function writeVnetTcpGso(buf: Buffer, h: number, hdrLen: number, gsoSize:
   setLe16(buf, h + 6, csumStart);
   setLe16(buf, h + 8, csumOffset);
 }
+
+/**
+ * Copies the header at `from` to `to` (the ranges must not overlap) for a frame whose start moves
+ * by `delta` bytes (its offsets count from the frame's first byte): +14 when an IP packet of a
+ * TUN gets an Ethernet header in front, -14 when it loses it. csum_start moves when the checksum is
+ * partial, hdr_len when it is a GSO frame.
+ */
+export function moveVnetHdr(buf: Buffer, from: number, to: number, delta: number): void {
+  for (let i = 0; i < VNET_HDR_LEN; i++) buf[to + i] = buf[from + i]!;
+  if ((buf[to]! & VNET_F_NEEDS_CSUM) !== 0) setLe16(buf, to + 6, le16(buf, to + 6) + delta);
+  if ((buf[to + 1]! & ~VNET_GSO_ECN) !== VNET_GSO_NONE) {
+    const hl = le16(buf, to + 2) + delta;
+    setLe16(buf, to + 2, hl > 0 ? hl : 0);
+  }
+}

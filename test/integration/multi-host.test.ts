@@ -81,21 +81,31 @@ describe('multi-host: VXLAN between podnet nodes', function () {
     expect(e3.cluster.vxlan.peers.every((p: { rco: boolean }) => !p.rco)).to.equal(true);
   });
 
+  /**
+   * Sends `bytes` from one pod to another (SHA-256 checked) while tcpdump on the receiving pod's
+   * eth0 waits for 20 TCP segments larger than the tunnel MTU: across hosts those can only be
+   * super-frames podnet joined (GRO) and wrote with a GSO header.
+   */
+  async function transferSeeingSuperFrames(from: Pod, to: Pod, bytes: number, port: number): Promise<void> {
+    const cap = startIn(to.ns, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-c', '20', `tcp dst port ${port} and greater 3000`], 'listening');
+    try {
+      await cap.started;
+      expect(await tcpTransfer(t, from.ns, to.ns, to.ip, bytes, port)).to.equal(from.ip);
+      const code = await within(cap.exited, 20_000, -1);
+      expect(code, `tcpdump on ${to.node}/${to.name} saw fewer than 20 large segments: ${cap.output()} ${cap.errors()}`).to.equal(0);
+    } finally {
+      cap.stop();
+    }
+    const lengths = cap.output().split('\n').map((l) => /length (\d+)/.exec(l)?.[1]).filter(Boolean).map(Number);
+    expect(lengths).to.have.length(20);
+    for (const l of lengths) expect(l).to.be.greaterThan(1450);
+  }
+
   it('a pod\'s super-frames cross hosts whole: one GSO run out, joined again on the other side, bytes intact', async () => {
     const from = pod('h1', 'b');
     const to = pod('h2', 'a'); // a TAP pod: it takes super-frames whole
     const [s1, s2] = [await statusJson(t, 'h1'), await statusJson(t, 'h2')];
-    // What the receiving pod's eth0 gets: TCP segments larger than the tunnel MTU can only be
-    // super-frames podnet joined (GRO) and wrote with a GSO header.
-    const cap = startIn(to.ns, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-c', '20', `tcp dst port 6002 and greater 3000`], 'listening');
-    await cap.started;
-    expect(await tcpTransfer(t, from.ns, to.ns, to.ip, 30 * 1024 * 1024, 6002)).to.equal(from.ip);
-    const code = await within(cap.exited, 20_000, -1);
-    cap.stop();
-    expect(code, `tcpdump saw fewer than 20 large segments: ${cap.output()} ${cap.errors()}`).to.equal(0);
-    const lengths = cap.output().split('\n').map((l) => /length (\d+)/.exec(l)?.[1]).filter(Boolean).map(Number);
-    expect(lengths).to.have.length(20);
-    for (const l of lengths) expect(l).to.be.greaterThan(1450);
+    await transferSeeingSuperFrames(from, to, 30 * 1024 * 1024, 6002);
     const [e1, e2] = [await statusJson(t, 'h1'), await statusJson(t, 'h2')];
     expect(e1.cluster.vxlan.txOffload).to.equal('udp-gso');
     const runs = e1.cluster.vxlan.gsoRuns - s1.cluster.vxlan.gsoRuns;
@@ -115,9 +125,26 @@ describe('multi-host: VXLAN between podnet nodes', function () {
     expect(e1.cluster.vxlan.peers.find((p: { underlayIp: string }) => p.underlayIp === t.host('h2').underlayIp).rco).to.equal(true);
     expect(e1.cluster.vxlan.rcoSent - s1.cluster.vxlan.rcoSent, 'datagrams sent with RCO by h1').to.be.greaterThan(0);
     expect(e2.cluster.vxlan.rcoReceived - s2.cluster.vxlan.rcoReceived, 'datagrams received with RCO on h2').to.be.greaterThan(0);
-    // A TUN pod takes no super-frames: what was joined for it is split again, bytes intact.
+  });
+
+  it('a TUN pod has offloads too: its super-frames cross hosts whole both ways, bytes intact', async () => {
     const tun = pod('h2', 'b');
-    expect(await tcpTransfer(t, from.ns, tun.ns, tun.ip, 10 * 1024 * 1024, 6003)).to.equal(from.ip);
+    const tap = pod('h1', 'a');
+    // Its eth0 offers TSO (a TUN opened with virtio-net headers), with super-frames fitted to one run.
+    const link = JSON.parse(await t.sh(tun.ns, 'ip -d -j link show dev eth0'))[0];
+    expect(link.gso_max_segs).to.equal(podGsoMaxSegments(1450));
+    const s2 = await statusJson(t, 'h2');
+    // To the TUN pod: joined on h2 and written to the TUN device whole.
+    await transferSeeingSuperFrames(tap, tun, 20 * 1024 * 1024, 6003);
+    // From it: its kernel hands h2 super-frames, which go to h1 as GSO runs and arrive joined.
+    await transferSeeingSuperFrames(tun, tap, 20 * 1024 * 1024, 6004);
+    const e2 = await statusJson(t, 'h2');
+    const counters = (s: any) => s.pods.find((p: { name: string }) => p.name === tun.name).counters;
+    const [c0, c1] = [counters(s2), counters(e2)];
+    const frames = c1.rxFrames - c0.rxFrames;
+    expect((c1.rxBytes - c0.rxBytes) / frames, 'bytes per frame from the TUN pod').to.be.greaterThan(3000);
+    expect(e2.cluster.vxlan.gsoRuns - s2.cluster.vxlan.gsoRuns, 'GSO runs sent by h2').to.be.greaterThan(0);
+    expect(c1.drops, 'drops on the TUN pod\'s port').to.deep.equal({});
   });
 
   it('a host reaches pods on other hosts', async () => {

@@ -3,7 +3,7 @@ import { Dataplane } from '../../../src/dataplane/dataplane.js';
 import { DropReason } from '../../../src/util/counters.js';
 import { OffloadResolver, SEGMENT_HEADROOM, VNET_HDR_LEN } from '../../../src/dataplane/offload.js';
 import type { FrameSink } from '../../../src/dataplane/port.js';
-import { HostPort, TapPort } from '../../../src/dataplane/ports.js';
+import { HostPort, TapPort, TunPort } from '../../../src/dataplane/ports.js';
 import {
   emitTcp,
   ETH_HLEN,
@@ -136,9 +136,14 @@ describe('dataplane/offload: OffloadResolver', () => {
 
 /** Records frames and whether each went out with its own virtio-net header. */
 class HdrSink implements FrameSink {
-  frames: Array<{ frame: Buffer; hdr: number }> = [];
+  frames: Array<{ frame: Buffer; hdr: number; vnet: Buffer }> = [];
   writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, count: number, hdrs?: Uint8Array): number {
-    for (let i = 0; i < count; i++) this.frames.push({ frame: Buffer.from(bufs[i]!.subarray(offs[i]!, offs[i]! + lens[i]!)), hdr: hdrs?.[i] ?? 0 });
+    for (let i = 0; i < count; i++) {
+      const b = bufs[i]!;
+      const o = offs[i]!;
+      const hdr = hdrs?.[i] ?? 0;
+      this.frames.push({ frame: Buffer.from(b.subarray(o, o + lens[i]!)), hdr, vnet: hdr === 1 ? Buffer.from(b.subarray(o - VNET_HDR_LEN, o)) : Buffer.alloc(0) });
+    }
     return count;
   }
 }
@@ -210,5 +215,130 @@ describe('dataplane/offload: the switch with offload ports', () => {
     send(n.dp, n.a.port, superFrame(5000, 1400, ACK | PSH));
     expect(n.b.sink.frames.map((x) => x.hdr)).to.deep.equal([1, 0, 0, 0, 0]);
     expect(hooked).to.equal(4);
+  });
+});
+
+/** A TUN pod's packet as its offload device hands it over: the IP packet, the virtio-net header before it. */
+function tunSuperFrame(payload: number, mss: number, flags: number, dst = B) {
+  const f = superFrame(payload, mss, flags, B_MAC, dst);
+  // The same packet without its Ethernet header; csum_start and hdr_len count from the IP header.
+  const buf = Buffer.alloc(HEAD + CAPACITY, 0x5a);
+  const off = HEAD;
+  f.buf.copy(buf, off, f.off + ETH_HLEN, f.off + f.len);
+  f.buf.copy(buf, off - VNET_HDR_LEN, f.off - VNET_HDR_LEN, f.off);
+  buf.writeUInt16LE(20 + TCP_HLEN, off - VNET_HDR_LEN + 2);
+  buf.writeUInt16LE(20, off - VNET_HDR_LEN + 6);
+  return { buf, off, len: f.len - ETH_HLEN, original: f.original };
+}
+
+describe('dataplane/offload: TUN pods with offloads', () => {
+  const T = '10.244.1.4';
+  const T_MAC = parseMac('0a:58:0a:f4:01:04');
+  function withTun() {
+    const n = node();
+    const sink = new HdrSink();
+    const port = new TunPort(
+      'tun',
+      n.dp,
+      sink,
+      { macHi: T_MAC.hi, macLo: T_MAC.lo, ip: parseIpv4(T) },
+      { macHi: GW_MAC.hi, macLo: GW_MAC.lo, network: parseIpv4('10.244.1.0'), mask: 0xffffff00, broadcast: parseIpv4('10.244.1.255') },
+      { offload: true, rxCapacity: CAPACITY },
+    );
+    n.dp.neighbors.set(parseIpv4(T), T_MAC.hi, T_MAC.lo);
+    n.dp.switch.attach(port);
+    return { ...n, tun: { port, sink } };
+  }
+  function fromTun(n: ReturnType<typeof withTun>, f: { buf: Buffer; off: number; len: number }): void {
+    n.dp.tick();
+    n.dp.receive(n.tun.port, f.buf, f.off, f.len);
+    n.dp.flush();
+  }
+
+  it('is an offload port whose frames start 14 bytes before the packet', () => {
+    const n = withTun();
+    expect(n.tun.port.offload).to.equal(true);
+    expect(n.tun.port.rxCapacity).to.equal(CAPACITY + ETH_HLEN);
+  });
+
+  it('passes a TUN pod\'s super-frame to an offload TAP pod whole, csum_start and hdr_len counted from Ethernet', () => {
+    const n = withTun();
+    const f = tunSuperFrame(5000, 1400, ACK | PSH);
+    // The TUN pod sends as itself.
+    writeIpv4Header(f.buf, f.off, parseIpv4(T), parseIpv4(B), IpProtocol.TCP, 64, TCP_HLEN + 5000, 0xfffe, true);
+    f.buf.writeUInt16BE(pseudoHeaderSum(parseIpv4(T), parseIpv4(B), IpProtocol.TCP, TCP_HLEN + 5000), f.off + 20 + 16);
+    fromTun(n, f);
+    expect(n.b.sink.frames).to.have.length(1);
+    const out = n.b.sink.frames[0]!;
+    expect(out.hdr).to.equal(1);
+    expect(out.frame.length).to.equal(ETH_HLEN + f.len);
+    expect(out.frame.subarray(ETH_HLEN).equals(f.buf.subarray(f.off, f.off + f.len))).to.equal(true);
+    expect(out.vnet[0]).to.equal(1); // NEEDS_CSUM
+    expect(out.vnet[1]).to.equal(0x81); // GSO_TCPV4 | ECN
+    expect(out.vnet.readUInt16LE(2)).to.equal(ETH_HLEN + 20 + TCP_HLEN);
+    expect(out.vnet.readUInt16LE(4)).to.equal(1400);
+    expect(out.vnet.readUInt16LE(6)).to.equal(ETH_HLEN + 20);
+    expect(out.vnet.readUInt16LE(8)).to.equal(16);
+    expect(n.tun.port.drops.toJSON()).to.deep.equal({});
+  });
+
+  it('writes a TAP pod\'s super-frame to the TUN pod whole, as an IP packet with the header counted from IP', () => {
+    const n = withTun();
+    const f = superFrame(5000, 1400, ACK | PSH, T_MAC, T);
+    send(n.dp, n.a.port, f);
+    expect(n.tun.sink.frames).to.have.length(1);
+    const out = n.tun.sink.frames[0]!;
+    expect(out.hdr).to.equal(1);
+    expect(out.frame.equals(f.buf.subarray(f.off + ETH_HLEN, f.off + f.len))).to.equal(true);
+    expect(out.vnet[1]).to.equal(0x81);
+    expect(out.vnet.readUInt16LE(2)).to.equal(20 + TCP_HLEN);
+    expect(out.vnet.readUInt16LE(4)).to.equal(1400);
+    expect(out.vnet.readUInt16LE(6)).to.equal(20);
+    expect(out.vnet.readUInt16LE(8)).to.equal(16);
+  });
+
+  it('splits a TUN pod\'s super-frame for the host, every checksum right; a partial checksum alone is completed from the right byte', () => {
+    const n = withTun();
+    const mk = (payload: number, gso: boolean) => {
+      const f = tunSuperFrame(payload, 1400, ACK, HOST);
+      writeIpv4Header(f.buf, f.off, parseIpv4(T), parseIpv4(HOST), IpProtocol.TCP, 64, TCP_HLEN + payload, 0x1234, true);
+      f.buf.writeUInt16BE(pseudoHeaderSum(parseIpv4(T), parseIpv4(HOST), IpProtocol.TCP, TCP_HLEN + payload), f.off + 20 + 16);
+      // Framed to the gateway (the host is another subnet for the TUN pod's routing: the gateway MAC).
+      if (!gso) f.buf[f.off - VNET_HDR_LEN + 1] = 0; // GSO_NONE: a partial checksum only
+      return f;
+    };
+    fromTun(n, mk(3000, true));
+    const pkts = n.hostSink.take();
+    expect(pkts.map((p) => p.length)).to.deep.equal([1452, 1452, 252]);
+    const payloads: Buffer[] = [];
+    for (const p of pkts) {
+      expect(ipv.reset(p, 0, p.length)).to.equal(ParseError.Ok);
+      expect(tcpv.reset(p, 20, p.length - 20)).to.equal(ParseError.Ok);
+      expect(tcpv.verifyChecksum(ipv.src, ipv.dst)).to.equal(true);
+      payloads.push(Buffer.from(p.subarray(20 + TCP_HLEN)));
+    }
+    expect(Buffer.concat(payloads).equals(mk(3000, true).original)).to.equal(true);
+    fromTun(n, mk(600, false));
+    const [one] = n.hostSink.take();
+    expect(one!.length).to.equal(20 + TCP_HLEN + 600);
+    expect(tcpv.reset(one!, 20, one!.length - 20)).to.equal(ParseError.Ok);
+    expect(ipv.reset(one!, 0, one!.length)).to.equal(ParseError.Ok);
+    expect(tcpv.verifyChecksum(ipv.src, ipv.dst)).to.equal(true);
+    expect(n.tun.port.drops.toJSON()).to.deep.equal({});
+  });
+
+  it('a plain packet after a super-frame in the same slot is plain: no stale header is read', () => {
+    const n = withTun();
+    const f = tunSuperFrame(3000, 1400, ACK);
+    writeIpv4Header(f.buf, f.off, parseIpv4(T), parseIpv4(B), IpProtocol.TCP, 64, TCP_HLEN + 3000, 1, true);
+    f.buf.writeUInt16BE(pseudoHeaderSum(parseIpv4(T), parseIpv4(B), IpProtocol.TCP, TCP_HLEN + 3000), f.off + 20 + 16);
+    fromTun(n, f);
+    expect(n.b.sink.frames.map((x) => x.hdr)).to.deep.equal([1]);
+    // The device's next packet in that slot: a small one with an all-zero header (nothing to do).
+    f.buf.fill(0, f.off - VNET_HDR_LEN, f.off);
+    writeIpv4Header(f.buf, f.off, parseIpv4(T), parseIpv4(B), IpProtocol.TCP, 64, TCP_HLEN + 100, 2, true);
+    fromTun(n, { buf: f.buf, off: f.off, len: 20 + TCP_HLEN + 100 });
+    expect(n.b.sink.frames.map((x) => x.hdr)).to.deep.equal([1, 0]);
+    expect(n.b.sink.frames[1]!.frame.length).to.equal(ETH_HLEN + 20 + TCP_HLEN + 100);
   });
 });
