@@ -346,10 +346,9 @@ export class NodeRuntime {
       // Pods get offloads (virtio-net headers, checksum offload, TSO), TAP and TUN alike: their
       // kernel hands over TCP super-frames, which the switch passes between pods as they are, the
       // router sends across hosts as GSO runs, and which are split for the rest.
-      const offload = true;
       const dev = inNetns
-        ? TunTap.open(home.ifname, spec.device, { offload, netns: home.netnsPath })
-        : TunTap.open(hostDevice, spec.device, { offload });
+        ? TunTap.open(home.ifname, spec.device, { offload: true, netns: home.netnsPath })
+        : TunTap.open(hostDevice, spec.device, { offload: true });
       undo.push('close device', () => dev.close());
       const plumbing = { netns, device: hostDevice, kind: spec.device, mac: mac.str, ip: addr, prefix: this.subnet.prefix, gateway: ipv4ToString(this.subnet.gatewayIp), mtu: this.cfg.podMtu, undo };
       if (inNetns) {
@@ -359,7 +358,7 @@ export class NodeRuntime {
       } else {
         await plumbPod(plumbing);
       }
-      if (offload) await this.fitSuperFramesToTunnel(spec.name, home);
+      await this.fitSuperFramesToTunnel(spec.name, home);
       const identity = { macHi: mac.hi, macLo: mac.lo, ip: ipNum };
       const port =
         spec.device === 'tap'
