@@ -56,12 +56,12 @@ const BOTH: readonly SideKind[] = ['podnet', 'kernel'];
 const GBIT = 1e-9;
 
 /** TCP throughput a1 -> dst, with podnet daemon CPU (utime+stime of both daemons) and machine CPU per GB. */
-async function tcpWithCpu(ctx: Ctx, side: Side, dst: Endpoint, prefix: string): Promise<RunOutput> {
+async function tcpWithCpu(ctx: Ctx, side: Side, dst: Endpoint, prefix: string, client: Endpoint = side.client): Promise<RunOutput> {
   type Reading = { daemon: number; machine: number; softirq: number };
   const readings: Reading[] = [];
   const read = () =>
     readings.push({ daemon: side.daemonPids.reduce((s, pid) => s + processCpuSeconds(pid), 0), machine: machineBusySeconds(), softirq: machineSoftirqSeconds() });
-  const r = await iperfTcp(side.client, dst, ctx.opts.duration, undefined, read);
+  const r = await iperfTcp(client, dst, ctx.opts.duration, undefined, read);
   if (readings.length !== 2) throw new Error('CPU readings missing');
   const [before, after] = readings as [Reading, Reading];
   const gb = r.bytes / 1e9;
@@ -95,6 +95,12 @@ function tcpMetrics(prefix: string, where: string): MetricDef[] {
     },
     { key: `${prefix}_machine_cpu_per_gb`, label: `TCP ${where}: whole machine CPU`, unit: 's/GB', digits: 2, higherIsBetter: false, sides: BOTH },
   ];
+}
+
+/** The node of a1 as a client: its own namespace, where a host-network process (kubelet, a hostNetwork pod) runs. */
+function nodeOfClient(ctx: Ctx, side: Side): Endpoint {
+  const h = side.hosts[0];
+  return { name: `node ${h}`, ns: ctx.t.host(h).netns, ip: '' };
 }
 
 /** Udp counters of a namespace's /proc/net/snmp (the file is per network namespace). */
@@ -170,6 +176,22 @@ export const SCENARIOS: Scenario[] = [
     method: 'As tcp-same-host, to b1 on the other host (through the VXLAN overlay).',
     metrics: tcpMetrics('tcp_cross', 'pod->pod across hosts'),
     run: (ctx, side) => tcpWithCpu(ctx, side, side.cross, 'tcp_cross'),
+  },
+  {
+    id: 'tcp-node-same-host',
+    title: 'TCP node of a1 -> a2 (node to a pod on it)',
+    method:
+      'As tcp-same-host, the client in the node\'s own namespace (a host-network process): podnet through its podnet0 TUN and the router, ' +
+      'the kernel through the cni0 bridge.',
+    metrics: tcpMetrics('tcp_node_same', 'node->pod same host'),
+    run: (ctx, side) => tcpWithCpu(ctx, side, side.same, 'tcp_node_same', nodeOfClient(ctx, side)),
+  },
+  {
+    id: 'tcp-node-cross-host',
+    title: 'TCP node of a1 -> b1 (node to a pod on another node)',
+    method: 'As tcp-node-same-host, to b1 on the other host (podnet0, the router and the VXLAN overlay; the kernel: flannel.1).',
+    metrics: tcpMetrics('tcp_node_cross', 'node->pod across hosts'),
+    run: (ctx, side) => tcpWithCpu(ctx, side, side.cross, 'tcp_node_cross', nodeOfClient(ctx, side)),
   },
   {
     id: 'udp64-cross-host',

@@ -241,9 +241,10 @@ export class NodeRuntime {
     try {
       // Persistent: the device, its address and routes stay when this daemon stops or dies, so
       // the host's connections to pods outlive it; a new daemon attaches to it again here.
-      const dev = TunTap.open(this.hostDeviceName, 'tun');
+      // With offloads, as pods' devices: the host's TCP to and from pods moves super-frames.
+      const dev = TunTap.open(this.hostDeviceName, 'tun', { offload: true });
       undo.push('close host device', () => dev.close());
-      const host = new HostPort(this.hostDeviceName, this.dp, dev);
+      const host = new HostPort(this.hostDeviceName, this.dp, dev, { offload: dev.offload, rxCapacity: dev.rx.slotSize - dev.rx.headroom });
       this.router.attachHost(host);
       dev.start((n) => this.dp.receiveRing(host, dev.rx, n));
       await run('sysctl', ['-qw', `net.ipv6.conf.${this.hostDeviceName}.disable_ipv6=1`]).catch(() => undefined);
@@ -254,6 +255,11 @@ export class NodeRuntime {
         `route replace ${this.podCidr.cidr} dev ${this.hostDeviceName} src ${ipv4ToString(this.subnet.hostIp)}`,
         `route replace ${parseSubnet(this.cfg.serviceCidr).cidr} dev ${this.hostDeviceName} src ${ipv4ToString(this.subnet.hostIp)}`,
       ]);
+      // As a pod's device (fitSuperFramesToTunnel): one super-frame of the host's, one VXLAN GSO run.
+      const segs = podGsoMaxSegments(this.cfg.podMtu);
+      await ip(['link', 'set', 'dev', this.hostDeviceName, 'gso_max_segs', String(segs)]).catch((err: Error) =>
+        this.log.warn({ device: this.hostDeviceName, gsoMaxSegs: segs, err: err.message }, 'could not set gso_max_segs: super-frames may cross hosts as two runs'),
+      );
       dev.setPersist(true);
       this.hostDev = dev;
       this.hostPort = host;

@@ -170,19 +170,29 @@ export class TunPort extends Port implements IngressPort {
 /**
  * The node's own side: a TUN device in the node's namespace carrying IP packets between the host kernel
  * and the router. Not a switch port.
+ *
+ * With `offload` (the device was opened with offloads, as pods' are) packets come and go with a
+ * virtio-net header before them, counted from the IP header: the host's TCP hands over super-frames
+ * and partial checksums, which the router routes whole where it can (`Router.fromHost`), and takes
+ * them (`sendOffloaded`). `rxCapacity` is then the bytes of a receive slot from a packet's start.
  */
 export class HostPort implements IngressPort {
   readonly framing = 'ip';
   readonly tx: TxQueue;
   rxTap: FrameTap | undefined;
   readonly traffic = new TrafficCounters();
+  readonly offload: boolean;
+  readonly rxCapacity: number;
   onPacket: (buf: Buffer, off: number, len: number) => void = () => {};
   constructor(
     readonly name: string,
     dp: Dataplane,
     sink: FrameSink,
+    opts: { offload?: boolean; rxCapacity?: number } = {},
   ) {
     this.tx = new TxQueue(sink, dp);
+    this.offload = opts.offload === true;
+    this.rxCapacity = this.offload ? (opts.rxCapacity ?? 0) : 0;
   }
   receive(buf: Buffer, off: number, len: number): void {
     this.traffic.rx(len);
@@ -191,5 +201,10 @@ export class HostPort implements IngressPort {
   send(buf: Buffer, off: number, len: number): void {
     this.traffic.tx(len);
     this.tx.push(buf, off, len);
+  }
+  /** An IP packet with its virtio-net header (counted from the IP header) in the 10 bytes before it. Offload only. */
+  sendOffloaded(buf: Buffer, off: number, len: number): void {
+    this.traffic.tx(len);
+    this.tx.push(buf, off, len, 1);
   }
 }

@@ -32,13 +32,15 @@ import {
   ipv4HeaderLen,
   ipv4Src32,
   ipv4Ttl,
+  moveVnetHdr,
   setTcpChecksum,
   tcpHeaderLen,
+  vnetPending,
   writeIpv4Header,
 } from '../packet/index.js';
 import { DropCounters, DropReason } from '../util/counters.js';
 import { copyBytes } from '../io/copy.js';
-import { OffloadResolver, SEGMENT_HEADROOM, TcpSplitter, VNET_HDR_LEN } from './offload.js';
+import { OffloadResolver, SEGMENT_HEADROOM, TcpSplitter, VNET_HDR_LEN, superFrameMss } from './offload.js';
 import type { BatchPrefetcher, Dataplane, Framing, RxRingLike } from './dataplane.js';
 import { Port, PortKind } from './port.js';
 import type { HostPort } from './ports.js';
@@ -240,16 +242,44 @@ export class Router implements BatchPrefetcher {
    */
   fromSwitchSuper(buf: Buffer, off: number, len: number, mss: number, capacity: number): boolean {
     const ov = this.overlay;
-    if (ov === undefined || !ov.segmentedSend || len < ETH_HLEN || ethType(buf, off) !== EtherType.IPv4) return false;
+    if (len < ETH_HLEN || ethType(buf, off) !== EtherType.IPv4) return false;
+    if ((ov === undefined || !ov.segmentedSend) && !(this.host !== undefined && this.host.offload)) return false;
     if (this.tap !== undefined) this.tap.frame(buf, off, len, TapDir.In);
     this.superFramesRouted++;
     this.routeIp(buf, off + ETH_HLEN, len - ETH_HLEN, Ingress.Switch, mss, capacity - ETH_HLEN);
     return true;
   }
 
-  /** An IP packet from the host kernel (host port). */
+  /**
+   * An IP packet from the host kernel (host port). With offloads its virtio-net header is in the 10
+   * bytes before it; a packet with work left in it goes through `fromHostOffloaded`.
+   */
   fromHost(buf: Buffer, off: number, len: number): void {
+    const host = this.host;
+    if (host !== undefined && host.offload && vnetPending(buf, off - VNET_HDR_LEN)) return this.fromHostOffloaded(buf, off, len, host.rxCapacity);
     this.routeIp(buf, off, len, Ingress.Host);
+  }
+
+  /**
+   * A packet of the host's with offload work left in it (a TCP super-frame, a partial checksum), its
+   * header counted from the IP header, `room` bytes usable from `ipOff`. It is laid out as a pod's
+   * frame is (an Ethernet header before it, the virtio-net header before that, counted from the
+   * Ethernet header), so the super-frame path and the resolver take it as they take a pod's: a
+   * super-frame is routed whole; a partial checksum is completed, then the packet routed.
+   */
+  private fromHostOffloaded(buf: Buffer, ipOff: number, ipLen: number, room: number): void {
+    if (ipOff < ETH_HLEN + VNET_HDR_LEN) return this.drops.add(DropReason.MalformedIpv4);
+    moveVnetHdr(buf, ipOff - VNET_HDR_LEN, ipOff - ETH_HLEN - VNET_HDR_LEN, ETH_HLEN);
+    const off = ipOff - ETH_HLEN;
+    writeEthernetHeader(buf, off, this.cfg.gatewayMacHi, this.cfg.gatewayMacLo, this.cfg.gatewayMacHi, this.cfg.gatewayMacLo, EtherType.IPv4);
+    const mss = superFrameMss(buf, off);
+    if (mss !== 0) {
+      this.superFramesRouted++;
+      return this.routeIp(buf, ipOff, ipLen, Ingress.Host, mss, room);
+    }
+    const rs = this.resolver;
+    if (rs.resolve(buf, off, ipLen + ETH_HLEN, room + ETH_HLEN) === 0) return this.drops.add(rs.dropReason);
+    this.routeIp(buf, ipOff, ipLen, Ingress.Host);
   }
 
   /**
@@ -542,6 +572,15 @@ export class Router implements BatchPrefetcher {
         return this.drops.add(DropReason.NoRoute);
       }
     }
+    const host = this.host;
+    if (host !== undefined && host.offload && !viaUplink && ingress !== Ingress.Host && this.routesToHost(dst)) {
+      // The host's kernel takes it whole too (its TCP, or its forwarding, which segments it if it must).
+      const ihl = ipv4HeaderLen(buf, ipOff);
+      setTcpChecksum(buf, ipOff + ihl, pseudoHeaderSum(ipv4Src32(buf, ipOff), dst, IpProtocol.TCP, ipLen - ihl));
+      moveVnetHdr(buf, ipOff - ETH_HLEN - VNET_HDR_LEN, ipOff - VNET_HDR_LEN, -ETH_HLEN);
+      host.sendOffloaded(buf, ipOff, ipLen);
+      return;
+    }
     const rs = this.resolver;
     const n = rs.resolve(buf, ipOff - ETH_HLEN, ipLen + ETH_HLEN, room + ETH_HLEN);
     if (n === 0) return this.drops.add(rs.dropReason);
@@ -601,6 +640,12 @@ export class Router implements BatchPrefetcher {
       ov.send(out, o, hlen + n, dst);
     }
     this.fragmented++;
+  }
+
+  /** Whether `send` hands a packet to `dst` (int32, after NAT) to the host: the host's address, or outside the pod CIDR. */
+  private routesToHost(dst: number): boolean {
+    if ((dst & this.subnetMask32) === this.subnetNet32) return dst === this.host32;
+    return (dst & this.podMask32) !== this.podNet32;
   }
 
   private toHost(buf: Buffer, ipOff: number, ipLen: number, ingress: Ingress): void {

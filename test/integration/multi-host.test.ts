@@ -147,6 +147,21 @@ describe('multi-host: VXLAN between podnet nodes', function () {
     expect(c1.drops, 'drops on the TUN pod\'s port').to.deep.equal({});
   });
 
+  it('a host\'s TCP to a pod on another host and back moves super-frames: one GSO run out, joined on the other side, bytes intact', async () => {
+    const st1 = await statusJson(t, 'h1');
+    const host: Pod = { node: 'h1', name: 'podnet0', ip: st1.hostAddress, ns: t.host('h1').netns };
+    const remote = pod('h2', 'a'); // a TAP pod
+    await transferSeeingSuperFrames(host, remote, 20 * 1024 * 1024, 6005);
+    expect(await tcpTransfer(t, remote.ns, host.ns, host.ip, 20 * 1024 * 1024, 6006)).to.equal(remote.ip);
+    const e1 = await statusJson(t, 'h1');
+    expect(e1.cluster.vxlan.gsoRuns - st1.cluster.vxlan.gsoRuns, 'GSO runs sent by h1').to.be.greaterThan(0);
+    expect(e1.cluster.vxlan.groSuperFrames - st1.cluster.vxlan.groSuperFrames, 'super-frames joined on h1').to.be.greaterThan(0);
+    const [h0, h1] = [st1.host, e1.host];
+    expect((h1.rxBytes - h0.rxBytes) / (h1.rxFrames - h0.rxFrames), 'bytes per packet from the host').to.be.greaterThan(3000);
+    expect((h1.txBytes - h0.txBytes) / (h1.txFrames - h0.txFrames), 'bytes per packet to the host').to.be.greaterThan(3000);
+    expect(e1.cluster.vxlan.drops).to.deep.equal({});
+  });
+
   it('a host reaches pods on other hosts', async () => {
     expect(await ping(t, t.host('h1').netns, pod('h2', 'a').ip)).to.equal(true);
     expect(await ping(t, t.host('h3').netns, pod('h2', 'b').ip)).to.equal(true);

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { execCapture, Topology } from '../../src/topology/topology.js';
 import { listNetns } from '../../src/netns/run.js';
 import { NETTOOL, ping, podCounters, RAWSEND, statusJson, tcpTransfer } from '../helpers/net.js';
+import { podGsoMaxSegments } from '../../src/dataplane/vxlan.js';
 
 /**
  * Issue 2: pods on one node. One host namespace (with an underlay so the daemon finds an uplink),
@@ -81,6 +82,22 @@ describe('single node: pods, switch, router, host port', function () {
     // TCP host -> pod, and pod -> a server on the host: each side sees the other's own address.
     expect(await tcpTransfer(t, hostNs, ns('b'), ipB, 1024 * 1024, 5004)).to.equal(st.hostAddress);
     expect(await tcpTransfer(t, ns('b'), hostNs, st.hostAddress, 1024 * 1024, 5005)).to.equal(ipB);
+  });
+
+  it('the host\'s TCP to and from pods moves super-frames both ways (podnet0 has offloads too), bytes intact', async () => {
+    const hostNs = t.host('h1').netns;
+    const st0 = await statusJson(t, 'h1');
+    // podnet0 offers TSO (a TUN opened with virtio-net headers), its super-frames fitted to one VXLAN GSO run.
+    expect(await t.sh(hostNs, 'ethtool -k podnet0')).to.match(/tcp-segmentation-offload: on/);
+    expect(JSON.parse(await t.sh(hostNs, 'ip -d -j link show dev podnet0'))[0].gso_max_segs).to.equal(podGsoMaxSegments(1450));
+    expect(await tcpTransfer(t, hostNs, ns('a'), ipA, 5 * 1024 * 1024, 5006)).to.equal(st0.hostAddress);
+    expect(await tcpTransfer(t, ns('a'), hostNs, st0.hostAddress, 5 * 1024 * 1024, 5007)).to.equal(ipA);
+    const st1 = await statusJson(t, 'h1');
+    const [h0, h1] = [st0.host, st1.host];
+    // Far above the MTU (1450) each way: the host's super-frames read whole, the pod's written whole.
+    expect((h1.rxBytes - h0.rxBytes) / (h1.rxFrames - h0.rxFrames), 'bytes per packet from the host').to.be.greaterThan(3000);
+    expect((h1.txBytes - h0.txBytes) / (h1.txFrames - h0.txFrames), 'bytes per packet to the host').to.be.greaterThan(3000);
+    expect(podCounters(st1, 'a').drops).to.deep.equal({});
   });
 
   it('answers ping to the gateway', async () => {

@@ -5,6 +5,7 @@ import { OffloadResolver, SEGMENT_HEADROOM, VNET_HDR_LEN } from '../../../src/da
 import type { FrameSink } from '../../../src/dataplane/port.js';
 import { HostPort, TapPort, TunPort } from '../../../src/dataplane/ports.js';
 import {
+  checksum,
   emitTcp,
   ETH_HLEN,
   EtherType,
@@ -340,5 +341,132 @@ describe('dataplane/offload: TUN pods with offloads', () => {
     fromTun(n, { buf: f.buf, off: f.off, len: 20 + TCP_HLEN + 100 });
     expect(n.b.sink.frames.map((x) => x.hdr)).to.deep.equal([1, 0]);
     expect(n.b.sink.frames[1]!.frame.length).to.equal(ETH_HLEN + 20 + TCP_HLEN + 100);
+  });
+});
+
+/** Writes a segment's full TCP checksum (as a sender without checksum offload does). */
+function fullTcpChecksum(buf: Buffer, tcp: number, len: number, src: string, dst: string): void {
+  buf.writeUInt16BE(0, tcp + 16);
+  buf.writeUInt16BE(checksum(buf, tcp, len, pseudoHeaderSum(parseIpv4(src), parseIpv4(dst), IpProtocol.TCP, len)), tcp + 16);
+}
+
+describe('dataplane/offload: the host port with offloads', () => {
+  const C = '10.244.1.5';
+  const C_MAC = parseMac('0a:58:0a:f4:01:05');
+  function withOffloadHost() {
+    const { dp, router } = routedDataplane();
+    const pod = (ip: string, mac: { hi: number; lo: number }, offload: boolean) => {
+      const sink = new HdrSink();
+      const port = new TapPort(ip, dp, sink, { macHi: mac.hi, macLo: mac.lo, ip: parseIpv4(ip) }, { offload, rxCapacity: CAPACITY });
+      dp.neighbors.set(parseIpv4(ip), mac.hi, mac.lo);
+      dp.switch.attach(port);
+      return { port, sink };
+    };
+    const a = pod(A, A_MAC, true);
+    const b = pod(B, B_MAC, true);
+    const c = pod(C, C_MAC, false); // a device opened without offloads (an older attachment)
+    const hostSink = new HdrSink();
+    const host = new HostPort('podnet0', dp, hostSink, { offload: true, rxCapacity: CAPACITY });
+    router.attachHost(host);
+    return { dp, router, a, b, c, host, hostSink };
+  }
+  /** The host's TCP super-frame as podnet0 hands it over: IP packet, header counted from the IP header. */
+  function hostSuperFrame(payload: number, dst: string) {
+    const f = tunSuperFrame(payload, 1400, ACK | PSH, dst);
+    writeIpv4Header(f.buf, f.off, parseIpv4(HOST), parseIpv4(dst), IpProtocol.TCP, 64, TCP_HLEN + payload, 0x4321, true);
+    f.buf.writeUInt16BE(pseudoHeaderSum(parseIpv4(HOST), parseIpv4(dst), IpProtocol.TCP, TCP_HLEN + payload), f.off + 20 + 16);
+    return f;
+  }
+  function fromHost(n: ReturnType<typeof withOffloadHost>, f: { buf: Buffer; off: number; len: number }): void {
+    n.dp.tick();
+    n.dp.receive(n.host, f.buf, f.off, f.len);
+    n.dp.flush();
+  }
+
+  it('routes the host\'s super-frame to an offload pod whole: header counted from Ethernet, partial checksum, TTL down', () => {
+    const n = withOffloadHost();
+    const f = hostSuperFrame(5000, B);
+    fromHost(n, f);
+    expect(n.b.sink.frames).to.have.length(1);
+    const out = n.b.sink.frames[0]!;
+    expect(out.hdr).to.equal(1);
+    expect(out.frame.length).to.equal(ETH_HLEN + f.len);
+    expect(out.vnet[0]).to.equal(1); // NEEDS_CSUM
+    expect(out.vnet[1]).to.equal(0x81); // GSO_TCPV4 | ECN
+    expect(out.vnet.readUInt16LE(2)).to.equal(ETH_HLEN + 20 + TCP_HLEN);
+    expect(out.vnet.readUInt16LE(4)).to.equal(1400);
+    expect(out.vnet.readUInt16LE(6)).to.equal(ETH_HLEN + 20);
+    expect(out.vnet.readUInt16LE(8)).to.equal(16);
+    expect(ipv.reset(out.frame, ETH_HLEN, f.len)).to.equal(ParseError.Ok);
+    expect(ipv.ttl).to.equal(63);
+    expect(ipv.verifyChecksum()).to.equal(true);
+    expect(out.frame.readUInt16BE(ETH_HLEN + 20 + 16)).to.equal(pseudoHeaderSum(parseIpv4(HOST), parseIpv4(B), IpProtocol.TCP, TCP_HLEN + 5000));
+    expect(out.frame.subarray(ETH_HLEN + 20 + TCP_HLEN).equals(f.original)).to.equal(true);
+    expect(n.router.superFramesRouted).to.equal(1);
+  });
+
+  it('splits it for a pod without offloads, every checksum right', () => {
+    const n = withOffloadHost();
+    const f = hostSuperFrame(3000, C);
+    fromHost(n, f);
+    expect(n.c.sink.frames.map((x) => [x.hdr, x.frame.length])).to.deep.equal([
+      [0, 1466],
+      [0, 1466],
+      [0, 266],
+    ]);
+    const payloads = n.c.sink.frames.map(({ frame }) => Buffer.from(checkSegment(frame, 0, frame.length).payload));
+    expect(Buffer.concat(payloads).equals(f.original)).to.equal(true);
+  });
+
+  it('completes a partial checksum of the host\'s that comes without GSO, from the byte its header names', () => {
+    const n = withOffloadHost();
+    const f = hostSuperFrame(600, B);
+    f.buf[f.off - VNET_HDR_LEN + 1] = 0; // GSO_NONE, still NEEDS_CSUM
+    fromHost(n, f);
+    expect(n.b.sink.frames.map((x) => x.hdr)).to.deep.equal([0]);
+    const { frame } = n.b.sink.frames[0]!;
+    expect(checkSegment(frame, 0, frame.length).payload.equals(f.original)).to.equal(true);
+  });
+
+  it('hands a pod\'s super-frame to the host whole, header counted from IP; plain packets with a plain header', () => {
+    const n = withOffloadHost();
+    const f = superFrame(5000, 1400, ACK | PSH, GW_MAC, HOST);
+    send(n.dp, n.a.port, f);
+    expect(n.hostSink.frames).to.have.length(1);
+    const out = n.hostSink.frames[0]!;
+    expect(out.hdr).to.equal(1);
+    expect(out.frame.length).to.equal(f.len - ETH_HLEN);
+    expect(out.vnet[0]).to.equal(1);
+    expect(out.vnet[1]).to.equal(0x81);
+    expect(out.vnet.readUInt16LE(2)).to.equal(20 + TCP_HLEN);
+    expect(out.vnet.readUInt16LE(4)).to.equal(1400);
+    expect(out.vnet.readUInt16LE(6)).to.equal(20);
+    expect(out.vnet.readUInt16LE(8)).to.equal(16);
+    expect(ipv.reset(out.frame, 0, out.frame.length)).to.equal(ParseError.Ok);
+    expect(ipv.ttl).to.equal(63);
+    expect(out.frame.readUInt16BE(20 + 16)).to.equal(pseudoHeaderSum(parseIpv4(A), parseIpv4(HOST), IpProtocol.TCP, TCP_HLEN + 5000));
+    expect(out.frame.subarray(20 + TCP_HLEN).equals(f.original)).to.equal(true);
+    expect(n.host.traffic.txBytes).to.equal(f.len - ETH_HLEN);
+
+    // A plain segment (all-zero header, full checksum) goes as a plain packet (the addon writes a zero header).
+    const small = superFrame(100, 1400, ACK, GW_MAC, HOST);
+    small.buf.fill(0, small.off - VNET_HDR_LEN, small.off);
+    fullTcpChecksum(small.buf, small.off + ETH_HLEN + 20, TCP_HLEN + 100, A, HOST);
+    send(n.dp, n.a.port, small);
+    expect(n.hostSink.frames.map((x) => x.hdr)).to.deep.equal([1, 0]);
+  });
+
+  it('a plain packet of the host\'s (all-zero header) routes as before; the host\'s own traffic back to it is refused', () => {
+    const n = withOffloadHost();
+    const f = hostSuperFrame(100, B);
+    f.buf.fill(0, f.off - VNET_HDR_LEN, f.off);
+    fullTcpChecksum(f.buf, f.off + 20, TCP_HLEN + 100, HOST, B);
+    fromHost(n, f);
+    expect(n.b.sink.frames.map((x) => x.hdr)).to.deep.equal([0]);
+    const { frame } = n.b.sink.frames[0]!;
+    expect(checkSegment(frame, 0, frame.length).payload.length).to.equal(100);
+    // A super-frame of the host's to an address outside the pod CIDR would go back to the host: refused, not looped.
+    fromHost(n, hostSuperFrame(3000, '192.0.2.1'));
+    expect(n.hostSink.frames.filter((x) => x.hdr === 1)).to.have.length(0);
   });
 });
