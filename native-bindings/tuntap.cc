@@ -10,6 +10,7 @@
 //   dev.open(name, mode 'tap'|'tun', flags { vnetHdr?, netns? }) -> { name, fd, vnetHdr }
 //                                                                  throws errno-coded Error
 //   dev.setPersist(on)                 TUNSETPERSIST: the interface outlives the fd (and the process)
+//   dev.withdrawOffloads()             TUNSETOFFLOAD 0 (offload devices; no-op otherwise)
 //   dev.setRing(ring Buffer, lengths Int32Array, slots, slotSize, headroom, batch)
 //   dev.start(onBatch(count), onError(err))   dev.stop()
 //   dev.write(buf, off, len) -> boolean
@@ -116,6 +117,7 @@ class Device : public podnet::PolledReader<Device> {
                            InstanceMethod<&Device::WriteBatch>("writeBatch"),
                            InstanceMethod<&Device::Stats>("stats"),
                            InstanceMethod<&Device::SetPersist>("setPersist"),
+                           InstanceMethod<&Device::WithdrawOffloads>("withdrawOffloads"),
                            InstanceMethod<&Device::CloseMethod>("close"),
                        });
   }
@@ -306,6 +308,18 @@ class Device : public podnet::PolledReader<Device> {
     if (fd_ < 0) throw Napi::Error::New(env, kClosedMessage);
     if (::ioctl(fd_, TUNSETPERSIST, info[0].As<Napi::Boolean>().Value() ? 1 : 0) < 0) {
       throw podnet::SystemError(env, errno, "TUNSETPERSIST", "ioctl(TUNSETPERSIST)", "device", name_);
+    }
+  }
+
+  // TUNSETOFFLOAD 0: the device stops offering checksum offload and TSO to the stack behind it.
+  // For a persistent device about to be let go, so that whatever attaches to it next (an older
+  // release, without virtio-net headers) is handed plain packets, not 64 KB super-frames.
+  void WithdrawOffloads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) throw Napi::Error::New(env, kClosedMessage);
+    if (!vnetHdr_) return;
+    if (::ioctl(fd_, TUNSETOFFLOAD, 0UL) < 0) {
+      throw podnet::SystemError(env, errno, "TUNSETOFFLOAD", "ioctl(TUNSETOFFLOAD)", "device", name_);
     }
   }
 

@@ -28,6 +28,8 @@ export interface NativeDevice {
   open(name: string, mode: 'tap' | 'tun', flags: { vnetHdr?: boolean; netns?: string }): { name: string; fd: number; vnetHdr: boolean };
   /** TUNSETPERSIST: the interface stays when the fd closes (true) or goes with it (false). */
   setPersist(on: boolean): void;
+  /** TUNSETOFFLOAD 0 on an offload device (no-op on others): the stack behind it gets no offloads. */
+  withdrawOffloads(): void;
   setRing(ring: Buffer, lengths: Int32Array, slots: number, slotSize: number, headroom: number, batch: number): void;
   start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
   stop(): void;

@@ -136,6 +136,7 @@ export class TunTap {
   readonly #headroom: number;
   readonly #distinct = new DistinctBuffers();
   #fd: number;
+  #persistent = false;
 
   private constructor(dev: NativeDevice, name: string, mode: DeviceMode, fd: number, rx: RxRing, offload: boolean) {
     this.#dev = dev;
@@ -246,6 +247,7 @@ export class TunTap {
   setPersist(on: boolean): void {
     try {
       this.#dev.setPersist(on);
+      this.#persistent = on;
     } catch (e) {
       throw wrapError(e);
     }
@@ -254,8 +256,20 @@ export class TunTap {
   /**
    * Stops reading and closes the fd (the kernel deletes a non-persistent
    * interface). Idempotent. Later writes return false and count as txErrors.
+   *
+   * A persistent offload device is left without offloads (TUNSETOFFLOAD 0): the stack behind it then
+   * sends plain packets until an fd attaches again, so that whatever attaches next can read them —
+   * an older release that opens it without virtio-net headers would otherwise be handed 64 KB
+   * super-frames for 2 KB slots (a rollback). An offload `open` turns them on again.
    */
   close(): void {
+    if (this.#fd >= 0 && this.#persistent && this.offload) {
+      try {
+        this.#dev.withdrawOffloads();
+      } catch {
+        /* the device is gone (its namespace destroyed): nothing left to offer offloads to */
+      }
+    }
     this.#dev.close();
     this.#fd = -1;
   }

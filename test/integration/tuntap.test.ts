@@ -647,6 +647,27 @@ describe('TunTap native addon (integration, needs root)', function () {
       expect(linkExists(tun.name)).to.equal(false);
     });
 
+    it('a persistent offload device is left without offloads when closed (for whatever attaches next); an offload open offers them again', function () {
+      const name = `${P}o`;
+      const tso = () => /tcp-segmentation-offload: on/.test(run('ethtool', ['-k', name]));
+      for (const mode of ['tun', 'tap'] as const) {
+        const d = open(name, mode, { offload: true });
+        d.setPersist(true);
+        expect(tso(), `${mode}: TSO offered while open`).to.equal(true);
+        d.close();
+        expect(linkExists(name)).to.equal(true);
+        expect(tso(), `${mode}: TSO withdrawn once let go`).to.equal(false);
+        const plain = open(name, mode); // as an older release would attach: no virtio-net headers
+        expect(tso()).to.equal(false);
+        plain.close();
+        const again = open(name, mode, { offload: true });
+        expect(tso(), `${mode}: TSO offered again`).to.equal(true);
+        again.setPersist(false);
+        again.close();
+        expect(linkExists(name)).to.equal(false);
+      }
+    });
+
     it('(e) close() twice is safe and the device disappears', function () {
       const name = `${P}e`;
       const d = open(name, 'tap');
