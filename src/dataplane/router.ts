@@ -108,17 +108,26 @@ const ICMP_ERROR_MAX = 576;
 const DEFAULT_TTL = 64;
 
 /**
- * The node's gateway and L3 router. It is an internal port of the switch with the gateway MAC: it answers
- * ARP for the gateway and host addresses, answers ICMP echo to the gateway, decrements TTL and routes
- * between local pods (neighbour table), the host (HostPort) and other nodes (Overlay). It sends ICMP
- * errors (time exceeded, unreachable, fragmentation needed) like a kernel router does.
+ * A routed TCP super-frame handed on whole: its partial checksum becomes the pseudo-header sum of the
+ * addresses it has now (after NAT), as the device behind which it is finished expects.
  */
+function setPartialTcpChecksum(buf: Buffer, ipOff: number, ipLen: number, dst: number): void {
+  const ihl = ipv4HeaderLen(buf, ipOff);
+  setTcpChecksum(buf, ipOff + ihl, pseudoHeaderSum(ipv4Src32(buf, ipOff), dst, IpProtocol.TCP, ipLen - ihl));
+}
+
 /**
  * Conntrack size from which a batch's lookups are prefetched (`Router.prefetchBatch`): below it the
  * table's touched lines stay in cache and the prefetch pass would only add work.
  */
 export const PREFETCH_MIN_ENTRIES = 8192;
 
+/**
+ * The node's gateway and L3 router. It is an internal port of the switch with the gateway MAC: it answers
+ * ARP for the gateway and host addresses, answers ICMP echo to the gateway, decrements TTL and routes
+ * between local pods (neighbour table), the host (HostPort) and other nodes (Overlay). It sends ICMP
+ * errors (time exceeded, unreachable, fragmentation needed) like a kernel router does.
+ */
 export class Router implements BatchPrefetcher {
   readonly port: RouterPort;
   readonly drops = new DropCounters();
@@ -553,9 +562,7 @@ export class Router implements BatchPrefetcher {
       if (port !== undefined && port.offload) {
         const off = ipOff - ETH_HLEN;
         writeEthernetHeader(buf, off, hi, lo, this.cfg.gatewayMacHi, this.cfg.gatewayMacLo, EtherType.IPv4);
-        // Its partial checksum is the pseudo-header sum of the addresses it has now (after NAT).
-        const ihl = ipv4HeaderLen(buf, ipOff);
-        setTcpChecksum(buf, ipOff + ihl, pseudoHeaderSum(ipv4Src32(buf, ipOff), dst, IpProtocol.TCP, ipLen - ihl));
+        setPartialTcpChecksum(buf, ipOff, ipLen, dst);
         if (this.tap !== undefined) this.tap.frame(buf, off, ipLen + ETH_HLEN, TapDir.Out);
         this.port.traffic.rx(ipLen + ETH_HLEN);
         port.traffic.tx(ipLen + ETH_HLEN);
@@ -575,8 +582,7 @@ export class Router implements BatchPrefetcher {
     const host = this.host;
     if (host !== undefined && host.offload && !viaUplink && ingress !== Ingress.Host && this.routesToHost(dst)) {
       // The host's kernel takes it whole too (its TCP, or its forwarding, which segments it if it must).
-      const ihl = ipv4HeaderLen(buf, ipOff);
-      setTcpChecksum(buf, ipOff + ihl, pseudoHeaderSum(ipv4Src32(buf, ipOff), dst, IpProtocol.TCP, ipLen - ihl));
+      setPartialTcpChecksum(buf, ipOff, ipLen, dst);
       moveVnetHdr(buf, ipOff - ETH_HLEN - VNET_HDR_LEN, ipOff - VNET_HDR_LEN, -ETH_HLEN);
       host.sendOffloaded(buf, ipOff, ipLen);
       return;

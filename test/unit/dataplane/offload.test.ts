@@ -62,6 +62,20 @@ function superFrame(payload: number, mss: number, flags: number, dstMac = B_MAC,
   return { buf, off, len: ETH_HLEN + 20 + TCP_HLEN + payload, original: Buffer.from(buf.subarray(tcp + TCP_HLEN, tcp + TCP_HLEN + payload)) };
 }
 
+/**
+ * The virtio-net header of a super-frame made by `superFrame` (1400-byte segments), written whole to
+ * an offload device: partial checksum and GSO_TCPV4 | ECN, csum_start and hdr_len counted from the
+ * frame's first byte, `l2` bytes before the IP header (ETH_HLEN on a TAP, 0 on a TUN).
+ */
+function expectSuperFrameHeader(vnet: Buffer, l2: number): void {
+  expect(vnet[0]).to.equal(1); // NEEDS_CSUM
+  expect(vnet[1]).to.equal(0x81); // GSO_TCPV4 | ECN
+  expect(vnet.readUInt16LE(2)).to.equal(l2 + 20 + TCP_HLEN);
+  expect(vnet.readUInt16LE(4)).to.equal(1400);
+  expect(vnet.readUInt16LE(6)).to.equal(l2 + 20);
+  expect(vnet.readUInt16LE(8)).to.equal(16);
+}
+
 const ipv = new Ipv4View();
 const tcpv = new TcpView();
 
@@ -274,12 +288,7 @@ describe('dataplane/offload: TUN pods with offloads', () => {
     expect(out.hdr).to.equal(1);
     expect(out.frame.length).to.equal(ETH_HLEN + f.len);
     expect(out.frame.subarray(ETH_HLEN).equals(f.buf.subarray(f.off, f.off + f.len))).to.equal(true);
-    expect(out.vnet[0]).to.equal(1); // NEEDS_CSUM
-    expect(out.vnet[1]).to.equal(0x81); // GSO_TCPV4 | ECN
-    expect(out.vnet.readUInt16LE(2)).to.equal(ETH_HLEN + 20 + TCP_HLEN);
-    expect(out.vnet.readUInt16LE(4)).to.equal(1400);
-    expect(out.vnet.readUInt16LE(6)).to.equal(ETH_HLEN + 20);
-    expect(out.vnet.readUInt16LE(8)).to.equal(16);
+    expectSuperFrameHeader(out.vnet, ETH_HLEN);
     expect(n.tun.port.drops.toJSON()).to.deep.equal({});
   });
 
@@ -291,11 +300,7 @@ describe('dataplane/offload: TUN pods with offloads', () => {
     const out = n.tun.sink.frames[0]!;
     expect(out.hdr).to.equal(1);
     expect(out.frame.equals(f.buf.subarray(f.off + ETH_HLEN, f.off + f.len))).to.equal(true);
-    expect(out.vnet[1]).to.equal(0x81);
-    expect(out.vnet.readUInt16LE(2)).to.equal(20 + TCP_HLEN);
-    expect(out.vnet.readUInt16LE(4)).to.equal(1400);
-    expect(out.vnet.readUInt16LE(6)).to.equal(20);
-    expect(out.vnet.readUInt16LE(8)).to.equal(16);
+    expectSuperFrameHeader(out.vnet, 0);
   });
 
   it('splits a TUN pod\'s super-frame for the host, every checksum right; a partial checksum alone is completed from the right byte', () => {
@@ -391,12 +396,7 @@ describe('dataplane/offload: the host port with offloads', () => {
     const out = n.b.sink.frames[0]!;
     expect(out.hdr).to.equal(1);
     expect(out.frame.length).to.equal(ETH_HLEN + f.len);
-    expect(out.vnet[0]).to.equal(1); // NEEDS_CSUM
-    expect(out.vnet[1]).to.equal(0x81); // GSO_TCPV4 | ECN
-    expect(out.vnet.readUInt16LE(2)).to.equal(ETH_HLEN + 20 + TCP_HLEN);
-    expect(out.vnet.readUInt16LE(4)).to.equal(1400);
-    expect(out.vnet.readUInt16LE(6)).to.equal(ETH_HLEN + 20);
-    expect(out.vnet.readUInt16LE(8)).to.equal(16);
+    expectSuperFrameHeader(out.vnet, ETH_HLEN);
     expect(ipv.reset(out.frame, ETH_HLEN, f.len)).to.equal(ParseError.Ok);
     expect(ipv.ttl).to.equal(63);
     expect(ipv.verifyChecksum()).to.equal(true);
@@ -436,12 +436,7 @@ describe('dataplane/offload: the host port with offloads', () => {
     const out = n.hostSink.frames[0]!;
     expect(out.hdr).to.equal(1);
     expect(out.frame.length).to.equal(f.len - ETH_HLEN);
-    expect(out.vnet[0]).to.equal(1);
-    expect(out.vnet[1]).to.equal(0x81);
-    expect(out.vnet.readUInt16LE(2)).to.equal(20 + TCP_HLEN);
-    expect(out.vnet.readUInt16LE(4)).to.equal(1400);
-    expect(out.vnet.readUInt16LE(6)).to.equal(20);
-    expect(out.vnet.readUInt16LE(8)).to.equal(16);
+    expectSuperFrameHeader(out.vnet, 0);
     expect(ipv.reset(out.frame, 0, out.frame.length)).to.equal(ParseError.Ok);
     expect(ipv.ttl).to.equal(63);
     expect(out.frame.readUInt16BE(20 + 16)).to.equal(pseudoHeaderSum(parseIpv4(A), parseIpv4(HOST), IpProtocol.TCP, TCP_HLEN + 5000));
