@@ -13,8 +13,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # containerd, runc, containernetworking-plugins (portmap, bandwidth), umoci and busybox-static: the CNI tests
 # run containers from an image built here (test/helpers/containerd.ts). chromium: the UI test drives it
-# headless through playwright-core (which brings no browser of its own).
-need=(iproute2 iputils-ping iperf3 libpcap-dev etcd-server tcpdump tshark ethtool util-linux procps python3 make g++ iptables curl kmod
+# headless through playwright-core (which brings no browser of its own). gcc: bench:floor builds its C relay.
+need=(iproute2 iputils-ping iperf3 libpcap-dev etcd-server tcpdump tshark ethtool util-linux procps python3 make gcc g++ iptables curl kmod
   containerd runc containernetworking-plugins umoci busybox-static chromium)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

@@ -109,7 +109,7 @@ export async function buildKernel(t: Topology): Promise<Side> {
 }
 
 /** Waits until a1 gets ping replies from a2 and b1 (podnet nodes learn each other from the store watch). */
-export async function waitReachable(side: Side, timeoutMs = 30_000): Promise<void> {
+export async function waitReachable(side: Pick<Side, 'client' | 'same' | 'cross'> & { kind: string }, timeoutMs = 30_000): Promise<void> {
   for (const dst of [side.same, side.cross]) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {

@@ -107,7 +107,7 @@ function podDevice(text: string | undefined): 'tap' | 'tun' {
   throw new Error(`--pod-device must be tap or tun, got ${JSON.stringify(text)}`);
 }
 
-function nodeArgs(text: string | undefined): string[] {
+export function nodeArgs(text: string | undefined): string[] {
   if (text === undefined) return [];
   const args = text.split(/\s+/).filter((a) => a !== '');
   const bad = args.find((a) => !a.startsWith('--'));
@@ -115,7 +115,7 @@ function nodeArgs(text: string | undefined): string[] {
   return args;
 }
 
-function podnetConfig(text: string | undefined): Record<string, unknown> {
+export function podnetConfig(text: string | undefined): Record<string, unknown> {
   if (text === undefined) return {};
   let v: unknown;
   try {

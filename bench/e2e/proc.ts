@@ -51,11 +51,8 @@ export interface Server {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/**
- * Starts a server in `ns` and waits until something listens on TCP `port` in that namespace (polled with
- * `ss`, so it works for any server whatever it prints). Fails if it exits first or is not up in 10 s.
- */
-export async function startServer(ns: string, cmd: string, args: readonly string[], port: number): Promise<Server> {
+/** Starts `cmd args` in `ns`, tracked for killAll; `exited()` tells whether it has exited since. */
+function spawnTracked(ns: string, cmd: string, args: readonly string[]): { server: Server; exited: () => boolean } {
   const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let out = '';
@@ -82,16 +79,40 @@ export async function startServer(ns: string, cmd: string, args: readonly string
       clearTimeout(timer);
     },
   };
+  return { server, exited: () => exited };
+}
+
+/**
+ * Starts a server in `ns` and waits until something listens on TCP `port` in that namespace (polled with
+ * `ss`, so it works for any server whatever it prints). Fails if it exits first or is not up in 10 s.
+ */
+export async function startServer(ns: string, cmd: string, args: readonly string[], port: number): Promise<Server> {
+  const { server, exited } = spawnTracked(ns, cmd, args);
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (exited) throw new Error(`${cmd} ${args.join(' ')} in ${ns} exited before listening: ${out.trim().slice(-500)}`);
+    if (exited()) throw new Error(`${cmd} ${args.join(' ')} in ${ns} exited before listening: ${server.output().trim().slice(-500)}`);
     const ss = await runIn(ns, 'ss', ['-Hltn', `sport = :${port}`], 5_000);
     if (ss.code === 0 && ss.stdout.trim().length > 0) return server;
     if (Date.now() > deadline) {
       await server.stop();
-      throw new Error(`${cmd} ${args.join(' ')} in ${ns} was not listening on ${port} after 10 s: ${out.trim().slice(-500)}`);
+      throw new Error(`${cmd} ${args.join(' ')} in ${ns} was not listening on ${port} after 10 s: ${server.output().trim().slice(-500)}`);
     }
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts a long-running command in `ns` and waits until it prints the line `ready`; fails if it exits first or is not ready in 10 s. */
+export async function startReady(ns: string, cmd: string, args: readonly string[]): Promise<Server> {
+  const { server, exited } = spawnTracked(ns, cmd, args);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (/^ready$/m.test(server.stdout())) return server;
+    if (exited()) throw new Error(`${cmd} ${args.join(' ')} in ${ns} exited before it was ready: ${server.output().trim().slice(-500)}`);
+    if (Date.now() > deadline) {
+      await server.stop();
+      throw new Error(`${cmd} ${args.join(' ')} in ${ns} was not ready after 10 s: ${server.output().trim().slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
