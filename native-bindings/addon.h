@@ -320,6 +320,21 @@ class PolledReader : public Napi::ObjectWrap<Derived> {
     ReleaseJs();
   }
 
+  // readNow(): one read round now, as a readable event would start it (onBatch called the same way),
+  // for a caller that has just written to the device and knows the kernel behind it answers within
+  // the write (a pod's stack replying to a ping or acknowledging data). Nothing when not started, or
+  // when this reader's own batch is on the stack (its ring is in use). Returns whether it read.
+  Napi::Value ReadNowJs(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    if (!polling_ || depth_ > 0) return Napi::Boolean::New(env, false);
+    napi_value self = this->Value();
+    depth_++;
+    Self()->ReadRound(env, self);
+    depth_--;
+    if (depth_ == 0 && releasePending_) ReleaseJs();
+    return Napi::Boolean::New(env, true);
+  }
+
   void OnReadable(int status) {
     napi_env env = this->Env();
     Napi::HandleScope scope(this->Env());

@@ -13,6 +13,7 @@
 //   dev.withdrawOffloads()             TUNSETOFFLOAD 0 (offload devices; no-op otherwise)
 //   dev.setRing(ring Buffer, lengths Int32Array, slots, slotSize, headroom, batch)
 //   dev.start(onBatch(count), onError(err))   dev.stop()
+//   dev.readNow() -> boolean            one read round now (see PolledReader::ReadNowJs in addon.h)
 //   dev.write(buf, off, len) -> boolean
 //   dev.writeBatch(bufs, offs Uint32Array, lens Uint32Array, count[, bufIdx Uint32Array
 //                  [, hdrs Uint8Array]])                           -> number written
@@ -115,6 +116,7 @@ class Device : public podnet::PolledReader<Device> {
                            InstanceMethod<&Device::Stop>("stop"),
                            InstanceMethod<&Device::Write>("write"),
                            InstanceMethod<&Device::WriteBatch>("writeBatch"),
+                           InstanceMethod<&Device::ReadNow>("readNow"),
                            InstanceMethod<&Device::Stats>("stats"),
                            InstanceMethod<&Device::SetPersist>("setPersist"),
                            InstanceMethod<&Device::WithdrawOffloads>("withdrawOffloads"),
@@ -357,6 +359,7 @@ class Device : public podnet::PolledReader<Device> {
 
   // N-API needs pointers to Device's own members.
   void Start(const Napi::CallbackInfo& info) { StartJs(info); }
+  Napi::Value ReadNow(const Napi::CallbackInfo& info) { return ReadNowJs(info); }
   void Stop(const Napi::CallbackInfo& info) { StopJs(info); }
   void CloseMethod(const Napi::CallbackInfo& info) { CloseJs(info); }
 

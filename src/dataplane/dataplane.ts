@@ -69,6 +69,10 @@ export class Dataplane implements FlushScheduler {
 
   private readonly dirty: TxQueue[] = [];
   private dirtyCount = 0;
+  /** Queues whose devices this batch wrote to, to read back once it is done (see `readBack`). */
+  private readonly readBacks: TxQueue[] = [];
+  private readBackCount = 0;
+  private readingBack = false;
   private readonly injPort: Array<Port | undefined>;
   private readonly injBuf: Array<Buffer | undefined>;
   private readonly injOff: Uint32Array;
@@ -101,6 +105,37 @@ export class Dataplane implements FlushScheduler {
     this.now = c.seconds;
     this.nowMs = c.ms;
     this.switch.now = this.now;
+  }
+
+  wrote(q: TxQueue): void {
+    // Batches run inside a read-back are not read back in turn: one level, bounded work.
+    if (this.readingBack || q.readBackPending) return;
+    q.readBackPending = true;
+    if (this.readBackCount === this.readBacks.length) this.readBacks.push(q);
+    else this.readBacks[this.readBackCount] = q;
+    this.readBackCount++;
+  }
+
+  /**
+   * After a batch: reads back every device it wrote to that can answer within the write (a pod's TAP
+   * or TUN: the pod's kernel handles a written frame in the write itself, so its ICMP echo reply or
+   * TCP acknowledgement is often queued already). What they hold is one more batch each, run now
+   * instead of after a turn of the event loop: a request and its answer cross the daemon in one wake-up
+   * instead of two. A device with nothing queued costs one read that finds nothing.
+   */
+  private readBack(): void {
+    this.readingBack = true;
+    try {
+      for (let i = 0; i < this.readBackCount; i++) {
+        const q = this.readBacks[i]!;
+        q.readBackPending = false;
+        q.readBack();
+      }
+    } finally {
+      this.readingBack = false;
+      for (let i = 0; i < this.readBackCount; i++) this.readBacks[i]!.readBackPending = false;
+      this.readBackCount = 0;
+    }
   }
 
   markDirty(q: TxQueue): void {
@@ -186,6 +221,7 @@ export class Dataplane implements FlushScheduler {
     if (tap !== undefined) for (let i = 0, o = off; i < count; i++, o += step) tap.frame(buf, o, lens[i]!, TapDir.In);
     for (let i = 0; i < count; i++, off += step) this.receive(port, buf, off, lens[i]!, i);
     this.flush();
+    if (this.readBackCount > 0 && !this.readingBack) this.readBack();
   }
 
   /**
@@ -201,6 +237,7 @@ export class Dataplane implements FlushScheduler {
     if (tap !== undefined) tap.frame(buf, off, len, TapDir.In);
     this.receive(port, buf, off, len, arg);
     this.flush();
+    if (this.readBackCount > 0 && !this.readingBack) this.readBack();
   }
 
   /** Writes every queued frame and recycles the scratch pool. */

@@ -8,11 +8,19 @@ import { TapDir, type FrameTap } from './tap.js';
  */
 export interface FrameSink {
   writeBatch(bufs: Buffer[], offs: Uint32Array, lens: Uint32Array, count: number, hdrs?: Uint8Array): number;
+  /**
+   * A device whose kernel side answers within the write (a pod's TAP or TUN, the host's TUN): read
+   * what it holds now, through its reader (see `TunTap.readNow`). Called by the data plane once per
+   * batch that wrote to it, after the batch (`Dataplane.readBack`).
+   */
+  readNow?(): boolean;
 }
 
 /** Marks queues with pending frames so the batch owner flushes each exactly once. */
 export interface FlushScheduler {
   markDirty(q: TxQueue): void;
+  /** `q` wrote to a sink that can be read back (`FrameSink.readNow`). */
+  wrote(q: TxQueue): void;
 }
 
 /**
@@ -52,6 +60,14 @@ export class TxQueue {
     if (i === 0) this.scheduler.markDirty(this);
   }
 
+  /** Set while the data plane has this queue's sink to read back after the batch (`Dataplane.wrote`). */
+  readBackPending = false;
+
+  /** Reads the sink back now (`FrameSink.readNow`). */
+  readBack(): void {
+    this.sink.readNow?.();
+  }
+
   /** Writes what is queued; returns how many frames the sink refused. */
   flush(): number {
     const n = this.count;
@@ -60,6 +76,7 @@ export class TxQueue {
     if (tap !== undefined) for (let i = 0; i < n; i++) tap.frame(this.bufs[i]!, this.offs[i]!, this.lens[i]!, TapDir.Out);
     const written = this.sink.writeBatch(this.bufs, this.offs, this.lens, n, this.hdrs);
     this.count = 0;
+    if (this.sink.readNow !== undefined) this.scheduler.wrote(this);
     const lost = n - written;
     this.failed += lost;
     return lost;

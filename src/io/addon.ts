@@ -33,6 +33,8 @@ export interface NativeDevice {
   setRing(ring: Buffer, lengths: Int32Array, slots: number, slotSize: number, headroom: number, batch: number): void;
   start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
   stop(): void;
+  /** One read round now, onBatch called as for a readable event; false (nothing read) when not started or inside its own onBatch. */
+  readNow(): boolean;
   write(buf: Buffer, off: number, len: number): boolean;
   /**
    * With `bufIdx`, frame i's buffer is `bufs[bufIdx[i]]` and `bufs` lists each distinct buffer once.

@@ -210,6 +210,17 @@ export class TunTap {
     this.#dev.stop();
   }
 
+  /**
+   * Reads what the device holds right now, as a readable event would (one round: up to a batch, then
+   * `onBatch`), without waiting for the event loop to report it. For a caller that has just written
+   * to the device: the kernel behind a TAP/TUN handles a written frame within the write, so a reply
+   * (an ICMP echo reply, a TCP acknowledgement) is often queued already. false, reading nothing, when
+   * not started or when called from this device's own `onBatch`.
+   */
+  readNow(): boolean {
+    return this.#dev.readNow();
+  }
+
   /** Writes one frame (TAP: Ethernet; TUN: IP). false if it was dropped or failed (see stats()). */
   write(buf: Buffer, off: number, len: number): boolean {
     return this.#dev.write(buf, off, len);

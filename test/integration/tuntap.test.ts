@@ -352,6 +352,48 @@ describe('TunTap native addon (integration, needs root)', function () {
       expect(after.txErrors - before.txErrors).to.equal(0);
     });
 
+    it("readNow() hands over the kernel's answer to a written frame within the call, and nothing from inside the device's own batch", function () {
+      // Synchronous from the write to the last check: the event loop never turns, so a frame the
+      // capture got in between came through readNow(). The kernel of a TAP handles a written frame
+      // within write() and queues its echo reply then; the loop only allows for a busy qdisc.
+      const data = Buffer.alloc(16, 7);
+      const req = ethernet(kernelMac, PEER_MAC, ETH_IPV4, ipv4(ip4(PEER_IP), ip4(KERNEL_IP), PROTO_ICMP, icmpEcho(8, 0x4444, 1, data), 44));
+      const isReply = (f: Buffer) => {
+        const p = ethType(f) === ETH_IPV4 ? parseIpv4(f.subarray(14)) : undefined;
+        return p !== undefined && p.proto === PROTO_ICMP && p.l4[0] === 0 && p.l4.readUInt16BE(4) === 0x4444;
+      };
+      const seen = cap.frames.length;
+      const batches = cap.batches.length;
+      let inside: boolean | undefined;
+      cap.onFrame = () => (inside = dev.readNow());
+      expect(dev.write(req, 0, req.length)).to.equal(true);
+      let reads = 0;
+      for (let tries = 0; tries < 100_000 && !cap.frames.slice(seen).some(isReply); tries++) {
+        expect(dev.readNow()).to.equal(true);
+        reads++;
+      }
+      cap.onFrame = undefined;
+      const replies = cap.frames.slice(seen).filter(isReply);
+      expect(replies, 'the echo reply, read by readNow before any turn of the event loop').to.have.length(1);
+      expect(replies[0]!.subarray(0, 6).equals(PEER_MAC)).to.equal(true);
+      expect(cap.batches.length).to.be.at.least(batches + 1);
+      expect(reads).to.be.at.least(1);
+      expect(inside, "readNow from the device's own onBatch").to.equal(false);
+    });
+
+    it('readNow() reads nothing before start() and after stop()', function () {
+      const idle = open(`${P}r`, 'tap', { slots: 4 });
+      try {
+        expect(idle.readNow()).to.equal(false);
+        idle.start(() => undefined);
+        expect(idle.readNow()).to.equal(true);
+        idle.stop();
+        expect(idle.readNow()).to.equal(false);
+      } finally {
+        idle.close();
+      }
+    });
+
     it('(b) writeBatch counts a bad frame and carries on with the rest', async function () {
       const before = dev.stats();
       const data = Buffer.alloc(8, 1);
