@@ -323,7 +323,7 @@ class PolledReader : public Napi::ObjectWrap<Derived> {
   // readNow(): one read round now, as a readable event would start it (onBatch called the same way),
   // for a caller that has just written to the device and knows the kernel behind it answers within
   // the write (a pod's stack replying to a ping or acknowledging data). Nothing when not started, or
-  // when this reader's own batch is on the stack (its ring is in use). Returns whether it read.
+  // when this reader's own batch is on the stack (its ring is in use): false then, true otherwise.
   Napi::Value ReadNowJs(const Napi::CallbackInfo& info) {
     napi_env env = info.Env();
     if (!polling_ || depth_ > 0) return Napi::Boolean::New(env, false);

@@ -126,11 +126,7 @@ export class Dataplane implements FlushScheduler {
   private readBack(): void {
     this.readingBack = true;
     try {
-      for (let i = 0; i < this.readBackCount; i++) {
-        const q = this.readBacks[i]!;
-        q.readBackPending = false;
-        q.readBack();
-      }
+      for (let i = 0; i < this.readBackCount; i++) this.readBacks[i]!.readBack();
     } finally {
       this.readingBack = false;
       for (let i = 0; i < this.readBackCount; i++) this.readBacks[i]!.readBackPending = false;
