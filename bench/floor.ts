@@ -239,7 +239,7 @@ async function main(): Promise<number> {
   let fatal: Error | undefined;
   try {
     await t.createUnderlay();
-    log('podnet cluster: h1, h2; kernel cluster: k1, k2; relay cluster: r1, r2 (bench/floor/relay.c)');
+    log('clusters: podnet (h1, h2), kernel (k1, k2), relay.c (r1, r2), relay-node (n1, n2), relay-node --podnet-io (m1, m2)');
     const bin = await compileRelay(t.dir);
     const podnet = await buildPodnet(t, opts.podnetConfig, opts.nodeArgs);
     const kernel = await buildKernel(t);
