@@ -16,29 +16,19 @@
  * fail the run. Everything is torn down at the end, on failure and on SIGINT/SIGTERM: the iperf3 and
  * other servers are killed, then Topology.destroy stops the daemons and removes every namespace.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { CLI, REPO_ROOT, Topology } from '../src/topology/topology.js';
+import { REPO_ROOT, Topology } from '../src/topology/topology.js';
 import { buildKernel, buildPodnet, checkIsolated, KERNEL, PODNET, waitReachable, type Side, type SideKind } from './e2e/clusters.js';
 import { parseOptions, USAGE, type Options } from './e2e/options.js';
-import { killAll, machineInfo } from './e2e/proc.js';
+import { gitInfo, killAll, machineInfo, preflight } from './e2e/proc.js';
 import { rows, table } from './e2e/report.js';
 import { Aborted, runScenario, SCENARIOS, type Ctx, type ScenarioResult } from './e2e/scenarios.js';
 import { iperfTcp } from './e2e/tools.js';
 
 const log = (line: string) => process.stderr.write(line + '\n');
-
-async function preflight(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, TAP devices): run with sudo');
-  if (!existsSync('/dev/net/tun')) throw new Error('/dev/net/tun is missing');
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (npx tsc -p tsconfig.json)`);
-  for (const tool of ['iperf3', 'ping', 'ss', 'iptables-restore', 'nsenter', 'ethtool', 'bridge', 'sysctl']) {
-    const found = await new Promise<boolean>((res) => execFile('sh', ['-c', `command -v ${tool}`], (err) => res(!err)));
-    if (!found) throw new Error(`${tool} is not installed (apt-get install iperf3 iproute2 iputils-ping iptables util-linux ethtool procps)`);
-  }
-}
 
 async function main(): Promise<number> {
   let opts: Options;
@@ -63,7 +53,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const selected = SCENARIOS.filter((s) => opts.scenarios.length === 0 || opts.scenarios.includes(s.id));
-  await preflight();
+  await preflight(['iperf3', 'ping', 'ss', 'iptables-restore', 'nsenter', 'ethtool', 'bridge', 'sysctl'], 'apt-get install iperf3 iproute2 iputils-ping iptables util-linux ethtool procps');
 
   const started = new Date();
   const machine = machineInfo();
@@ -167,7 +157,7 @@ async function main(): Promise<number> {
         seconds: (Date.now() - started.getTime()) / 1000,
         argv: process.argv.slice(2),
         options: opts,
-        git: gitInfo(),
+        git: gitInfo(REPO_ROOT),
         machine: { ...machine, loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
         topology: {
           underlay: 'one bridge in its own namespace; hosts are namespaces with a veth eth0 at its default offloads',
@@ -234,17 +224,6 @@ function describeOffloads(o: Offloads): string {
   };
   const p = o.podnet.h1 ?? {};
   return `underlay eth0 h1: ${eth('h1 eth0')}; k1: ${eth('k1 eth0')}; podnet VXLAN tx ${p.txOffload ?? '?'}, rx ${p.rxOffload ?? '?'}`;
-}
-
-/** The commit measured (and whether the tree had local changes): the code moves fast. */
-function gitInfo(): { commit?: string; dirty?: boolean } {
-  try {
-    const commit = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', 'HEAD']).toString().trim();
-    const dirty = execFileSync('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no']).toString().trim().length > 0;
-    return { commit, dirty };
-  } catch {
-    return {};
-  }
 }
 
 function podPositions(side: Side) {

@@ -19,15 +19,14 @@
  * Exit status: 0 when every ping run got replies, 1 when one failed, 2 on bad options, 130 when
  * interrupted. Everything it made is torn down at the end, on failure and on SIGINT/SIGTERM.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ip, ipBatch, run } from '../src/netns/run.js';
-import { CLI, REPO_ROOT, Topology } from '../src/topology/topology.js';
+import { REPO_ROOT, Topology } from '../src/topology/topology.js';
 import { buildKernel, buildPodnet, checkIsolated, waitReachable } from './e2e/clusters.js';
-import { nodeArgs, podnetConfig } from './e2e/options.js';
-import { killAll, machineInfo, runIn, startReady } from './e2e/proc.js';
+import { nodeArgs, podnetConfig, positive } from './e2e/options.js';
+import { gitInfo, killAll, machineInfo, preflight, runIn, startReady } from './e2e/proc.js';
 import { iperfTcp, median, pingRtt, type Endpoint, type PingResult, type TcpResult } from './e2e/tools.js';
 
 const log = (line: string) => process.stderr.write(line + '\n');
@@ -74,18 +73,12 @@ function parseOptions(argv: string[]): Options | 'help' {
   });
   if (values.help === true) return 'help';
   const quick = values.quick === true;
-  const whole = (name: string, v: string | undefined, dflt: number, min: number, max: number): number => {
-    if (v === undefined) return dflt;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
-    return n;
-  };
   return {
     quick,
-    rounds: whole('rounds', values.rounds, quick ? 1 : 3, 1, 20),
-    pings: whole('pings', values.pings, quick ? 50 : 500, 10, 100_000),
+    rounds: positive('--rounds', values.rounds, quick ? 1 : 3, true),
+    pings: positive('--pings', values.pings, quick ? 50 : 500, true),
     warmup: quick ? 1 : 2,
-    duration: whole('duration', values.duration, quick ? 2 : 10, 1, 600),
+    duration: positive('--duration', values.duration, quick ? 2 : 10, true),
     out: resolve(values.out ?? join(REPO_ROOT, 'bench', 'results', 'floor.json')),
     podnetConfig: podnetConfig(values['podnet-config']),
     nodeArgs: nodeArgs(values['node-args']),
@@ -168,16 +161,6 @@ async function buildRelay(t: Topology, spec: RelaySpec): Promise<Cluster> {
   return { kind: spec.kind, client: pods.get('a1')!, same: pods.get('a2')!, cross: pods.get('b1')! };
 }
 
-async function preflight(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, TAP devices): run with sudo');
-  if (!existsSync('/dev/net/tun')) throw new Error('/dev/net/tun is missing');
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (npx tsc -p tsconfig.json)`);
-  for (const tool of ['cc', 'iperf3', 'ping', 'bridge', 'sysctl']) {
-    const found = await new Promise<boolean>((res) => execFile('sh', ['-c', `command -v ${tool}`], (err) => res(!err)));
-    if (!found) throw new Error(`${tool} is not installed (apt-get install gcc iperf3 iproute2 iputils-ping procps)`);
-  }
-}
-
 /** What a round measures: ping across hosts and on one host (RTT, ms), TCP on one host (Gbit/s). */
 type Test = 'ping-cross' | 'ping-same' | 'tcp-same';
 const TESTS: ReadonlyArray<{ id: Test; label: string; unit: string; higherIsBetter: boolean }> = [
@@ -212,7 +195,7 @@ async function main(): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  await preflight();
+  await preflight(['cc', 'iperf3', 'ping', 'bridge', 'sysctl'], 'apt-get install gcc iperf3 iproute2 iputils-ping procps');
   const started = new Date();
   const machine = machineInfo();
   const t = new Topology();
@@ -313,16 +296,9 @@ async function main(): Promise<number> {
   ];
   if (runs.length > 0) process.stdout.write('\n' + lines.join('\n') + '\n\n');
   mkdirSync(dirname(opts.out), { recursive: true });
-  const commit = (() => {
-    try {
-      return execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', 'HEAD']).toString().trim();
-    } catch {
-      return undefined;
-    }
-  })();
   writeFileSync(
     opts.out,
-    JSON.stringify({ benchmark: 'floor', startedAt: started.toISOString(), argv: process.argv.slice(2), options: opts, git: { commit }, machine, relays: relaySpecs('relay').map(({ kind, hosts, pods }) => ({ kind, hosts, pods })), summary, runs }, null, 2) + '\n',
+    JSON.stringify({ benchmark: 'floor', startedAt: started.toISOString(), argv: process.argv.slice(2), options: opts, git: gitInfo(REPO_ROOT), machine, relays: relaySpecs('relay').map(({ kind, hosts, pods }) => ({ kind, hosts, pods })), summary, runs }, null, 2) + '\n',
   );
   log(`results: ${opts.out}`);
   const failed = runs.filter((x) => x.error !== undefined);

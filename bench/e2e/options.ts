@@ -54,7 +54,7 @@ export const USAGE = [
   '',
 ].join('\n');
 
-function positive(name: string, text: string | undefined, fallback: number, integer: boolean): number {
+export function positive(name: string, text: string | undefined, fallback: number, integer: boolean): number {
   if (text === undefined) return fallback;
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new Error(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(text)}`);

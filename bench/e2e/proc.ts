@@ -3,7 +3,9 @@
  * Ctrl-C) can kill what is still running, plus CPU-time readers (/proc/<pid>/stat, /proc/stat) and the
  * machine description written into the JSON.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { CLI } from '../../src/topology/topology.js';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
@@ -124,6 +126,28 @@ export function killAll(): void {
     } catch {
       /* already gone */
     }
+  }
+}
+
+/** What a benchmark that builds namespaces needs: root, /dev/net/tun, the built CLI and `tools` (else `hint` says what to install). */
+export async function preflight(tools: readonly string[], hint: string): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, TAP devices): run with sudo');
+  if (!existsSync('/dev/net/tun')) throw new Error('/dev/net/tun is missing');
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (npx tsc -p tsconfig.json)`);
+  for (const tool of tools) {
+    const found = await new Promise<boolean>((res) => execFile('sh', ['-c', `command -v ${tool}`], (err) => res(!err)));
+    if (!found) throw new Error(`${tool} is not installed (${hint})`);
+  }
+}
+
+/** The commit measured (and whether the tree had local changes): the code moves fast. */
+export function gitInfo(repo: string): { commit?: string; dirty?: boolean } {
+  try {
+    const commit = execFileSync('git', ['-C', repo, 'rev-parse', 'HEAD']).toString().trim();
+    const dirty = execFileSync('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no']).toString().trim().length > 0;
+    return { commit, dirty };
+  } catch {
+    return {};
   }
 }
 
