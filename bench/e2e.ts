@@ -22,8 +22,8 @@ import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { REPO_ROOT, Topology } from '../src/topology/topology.js';
 import { buildKernel, buildPodnet, checkIsolated, KERNEL, PODNET, waitReachable, type Side, type SideKind } from './e2e/clusters.js';
-import { parseOptions, USAGE, type Options } from './e2e/options.js';
-import { gitInfo, killAll, machineInfo, preflight } from './e2e/proc.js';
+import { parseOptions, USAGE } from './e2e/options.js';
+import { gitInfo, killAll, machineInfo, preflight, readOptions } from './e2e/proc.js';
 import { rows, table } from './e2e/report.js';
 import { Aborted, runScenario, SCENARIOS, type Ctx, type ScenarioResult } from './e2e/scenarios.js';
 import { iperfTcp } from './e2e/tools.js';
@@ -31,18 +31,8 @@ import { iperfTcp } from './e2e/tools.js';
 const log = (line: string) => process.stderr.write(line + '\n');
 
 async function main(): Promise<number> {
-  let opts: Options;
-  try {
-    const parsed = parseOptions(process.argv.slice(2));
-    if (parsed === 'help') {
-      process.stdout.write(USAGE);
-      return 0;
-    }
-    opts = parsed;
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const opts = readOptions(parseOptions, USAGE);
+  if (typeof opts === 'number') return opts;
   if (opts.list) {
     for (const s of SCENARIOS) process.stdout.write(`${s.id.padEnd(18)} ${s.title}\n`);
     return 0;

@@ -26,7 +26,7 @@ import { ip, ipBatch, run } from '../src/netns/run.js';
 import { REPO_ROOT, Topology } from '../src/topology/topology.js';
 import { buildKernel, buildPodnet, checkIsolated, waitReachable } from './e2e/clusters.js';
 import { nodeArgs, podnetConfig, positive } from './e2e/options.js';
-import { gitInfo, killAll, machineInfo, preflight, runIn, startReady } from './e2e/proc.js';
+import { gitInfo, killAll, machineInfo, preflight, readOptions, runIn, startReady } from './e2e/proc.js';
 import { iperfTcp, median, pingRtt, type Endpoint, type PingResult, type TcpResult } from './e2e/tools.js';
 
 const log = (line: string) => process.stderr.write(line + '\n');
@@ -183,18 +183,8 @@ interface RunRecord {
 }
 
 async function main(): Promise<number> {
-  let opts: Options;
-  try {
-    const parsed = parseOptions(process.argv.slice(2));
-    if (parsed === 'help') {
-      process.stdout.write(USAGE);
-      return 0;
-    }
-    opts = parsed;
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const opts = readOptions(parseOptions, USAGE);
+  if (typeof opts === 'number') return opts;
   await preflight(['cc', 'iperf3', 'ping', 'bridge', 'sysctl'], 'apt-get install gcc iperf3 iproute2 iputils-ping procps');
   const started = new Date();
   const machine = machineInfo();

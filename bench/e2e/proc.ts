@@ -129,6 +129,22 @@ export function killAll(): void {
   }
 }
 
+/**
+ * A benchmark's options from the command line: the parsed options, or the exit status once `--help`
+ * printed `usage` (0) or a bad option printed its reason and `usage` (2).
+ */
+export function readOptions<T>(parse: (argv: string[]) => T | 'help', usage: string): T | number {
+  try {
+    const parsed = parse(process.argv.slice(2));
+    if (parsed !== 'help') return parsed;
+    process.stdout.write(usage);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${usage}`);
+    return 2;
+  }
+}
+
 /** What a benchmark that builds namespaces needs: root, /dev/net/tun, the built CLI and `tools` (else `hint` says what to install). */
 export async function preflight(tools: readonly string[], hint: string): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, TAP devices): run with sudo');
