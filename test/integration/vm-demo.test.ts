@@ -6,6 +6,7 @@ import { listNetns } from '../../src/netns/run.js';
 import { readVmState, VM_DIR, VM_PREFIX, VM_UNDERLAY_NS } from '../../src/demo/vm.js';
 import { DEMO_PREFIX } from '../../src/demo/demo.js';
 import { processAlive } from '../../src/util/process.js';
+import { skipIfDemoRunning } from '../helpers/demo.js';
 
 const PODNET = join(REPO_ROOT, 'bin/podnet');
 
@@ -33,9 +34,11 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
   this.timeout(1_800_000);
   let pods: Pod[] = [];
   let upOut = '';
+  let ours = false; // the demo is this test's to take down (never a user's: see skipIfDemoRunning)
 
   before(async function () {
-    if (readVmState() || (await listNetns()).includes(VM_UNDERLAY_NS)) await execCapture(PODNET, ['demo', 'down']);
+    await skipIfDemoRunning(this);
+    ours = true;
     const up = await execCapture(PODNET, ['demo', 'up', '--vms', '2', '--pods', '2'], 1_500_000);
     upOut = up.stdout + up.stderr;
     // Figures of the run, for the log (not asserted).
@@ -48,7 +51,7 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
   });
 
   after(async () => {
-    await execCapture(PODNET, ['demo', 'down']);
+    if (ours) await execCapture(PODNET, ['demo', 'down']);
   });
 
   it('says which acceleration it chose and shows every VM boot to a serving daemon', () => {
@@ -165,12 +168,16 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
 
 describe('podnet demo up --vms: a VM that does not come up in time', function () {
   this.timeout(600_000);
+  let ours = false;
+  before(async function () {
+    await skipIfDemoRunning(this);
+    ours = true;
+  });
   after(async () => {
-    await execCapture(PODNET, ['demo', 'down']);
+    if (ours) await execCapture(PODNET, ['demo', 'down']);
   });
 
   it('is reported with the tail of its console, and everything is removed', async () => {
-    if (readVmState() || (await listNetns()).includes(VM_UNDERLAY_NS)) await execCapture(PODNET, ['demo', 'down']);
     // No VM reaches a serving daemon within 1 s, with KVM or without.
     const up = await execCapture(PODNET, ['demo', 'up', '--vms', '1', '--accel', 'tcg', '--boot-timeout', '1'], 300_000);
     const all = up.stdout + up.stderr;
@@ -186,12 +193,16 @@ describe('podnet demo up --vms: a VM that does not come up in time', function ()
 
 describe('podnet demo exec on a namespace demo', function () {
   this.timeout(300_000);
+  let ours = false;
+  before(async function () {
+    await skipIfDemoRunning(this);
+    ours = true;
+  });
   after(async () => {
-    await execCapture(PODNET, ['demo', 'down']);
+    if (ours) await execCapture(PODNET, ['demo', 'down']);
   });
 
   it("runs a command in a demo host's namespace", async () => {
-    if ((await listNetns()).some((n) => n.startsWith(DEMO_PREFIX))) await execCapture(PODNET, ['demo', 'down']);
     const up = await execCapture(PODNET, ['demo', 'up', '--nodes', '1', '--pods', '1'], 240_000);
     expect(up.code, up.stdout + up.stderr).to.equal(0);
     const r = await demoExec('demo1', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
