@@ -2,7 +2,9 @@
 # Start-up of a VM of `podnet demo up --vms N` (installed as /etc/podnet-vm-rc by scripts/vm-image.sh,
 # run once by busybox init). Reads its settings from the kernel command line:
 #   podnet.name=vm1 podnet.ip=198.18.0.11/24 podnet.etcd=http://198.18.0.1:2379
-#   podnet.agent=7070 podnet.allow=198.18.0.1 podnet.token=HEX [podnet.lbpool=CIDR]
+#   podnet.agent=7070 podnet.allow=198.18.0.1 [podnet.lbpool=CIDR]
+# and the exec agent's token from QEMU's fw_cfg item opt/podnet/token (not the command line, which any
+# user of the host can read in qemu's, and any process of the VM in /proc/cmdline),
 # mounts what Linux needs, brings up eth0, starts the demo's exec agent and runs scripts/vm-node.sh
 # exactly as README.md tells a user on a real VM. Lines starting "podnet-vm:" on the console are the
 # stages the host shows.
@@ -19,16 +21,18 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 echo /sbin/modprobe > /proc/sys/kernel/modprobe
-name=$(arg name) ip=$(arg ip) etcd=$(arg etcd) agent=$(arg agent) allow=$(arg allow) token=$(arg token) pool=$(arg lbpool)
+name=$(arg name) ip=$(arg ip) etcd=$(arg etcd) agent=$(arg agent) allow=$(arg allow) pool=$(arg lbpool)
 hostname "$name"
 say "init $name ($(uname -r))"
-for m in virtio_net virtio_rng tun veth; do modprobe "$m" 2>/dev/null; done
+for m in virtio_net virtio_rng tun veth qemu_fw_cfg; do modprobe "$m" 2>/dev/null; done
 ip link set lo up
 i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 ip addr add "$ip" dev eth0 && ip link set eth0 up || say "eth0 failed"
 say "network eth0 $ip"
 mkdir -p /run/podnet-vm
-umask 077; echo "$token" > /run/podnet-vm/token; umask 022
+fw=/sys/firmware/qemu_fw_cfg/by_name/opt/podnet/token/raw
+# Without a token the agent does not start (agent.ts refuses a missing or short one): say so on the console.
+umask 077; cat "$fw" > /run/podnet-vm/token 2>/dev/null || say "no agent token (fw_cfg $fw): demo exec will not work"; umask 022
 node /opt/podnet/dist/src/demo/agent.js --listen "${ip%/*}:$agent" --allow "$allow" --token-file /run/podnet-vm/token \
   > /var/log/podnet-agent.log 2>&1 &
 cd /opt/podnet

@@ -19,7 +19,7 @@
  */
 import { createServer, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
-import { readFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { timingSafeEqual } from 'node:crypto';
 
 export const FRAME = { stdout: 1, stderr: 2, exit: 3, error: 4 } as const;
@@ -84,8 +84,14 @@ function serve(sock: Socket, token: Buffer, allow: string): void {
   sock.on('error', () => undefined);
 }
 
+/** Where commands run: the agent's home (/root in a demo VM), or / when it has none. */
+function commandDir(): string {
+  const home = process.env.HOME;
+  return home !== undefined && home !== '' && existsSync(home) ? home : '/';
+}
+
 function run(sock: Socket, argv: string[], env: Record<string, string>, stdinStart: Buffer): void {
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: '/root', env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: commandDir(), env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let done = false;
   child.stdout.on('data', (d: Buffer) => sock.write(frame(FRAME.stdout, d)));
   child.stderr.on('data', (d: Buffer) => sock.write(frame(FRAME.stderr, d)));
@@ -116,6 +122,8 @@ function main(args: string[]): void {
   const [host, port] = opt('--listen').split(':');
   const allow = opt('--allow');
   const token = Buffer.from(readFileSync(opt('--token-file'), 'utf8').trim());
+  // An empty token would match a request without one: refuse to serve at all.
+  if (token.length < 16) throw new Error(`agent: the token in ${opt('--token-file')} is missing or shorter than 16 characters`);
   const server = createServer({ allowHalfOpen: true }, (s) => serve(s, token, allow));
   server.listen(Number(port), host, () => {
     const msg = `podnet-vm: agent listening on ${host}:${port}\n`;

@@ -76,7 +76,14 @@ function secs(since: number): string {
   return `${((performance.now() - since) / 1000).toFixed(1)} s`;
 }
 
-function qemuArgs(image: string, accel: 'kvm' | 'tcg', opts: { memoryMb: number; cpus: number; console: string; append: string; disk: boolean; tap?: string; mac?: string; name: string }): string[] {
+/**
+ * Where a VM finds the agent's token: a QEMU fw_cfg item (the guest reads it from
+ * /sys/firmware/qemu_fw_cfg/by_name/<name>/raw, scripts/vm-rc.sh), filled from a 0600 file, so the token
+ * is on neither qemu's command line (world-readable on the host) nor the guest kernel's.
+ */
+export const TOKEN_FW_CFG = 'opt/podnet/token';
+
+function qemuArgs(image: string, accel: 'kvm' | 'tcg', opts: { memoryMb: number; cpus: number; console: string; append: string; disk: boolean; tap?: string; mac?: string; name: string; tokenFile?: string }): string[] {
   const a = [
     '-name', opts.name, '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     ...(accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']),
@@ -89,6 +96,7 @@ function qemuArgs(image: string, accel: 'kvm' | 'tcg', opts: { memoryMb: number;
   ];
   // snapshot=on: every VM writes to its own temporary overlay (in TMPDIR, our directory); the image stays as built.
   if (opts.disk) a.push('-drive', `file=${join(image, 'rootfs.ext4')},if=virtio,format=raw,snapshot=on`);
+  if (opts.tokenFile) a.push('-fw_cfg', `name=${TOKEN_FW_CFG},file=${opts.tokenFile}`);
   if (opts.tap) a.push('-netdev', `tap,id=n0,ifname=${opts.tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=n0,mac=${opts.mac}`);
   return a;
 }
@@ -250,6 +258,8 @@ export async function demoVmUp(opts: VmDemoOptions): Promise<void> {
     state.etcdPid = await startEtcd();
     writeState(state);
 
+    const tokenFile = join(VM_DIR, 'token');
+    writeFileSync(tokenFile, state.token, { mode: 0o600 });
     for (let i = 1; i <= opts.vms; i++) {
       const name = `vm${i}`;
       const rec: VmRecord = { name, ip: `198.18.0.${10 + i}`, tap: `${VM_PREFIX}tap${i}`, console: join(VM_DIR, `${name}.console`), pid: 0 };
@@ -257,11 +267,11 @@ export async function demoVmUp(opts: VmDemoOptions): Promise<void> {
       await ip(['link', 'set', rec.tap, 'master', 'br0', 'up'], VM_UNDERLAY_NS);
       const append = [
         `podnet.name=${name}`, `podnet.ip=${rec.ip}/24`, `podnet.etcd=http://${UNDERLAY_IP}:2379`,
-        `podnet.agent=${AGENT_PORT}`, `podnet.allow=${UNDERLAY_IP}`, `podnet.token=${state.token}`,
+        `podnet.agent=${AGENT_PORT}`, `podnet.allow=${UNDERLAY_IP}`,
       ].join(' ');
       const mac = `52:54:00:50:4e:${(i).toString(16).padStart(2, '0')}`;
       rec.pid = startQemu(
-        qemuArgs(state.image, acc.accel, { memoryMb: opts.memoryMb, cpus: opts.cpus, console: rec.console, append, disk: true, tap: rec.tap, mac, name: `${VM_PREFIX}${name}` }),
+        qemuArgs(state.image, acc.accel, { memoryMb: opts.memoryMb, cpus: opts.cpus, console: rec.console, append, disk: true, tap: rec.tap, mac, name: `${VM_PREFIX}${name}`, tokenFile }),
         join(VM_DIR, `${name}.qemu.log`),
         VM_UNDERLAY_NS,
       );

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execCapture, REPO_ROOT, type ExecResult } from '../../src/topology/topology.js';
 import { listNetns } from '../../src/netns/run.js';
@@ -141,6 +141,24 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
       }
     }
     expect([...seen].sort()).to.deep.equal(['vm1', 'vm2']);
+  });
+
+  it("keeps the agent's token off every command line, and the agent answers only with it", async () => {
+    const state = readVmState()!;
+    expect(state.token).to.match(/^[0-9a-f]{32}$/);
+    for (const v of state.vms) {
+      // qemu's command line is world-readable on the host; the guest's kernel command line in the VM.
+      const qemu = readFileSync(`/proc/${v.pid}/cmdline`, 'utf8');
+      expect(qemu, `${v.name}'s qemu`).to.include('opt/podnet/token').and.not.include(state.token);
+      const cmdline = await ok(v.name, ['cat', '/proc/cmdline']);
+      expect(cmdline, `${v.name}'s /proc/cmdline`).to.include(`podnet.name=${v.name}`).and.not.include(state.token);
+    }
+    const client = join(REPO_ROOT, 'dist/src/demo/agent-client.js');
+    for (const token of ['', 'f'.repeat(32)]) {
+      const r = await execCapture('env', [`PODNET_AGENT_TOKEN=${token}`, 'nsenter', `--net=/run/netns/${state.underlayNs}`, '--', process.execPath, client, state.vms[0]!.ip, String(state.agentPort), '--', 'true']);
+      expect(r.code, `token ${JSON.stringify(token)}`).to.equal(255);
+      expect(r.stderr).to.include('agent: wrong token');
+    }
   });
 
   it('demo down leaves no VM process, tap, bridge, namespace or file behind', async () => {
