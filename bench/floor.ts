@@ -43,7 +43,8 @@ plain devices and with podnet's) and through the kernel (flannel-style VXLAN), i
   --duration S   seconds of the TCP run (default 10)
   --out FILE     JSON output (default bench/results/floor.json)
   --podnet-config JSON   merged into both podnet daemons' configs, for an A/B run of one setting
-  --node-args ARGS       arguments for node when it starts each podnet daemon (with =, as in npm run bench)
+  --node-args ARGS       arguments for node when it starts each podnet daemon and each Node relay (with =,
+                         as in npm run bench)
 `;
 
 interface Options {
@@ -99,7 +100,7 @@ interface RelaySpec {
 const RELAY_PORT = 8472;
 const RELAY_MTU = 1450;
 
-function relaySpecs(cBinary: string): RelaySpec[] {
+function relaySpecs(cBinary: string, nodeArgs: string[]): RelaySpec[] {
   return [
     {
       kind: 'relay',
@@ -111,14 +112,14 @@ function relaySpecs(cBinary: string): RelaySpec[] {
     {
       kind: 'relay-node',
       tapPrefix: 'rn',
-      command: [process.execPath, join(REPO_ROOT, 'dist', 'bench', 'floor', 'relay-node.js')],
+      command: [process.execPath, ...nodeArgs, join(REPO_ROOT, 'dist', 'bench', 'floor', 'relay-node.js')],
       hosts: { n1: '198.18.0.33', n2: '198.18.0.34' },
       pods: { a1: { host: 'n1', ip: '10.247.0.10' }, a2: { host: 'n1', ip: '10.247.0.11' }, b1: { host: 'n2', ip: '10.247.0.20' } },
     },
     {
       kind: 'relay-node-io',
       tapPrefix: 'ri',
-      command: [process.execPath, join(REPO_ROOT, 'dist', 'bench', 'floor', 'relay-node.js'), '--podnet-io'],
+      command: [process.execPath, ...nodeArgs, join(REPO_ROOT, 'dist', 'bench', 'floor', 'relay-node.js'), '--podnet-io'],
       hosts: { m1: '198.18.0.35', m2: '198.18.0.36' },
       pods: { a1: { host: 'm1', ip: '10.248.0.10' }, a2: { host: 'm1', ip: '10.248.0.11' }, b1: { host: 'm2', ip: '10.248.0.20' } },
     },
@@ -217,7 +218,7 @@ async function main(): Promise<number> {
     const podnet = await buildPodnet(t, opts.podnetConfig, opts.nodeArgs);
     const kernel = await buildKernel(t);
     const relays: Cluster[] = [];
-    for (const spec of relaySpecs(bin)) relays.push(await buildRelay(t, spec));
+    for (const spec of relaySpecs(bin, opts.nodeArgs)) relays.push(await buildRelay(t, spec));
     const clusters: Cluster[] = [podnet, ...relays, kernel];
     for (const c of clusters) await waitReachable(c);
     await checkIsolated(podnet, kernel);
@@ -288,7 +289,7 @@ async function main(): Promise<number> {
   mkdirSync(dirname(opts.out), { recursive: true });
   writeFileSync(
     opts.out,
-    JSON.stringify({ benchmark: 'floor', startedAt: started.toISOString(), argv: process.argv.slice(2), options: opts, git: gitInfo(REPO_ROOT), machine, relays: relaySpecs('relay').map(({ kind, hosts, pods }) => ({ kind, hosts, pods })), summary, runs }, null, 2) + '\n',
+    JSON.stringify({ benchmark: 'floor', startedAt: started.toISOString(), argv: process.argv.slice(2), options: opts, git: gitInfo(REPO_ROOT), machine, relays: relaySpecs('relay', opts.nodeArgs).map(({ kind, hosts, pods }) => ({ kind, hosts, pods })), summary, runs }, null, 2) + '\n',
   );
   log(`results: ${opts.out}`);
   const failed = runs.filter((x) => x.error !== undefined);
