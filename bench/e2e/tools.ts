@@ -6,6 +6,9 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runIn, startServer } from './proc.js';
+import { median, percentile } from '../stats.js';
+
+export { median, percentile };
 
 export interface Endpoint {
   /** Pod name inside its cluster (a1, a2, b1). */
@@ -114,20 +117,6 @@ export interface PingResult {
   maxMs: number;
   /** Replies slower than 1 ms and 5x the median (first 50), with their sequence numbers: spikes or a pattern. */
   slow: Array<{ seq: number; ms: number }>;
-}
-
-/** Nearest-rank percentile of sorted values. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
-}
-
-export function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** `count` echo requests 10 ms apart; the per-reply `time=` values give the median and the p99. */

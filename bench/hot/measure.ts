@@ -23,6 +23,9 @@
  * timed runs is reported too: 0 B/packet should come with 0 scavenges.
  */
 import v8 from 'node:v8';
+import { median } from '../stats.js';
+
+export { median };
 
 export const gcExposed = typeof globalThis.gc === 'function';
 
@@ -97,13 +100,6 @@ export function bracket(body: () => void): Bracket {
   const b = rawBracket(body);
   b.heapBytes -= bracketOverhead;
   return b;
-}
-
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export interface RunOptions {
