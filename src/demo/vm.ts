@@ -81,7 +81,7 @@ function secs(since: number): string {
  * /sys/firmware/qemu_fw_cfg/by_name/<name>/raw, scripts/vm-rc.sh), filled from a 0600 file, so the token
  * is on neither qemu's command line (world-readable on the host) nor the guest kernel's.
  */
-export const TOKEN_FW_CFG = 'opt/podnet/token';
+const TOKEN_FW_CFG = 'opt/podnet/token';
 
 function qemuArgs(image: string, accel: 'kvm' | 'tcg', opts: { memoryMb: number; cpus: number; console: string; append: string; disk: boolean; tap?: string; mac?: string; name: string; tokenFile?: string }): string[] {
   const a = [

@@ -1,6 +1,10 @@
+import { join } from 'node:path';
 import { listNetns } from '../../src/netns/run.js';
+import { execCapture, REPO_ROOT } from '../../src/topology/topology.js';
 import { DEMO_PREFIX } from '../../src/demo/demo.js';
 import { readVmState, VM_UNDERLAY_NS } from '../../src/demo/vm.js';
+
+const PODNET = join(REPO_ROOT, 'bin/podnet');
 
 /**
  * A demo someone runs on this machine (`podnet demo up`, with or without `--vms`), or undefined.
@@ -15,10 +19,22 @@ export async function runningDemo(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Skips the suite of `ctx` when a demo is up, with a line saying why; returns whether it skipped. */
-export async function skipIfDemoRunning(ctx: Mocha.Context): Promise<void> {
-  const running = await runningDemo();
-  if (running === undefined) return;
-  process.stdout.write(`      skipped: ${running}; this test would take it down (podnet demo down, then run it again)\n`);
-  ctx.skip();
+/**
+ * The hooks of a suite that brings up its own demo: before anything else the suite skips (saying why)
+ * when a demo is already up, and after it `podnet demo down` runs only if the suite did not skip, so a
+ * user's demo is never taken down. Call at the top of the `describe`, before the suite's own hooks.
+ */
+export function ownDemoOnly(): void {
+  let ours = false;
+  before(async function () {
+    const running = await runningDemo();
+    if (running !== undefined) {
+      process.stdout.write(`      skipped: ${running}; this test would take it down (podnet demo down, then run it again)\n`);
+      this.skip();
+    }
+    ours = true;
+  });
+  after(async () => {
+    if (ours) await execCapture(PODNET, ['demo', 'down']);
+  });
 }

@@ -1,10 +1,23 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { REPO_ROOT, type Topology } from '../../src/topology/topology.js';
 
 export const NETTOOL = join(REPO_ROOT, 'test/fixtures/nettool.mjs');
 export const RAWSEND = join(REPO_ROOT, 'test/fixtures/rawsend.py');
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for port 0). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 /** Resolves with the promise's value, or `fallback` after `ms`; the timer never outlives the race. */
 export async function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {

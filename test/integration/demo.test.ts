@@ -4,22 +4,13 @@ import { join } from 'node:path';
 import { execCapture, REPO_ROOT } from '../../src/topology/topology.js';
 import { listNetns } from '../../src/netns/run.js';
 import { DEMO_PREFIX } from '../../src/demo/demo.js';
-import { skipIfDemoRunning } from '../helpers/demo.js';
+import { ownDemoOnly } from '../helpers/demo.js';
 
 const PODNET = join(REPO_ROOT, 'bin/podnet');
 
 describe('podnet demo up / down', function () {
   this.timeout(300_000);
-  let ours = false; // the demo is this test's to take down (never a user's: see skipIfDemoRunning)
-
-  before(async function () {
-    await skipIfDemoRunning(this);
-    ours = true;
-  });
-
-  after(async () => {
-    if (ours) await execCapture(PODNET, ['demo', 'down']);
-  });
+  ownDemoOnly();
 
   it('builds a working multi-host cluster and removes all of it', async () => {
     const up = await execCapture(PODNET, ['demo', 'up', '--nodes', '2', '--pods', '2'], 240_000);

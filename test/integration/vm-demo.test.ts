@@ -6,7 +6,7 @@ import { listNetns } from '../../src/netns/run.js';
 import { readVmState, VM_DIR, VM_PREFIX, VM_UNDERLAY_NS } from '../../src/demo/vm.js';
 import { DEMO_PREFIX } from '../../src/demo/demo.js';
 import { processAlive } from '../../src/util/process.js';
-import { skipIfDemoRunning } from '../helpers/demo.js';
+import { ownDemoOnly } from '../helpers/demo.js';
 
 const PODNET = join(REPO_ROOT, 'bin/podnet');
 
@@ -34,11 +34,9 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
   this.timeout(1_800_000);
   let pods: Pod[] = [];
   let upOut = '';
-  let ours = false; // the demo is this test's to take down (never a user's: see skipIfDemoRunning)
+  ownDemoOnly();
 
   before(async function () {
-    await skipIfDemoRunning(this);
-    ours = true;
     const up = await execCapture(PODNET, ['demo', 'up', '--vms', '2', '--pods', '2'], 1_500_000);
     upOut = up.stdout + up.stderr;
     // Figures of the run, for the log (not asserted).
@@ -48,10 +46,6 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
       const list = JSON.parse(await ok(vm, ['podnet', 'pod', 'list', '--json'])) as Pod[];
       pods.push(...list.map((p) => ({ name: p.name, node: vm, ip: p.ip, netns: p.netns })));
     }
-  });
-
-  after(async () => {
-    if (ours) await execCapture(PODNET, ['demo', 'down']);
   });
 
   it('says which acceleration it chose and shows every VM boot to a serving daemon', () => {
@@ -186,14 +180,7 @@ describe('podnet demo up --vms 2: a cluster of QEMU VMs', function () {
 
 describe('podnet demo up --vms: a VM that does not come up in time', function () {
   this.timeout(600_000);
-  let ours = false;
-  before(async function () {
-    await skipIfDemoRunning(this);
-    ours = true;
-  });
-  after(async () => {
-    if (ours) await execCapture(PODNET, ['demo', 'down']);
-  });
+  ownDemoOnly();
 
   it('is reported with the tail of its console, and everything is removed', async () => {
     // No VM reaches a serving daemon within 1 s, with KVM or without.
@@ -211,14 +198,7 @@ describe('podnet demo up --vms: a VM that does not come up in time', function ()
 
 describe('podnet demo exec on a namespace demo', function () {
   this.timeout(300_000);
-  let ours = false;
-  before(async function () {
-    await skipIfDemoRunning(this);
-    ours = true;
-  });
-  after(async () => {
-    if (ours) await execCapture(PODNET, ['demo', 'down']);
-  });
+  ownDemoOnly();
 
   it("runs a command in a demo host's namespace", async () => {
     const up = await execCapture(PODNET, ['demo', 'up', '--nodes', '1', '--pods', '1'], 240_000);

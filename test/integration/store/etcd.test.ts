@@ -4,7 +4,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -15,19 +14,9 @@ import type { ClusterStore } from '../../../src/store/types.js';
 import { runConformance } from '../../unit/store/conformance.js';
 import { Child } from '../../unit/store/fixtures/spawn.js';
 import { silentLogger, waitFor } from '../../unit/store/helpers.js';
+import { freePort } from '../../helpers/net.js';
 
 const DEADLINE = 30_000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function etcdBinary(): string | undefined {
   const r = spawnSync('sh', ['-c', 'command -v etcd'], { encoding: 'utf8' });

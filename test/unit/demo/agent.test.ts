@@ -1,26 +1,15 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execCapture, REPO_ROOT } from '../../../src/topology/topology.js';
+import { freePort } from '../../helpers/net.js';
 
 // The demo VMs' exec agent (src/demo/agent.ts) and its client, on loopback: no VM, no root.
 const AGENT = join(REPO_ROOT, 'dist/src/demo/agent.js');
 const CLIENT = join(REPO_ROOT, 'dist/src/demo/agent-client.js');
 const TOKEN = '0123456789abcdef0123456789abcdef';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts the agent; resolves once it listens, or with its exit code and output if it exits first. */
 function startAgent(tokenFile: string, port: number): Promise<{ child: ChildProcess; exit?: number; output: string }> {
